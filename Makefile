@@ -1,0 +1,38 @@
+# Two entry points: `make demo` and `make test`. Both create .venv and install what they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export FRACTALSYNC_HOME ?= $(HOME)/.cache/fractalsync
+
+.PHONY: demo test bench lint sysdeps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.core: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	bash scripts/sysdeps.sh
+	$(BIN)/python -m pip install -q -e '.[dev,live]'
+	touch $@ $(VENV)/.core
+
+sysdeps:
+	bash scripts/sysdeps.sh
+
+demo: $(VENV)/.core
+	$(BIN)/python examples/frontend_demo.py --out demo_output/frontend.png
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.dev
+	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-columns=min,median,max,mean,rounds -q
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache .benchmarks
