@@ -112,9 +112,9 @@ def log_filterbank(
     for start, centre, stop in zip(bins[:-2], bins[1:-1], bins[2:], strict=True):
         if stop - start < 2:
             centre, stop = start, start + 1
-        tri = np.concatenate(
-            [np.arange(centre - start) / (centre - start), 1.0 - np.arange(stop - centre) / (stop - centre)]
-        )
+        rise = np.arange(centre - start) / max(centre - start, 1)
+        fall = 1.0 - np.arange(stop - centre) / (stop - centre)
+        tri = np.concatenate([rise, fall])
         idx = np.arange(start, stop)
         keep = tri > 0
         entries.append(idx[keep])

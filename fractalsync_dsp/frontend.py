@@ -48,6 +48,14 @@ MAX_ABS_SAMPLE = 1e30
 _CHUNK = 2048  # frames per FFT batch in batch mode: bounds memory for long files
 
 
+@njit(cache=True, inline="always")
+def _magnitude(z):
+    """|z| of a complex64 as float32, squared in float64 so that no finite input overflows."""
+    re = np.float64(z.real)
+    im = np.float64(z.imag)
+    return np.float32(np.sqrt(re * re + im * im))
+
+
 @njit(cache=True)
 def _bands_log_diff(spec, indptr, bins, weights, prev, started, out, mags):
     """Filterbank + log10(1+x) + positive difference for a run of consecutive frames.
@@ -64,12 +72,12 @@ def _bands_log_diff(spec, indptr, bins, weights, prev, started, out, mags):
         if keep_mags:
             for k in range(mags.shape[1]):
                 z = spec[t, k]
-                mags[t, k] = np.float32(np.sqrt(z.real * z.real + z.imag * z.imag))
+                mags[t, k] = _magnitude(z)
         for b in range(n_bands):
             acc = np.float32(0.0)
             for e in range(indptr[b], indptr[b + 1]):
                 z = spec[t, bins[e]]
-                acc += weights[e] * np.float32(np.sqrt(z.real * z.real + z.imag * z.imag))
+                acc += weights[e] * _magnitude(z)
             value = np.float32(np.log10(np.float32(1.0) + acc))
             diff = value - prev[b] if started[0] else np.float32(0.0)
             out[t, b] = value
@@ -96,6 +104,13 @@ def _as_samples(x) -> np.ndarray:
             f"sample {i} is {arr[i]!r}: samples must be finite with magnitude <= {MAX_ABS_SAMPLE:g}"
         )
     return arr
+
+
+def _complete_frames(buf: np.ndarray) -> np.ndarray:
+    """(k, FRAME) read-only view of every complete frame starting at 0, HOP, 2*HOP, ... of buf."""
+    if buf.shape[0] < FRAME:
+        return buf[:0].reshape(0, FRAME)
+    return sliding_window_view(buf, FRAME)[::HOP]
 
 
 class BeatNetFrontEnd:
@@ -151,7 +166,7 @@ class BeatNetFrontEnd:
         n_frames = -(-samples.shape[0] // HOP)
         padded = np.zeros((n_frames - 1) * HOP + FRAME if n_frames else 0, dtype=np.float32)
         padded[LAG_SAMPLES : LAG_SAMPLES + samples.shape[0]] = samples
-        frames = sliding_window_view(padded, FRAME)[::HOP] if n_frames else padded.reshape(0, FRAME)
+        frames = _complete_frames(padded)
         mags = np.empty((n_frames, N_BINS), np.float32) if return_magnitudes else self._empty_mags
         prev = np.zeros(N_BANDS, dtype=np.float32)
         out = self._run(frames, prev, np.zeros(1, dtype=np.uint8), mags)
@@ -188,8 +203,8 @@ class BeatNetFrontEnd:
         return result
 
     def _emit(self, buf: np.ndarray, return_magnitudes: bool):
-        n_frames = (buf.shape[0] - FRAME) // HOP + 1 if buf.shape[0] >= FRAME else 0
-        frames = sliding_window_view(buf, FRAME)[::HOP][:n_frames] if n_frames else buf[:0].reshape(0, FRAME)
+        frames = _complete_frames(buf)
+        n_frames = frames.shape[0]
         mags = np.empty((n_frames, N_BINS), np.float32) if return_magnitudes else self._empty_mags
         out = self._run(frames, self._prev, self._started, mags)
         self._tail = buf[n_frames * HOP :].copy()
