@@ -1,0 +1,389 @@
+"""Convert BeatNet's pretrained CRNN weights to stateful ONNX models, without torch.
+
+Source: the ``BeatNet-1.1.3-py3-none-any.whl`` wheel from the package index (downloaded
+with ``pip download --no-deps``, never installed). Its members
+``BeatNet/models/model_{1,2,3}_weights.pt`` are read with the restricted torch zip reader
+(:mod:`fractalsync_models.torch_zip`). The weights are CC BY 4.0: Heydari, Cwitkowitz,
+Duan, "BeatNet: CRNN and particle filtering for online joint beat downbeat and meter
+tracking", ISMIR 2021.
+
+Each model is written to ``<out>/beatnet_m{N}.onnx`` (default out: ``$FRACTALSYNC_HOME/models``)
+with a manifest ``beatnet_m{N}.json``; both are written atomically, and a re-run is a
+no-op while source wheel, converter version and model file still match the manifest.
+
+Graph (per frame, for every frame of every batch item): features (272) -> Conv1d(1->2, k=10)
+-> ReLU -> MaxPool(2) -> flatten channel-major (262) -> Linear(262->150) -> 2-layer LSTM
+(hidden 150, state h0/c0 [2,B,150]) -> Linear(150->3) -> softmax, order [beat, downbeat, no-beat].
+
+CLI: ``fractalsync-export-beatnet [--wheel PATH] [--model 1|2|3|all] [--out DIR] [--force]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .contract import load_contract, validate_onnx_model
+from .paths import models_dir, wheels_dir
+from .torch_zip import load_state_dict
+
+CONVERTER_VERSION = "1"
+OPSET = 17
+BEATNET_VERSION = "1.1.3"
+WHEEL_NAME = f"BeatNet-{BEATNET_VERSION}-py3-none-any.whl"
+WHEEL_SHA256 = "1ecfa17bdcbe899975a88bdb6efebd6970d846a4f3b6cfd5c6f320647c641c7e"
+VARIANTS = (1, 2, 3)
+HIDDEN = 150
+N_FEATURES = 272
+ATTRIBUTION = (
+    "BeatNet CRNN weights by Mojtaba Heydari, Frank Cwitkowitz and Zhiyao Duan "
+    '("BeatNet", ISMIR 2021), CC BY 4.0, from BeatNet 1.1.3; converted to ONNX by FractalSync.'
+)
+
+EXPECTED_SHAPES = {
+    "conv1.weight": (2, 1, 10),
+    "conv1.bias": (2,),
+    "linear0.weight": (HIDDEN, 262),
+    "linear0.bias": (HIDDEN,),
+    **{
+        f"lstm.{kind}_l{layer}": shape
+        for layer in (0, 1)
+        for kind, shape in (
+            ("weight_ih", (4 * HIDDEN, HIDDEN)),
+            ("weight_hh", (4 * HIDDEN, HIDDEN)),
+            ("bias_ih", (4 * HIDDEN,)),
+            ("bias_hh", (4 * HIDDEN,)),
+        )
+    },
+    "linear.weight": (3, HIDDEN),
+    "linear.bias": (3,),
+}
+
+# PyTorch stacks the LSTM gates as (i, f, g, o); ONNX expects (i, o, f, c).
+_TORCH_TO_ONNX_GATES = (0, 3, 1, 2)
+
+
+class ExportError(RuntimeError):
+    """The BeatNet wheel could not be obtained or does not hold the expected weights."""
+
+
+def model_filename(variant: int) -> str:
+    """File name of converted model ``variant`` (1, 2 or 3): ``beatnet_m{variant}.onnx``."""
+    return f"beatnet_m{variant}.onnx"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def fetch_wheel(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Return the path of the cached BeatNet wheel, downloading it with pip if needed.
+
+    Runs ``<python> -m pip download --no-deps beatnet==1.1.3`` into ``cache_dir``
+    (default ``$FRACTALSYNC_HOME/wheels``) and checks the wheel's pinned sha256.
+    BeatNet is never installed. Raises :class:`ExportError` if pip fails.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else wheels_dir()
+    target = cache / WHEEL_NAME
+    if target.is_file() and _sha256(target) == WHEEL_SHA256:
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+        "--disable-pip-version-check", "--quiet", f"beatnet=={BEATNET_VERSION}",
+    ]  # fmt: skip
+    with tempfile.TemporaryDirectory(dir=cache, prefix=".download.") as tmp:
+        proc = subprocess.run([*cmd, "-d", tmp], capture_output=True, text=True)
+        got = Path(tmp) / WHEEL_NAME
+        if proc.returncode != 0 or not got.is_file():
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
+            raise ExportError(
+                f"could not download {WHEEL_NAME} ({' '.join(cmd)} -d {tmp} exited with "
+                f"{proc.returncode}):\n{tail}\n"
+                "Download it on a machine with network access and pass --wheel PATH."
+            )
+        digest = _sha256(got)
+        if digest != WHEEL_SHA256:
+            raise ExportError(
+                f"downloaded {WHEEL_NAME} has sha256 {digest}, expected {WHEEL_SHA256}"
+            )
+        os.replace(got, target)
+    return target
+
+
+def read_weights(wheel: str | os.PathLike, variant: int) -> dict[str, np.ndarray]:
+    """Read ``BeatNet/models/model_{variant}_weights.pt`` from the wheel as float32 arrays.
+
+    Checks the state dict's names and shapes; raises :class:`ExportError` on any mismatch.
+    """
+    member = f"BeatNet/models/model_{variant}_weights.pt"
+    try:
+        with zipfile.ZipFile(wheel) as whl:
+            data = whl.read(member)
+    except (zipfile.BadZipFile, KeyError, OSError) as exc:
+        raise ExportError(f"{wheel}: cannot read {member} ({exc})") from None
+    state = load_state_dict(data)
+    if set(state) != set(EXPECTED_SHAPES):
+        raise ExportError(
+            f"{wheel}:{member}: unexpected state dict keys "
+            f"(missing {sorted(set(EXPECTED_SHAPES) - set(state))}, "
+            f"extra {sorted(set(state) - set(EXPECTED_SHAPES))})"
+        )
+    for name, shape in EXPECTED_SHAPES.items():
+        if state[name].shape != shape or state[name].dtype != np.float32:
+            raise ExportError(
+                f"{wheel}:{member}: {name} is {state[name].dtype}{state[name].shape}, "
+                f"expected float32{shape}"
+            )
+    return state
+
+
+def _onnx_gates(w: np.ndarray) -> np.ndarray:
+    """Reorder the 4 stacked gate blocks (axis 0) from torch (i,f,g,o) to ONNX (i,o,f,c)."""
+    blocks = np.split(w, 4, axis=0)
+    return np.concatenate([blocks[k] for k in _TORCH_TO_ONNX_GATES], axis=0)
+
+
+def build_model(state: dict[str, np.ndarray], doc: str = ATTRIBUTION):
+    """Build the stateful BeatNet CRNN ``onnx.ModelProto`` from a checked state dict.
+
+    Inputs ``features [B,T,272]``, ``h0 [2,B,150]``, ``c0 [2,B,150]`` (float32);
+    outputs ``probs [B,T,3]`` (softmax, [beat, downbeat, no-beat]), ``hN``, ``cN``.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    f32 = np.float32
+    inits = {
+        "conv_w": state["conv1.weight"],
+        "conv_b": state["conv1.bias"],
+        "fc0_w": state["linear0.weight"],
+        "fc0_b": state["linear0.bias"],
+        "out_w_t": state["linear.weight"].T,
+        "out_b": state["linear.bias"],
+        "frame_shape": np.array([-1, 1, N_FEATURES], np.int64),
+        "hidden_dim": np.array([HIDDEN], np.int64),
+        "axis1": np.array([1], np.int64),
+    }
+    for layer in (0, 1):
+        inits[f"lstm{layer}_w"] = _onnx_gates(state[f"lstm.weight_ih_l{layer}"])[None]
+        inits[f"lstm{layer}_r"] = _onnx_gates(state[f"lstm.weight_hh_l{layer}"])[None]
+        biases = [state[f"lstm.bias_{kind}_l{layer}"] for kind in ("ih", "hh")]
+        inits[f"lstm{layer}_b"] = np.concatenate([_onnx_gates(b) for b in biases])[None]
+    initializer = [
+        numpy_helper.from_array(np.ascontiguousarray(v, v.dtype if v.dtype == np.int64 else f32), k)
+        for k, v in inits.items()
+    ]
+    node = helper.make_node
+    nodes = [
+        # per-frame front: [B,T,272] -> [B*T,1,272] -> conv/relu/pool -> [B*T,262] -> [B*T,150]
+        node("Shape", ["features"], ["bt"], start=0, end=2),
+        node("Reshape", ["features", "frame_shape"], ["frames"]),
+        node("Conv", ["frames", "conv_w", "conv_b"], ["conv"], kernel_shape=[10]),
+        node("Relu", ["conv"], ["conv_relu"]),
+        node("MaxPool", ["conv_relu"], ["pool"], kernel_shape=[2], strides=[2]),
+        node("Flatten", ["pool"], ["pool_flat"], axis=1),
+        node("Gemm", ["pool_flat", "fc0_w", "fc0_b"], ["emb"], transB=1),
+        node("Concat", ["bt", "hidden_dim"], ["bt_hidden"], axis=0),
+        node("Reshape", ["emb", "bt_hidden"], ["emb_bt"]),
+        node("Transpose", ["emb_bt"], ["seq0"], perm=[1, 0, 2]),
+        # two stacked unidirectional LSTM layers, time-major [T,B,150]
+        node("Split", ["h0"], ["h0_l0", "h0_l1"], axis=0),
+        node("Split", ["c0"], ["c0_l0", "c0_l1"], axis=0),
+    ]
+    for layer in (0, 1):
+        nodes += [
+            node(
+                "LSTM",
+                [f"seq{layer}", f"lstm{layer}_w", f"lstm{layer}_r", f"lstm{layer}_b", "",
+                 f"h0_l{layer}", f"c0_l{layer}"],
+                [f"y{layer}", f"hN_l{layer}", f"cN_l{layer}"],
+                hidden_size=HIDDEN,
+                direction="forward",
+            ),
+            node("Squeeze", [f"y{layer}", "axis1"], [f"seq{layer + 1}"]),
+        ]  # fmt: skip
+    nodes += [
+        node("MatMul", ["seq2", "out_w_t"], ["logits_nb"]),
+        node("Add", ["logits_nb", "out_b"], ["logits"]),
+        node("Softmax", ["logits"], ["probs_tb"], axis=-1),
+        node("Transpose", ["probs_tb"], ["probs"], perm=[1, 0, 2]),
+        node("Concat", ["hN_l0", "hN_l1"], ["hN"], axis=0),
+        node("Concat", ["cN_l0", "cN_l1"], ["cN"], axis=0),
+    ]
+    fl = TensorProto.FLOAT
+    state_shape = [2, "B", HIDDEN]
+    graph = helper.make_graph(
+        nodes,
+        "beatnet_crnn",
+        inputs=[
+            helper.make_tensor_value_info("features", fl, ["B", "T", N_FEATURES]),
+            helper.make_tensor_value_info("h0", fl, state_shape),
+            helper.make_tensor_value_info("c0", fl, state_shape),
+        ],
+        outputs=[
+            helper.make_tensor_value_info("probs", fl, ["B", "T", 3]),
+            helper.make_tensor_value_info("hN", fl, state_shape),
+            helper.make_tensor_value_info("cN", fl, state_shape),
+        ],
+        initializer=initializer,
+        doc_string=doc,
+    )
+    opsets = [helper.make_opsetid("", OPSET)]
+    model = helper.make_model(
+        graph,
+        opset_imports=opsets,
+        ir_version=helper.find_min_ir_version_for(opsets),
+        producer_name="fractalsync-export-beatnet",
+        producer_version=CONVERTER_VERSION,
+        doc_string=doc,
+    )
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def _parse_variants(models) -> tuple[int, ...]:
+    if models == "all":
+        return VARIANTS
+    items = (models,) if isinstance(models, (int, str)) else tuple(models)
+    try:
+        variants = tuple(int(m) for m in items)
+    except (TypeError, ValueError):
+        variants = ()
+    if not variants or any(v not in VARIANTS for v in variants):
+        raise ValueError(f"models must be a subset of {VARIANTS} or 'all', got {models!r}")
+    return tuple(dict.fromkeys(variants))
+
+
+def _manifest_ok(manifest: Path, model: Path, wheel_sha: str) -> bool:
+    try:
+        info = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(info, dict)
+        and info.get("converter_version") == CONVERTER_VERSION
+        and info.get("source_wheel_sha256") == wheel_sha
+        and model.is_file()
+        and info.get("model_sha256") == _sha256(model)
+    )
+
+
+def _export(
+    wheel: str | os.PathLike | None,
+    models: int | str | Iterable[int],
+    out_dir: str | os.PathLike | None,
+    force: bool,
+) -> list[tuple[Path, bool]]:
+    variants = _parse_variants(models)
+    out = Path(out_dir) if out_dir is not None else models_dir()
+    wheel_path = Path(wheel) if wheel is not None else None
+    if wheel_path is not None and not wheel_path.is_file():
+        raise ExportError(f"wheel {wheel_path}: no such file")
+    wheel_sha = _sha256(wheel_path) if wheel_path is not None else WHEEL_SHA256
+    todo = [
+        v
+        for v in variants
+        if force
+        or not _manifest_ok(out / f"beatnet_m{v}.json", out / model_filename(v), wheel_sha)
+    ]
+    if todo:
+        out.mkdir(parents=True, exist_ok=True)
+        wheel_path = wheel_path if wheel_path is not None else fetch_wheel()
+        contract = load_contract()
+    for v in todo:
+        state = read_weights(wheel_path, v)
+        model = build_model(state, doc=f"{ATTRIBUTION} Variant {v} (model_{v}_weights.pt).")
+        validate_onnx_model(model, "beatnet_crnn", contract)
+        data = model.SerializeToString()
+        target = out / model_filename(v)
+        _atomic_write(target, data)
+        manifest = {
+            "model": target.name,
+            "variant": v,
+            "source_wheel": wheel_path.name,
+            "source_wheel_sha256": wheel_sha,
+            "source_member": f"BeatNet/models/model_{v}_weights.pt",
+            "model_sha256": hashlib.sha256(data).hexdigest(),
+            "converter_version": CONVERTER_VERSION,
+            "opset": OPSET,
+            "contract_version": contract["version"],
+            "license": ATTRIBUTION,
+        }
+        text = json.dumps(manifest, indent=2) + "\n"
+        _atomic_write(out / f"beatnet_m{v}.json", text.encode("utf-8"))
+    return [(out / model_filename(v), v in todo) for v in variants]
+
+
+def export_beatnet(
+    wheel: str | os.PathLike | None = None,
+    models: int | str | Iterable[int] = VARIANTS,
+    out_dir: str | os.PathLike | None = None,
+    force: bool = False,
+) -> list[Path]:
+    """Convert BeatNet CRNN variants to ONNX; return the model paths (in ``models`` order).
+
+    Parameters
+    ----------
+    wheel : path of ``BeatNet-1.1.3-py3-none-any.whl``; default: download it with pip into
+        ``$FRACTALSYNC_HOME/wheels`` (only when a model actually needs converting).
+    models : variants to convert, a subset of (1, 2, 3), a single int, or ``"all"``.
+    out_dir : output directory; default ``$FRACTALSYNC_HOME/models``.
+    force : convert even if the manifest says the model is up to date.
+    """
+    return [path for path, _ in _export(wheel, models, out_dir, force)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point ``fractalsync-export-beatnet``; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="fractalsync-export-beatnet",
+        description="Convert BeatNet's pretrained CRNN weights (CC BY 4.0) to ONNX, without torch.",
+    )
+    parser.add_argument("--wheel", help=f"local {WHEEL_NAME} (default: pip download into cache)")
+    parser.add_argument(
+        "--model", default="all", choices=["1", "2", "3", "all"], help="variant (default: all)"
+    )
+    parser.add_argument("--out", help="output directory (default: $FRACTALSYNC_HOME/models)")
+    parser.add_argument("--force", action="store_true", help="convert even if up to date")
+    args = parser.parse_args(argv)
+    try:
+        results = _export(args.wheel, args.model, args.out, args.force)
+    except (ExportError, ValueError, OSError) as exc:
+        print(f"fractalsync-export-beatnet: error: {exc}", file=sys.stderr)
+        return 1
+    for path, written in results:
+        print(f"{path}: {'written' if written else 'up to date'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
