@@ -1,0 +1,199 @@
+"""Runtime wrapper of the converted BeatNet CRNN (ONNX, onnxruntime on one thread).
+
+``BeatNetCRNN.run`` processes a whole feature sequence (offline), ``step`` one 20 ms
+frame at a time carrying the LSTM state (online), ``reset`` returns to the zero state.
+Outputs are softmax probabilities in the contract's order ``[beat, downbeat, no-beat]``.
+
+Design notes (measured, see benchmarks/bench_crnn.py): onnxruntime's IOBinding with
+preallocated outputs was *slower* per step than a plain ``run`` with preallocated input
+buffers on this model (about 63 vs 43 µs median), so plain ``run`` is used.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .contract import ContractError, load_contract, validate_onnx_model
+from .export_beatnet import VARIANTS, model_filename
+from .paths import models_dir
+
+N_FEATURES = 272
+N_LAYERS = 2
+HIDDEN = 150
+_OUTPUTS = ["probs", "hN", "cN"]
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A converted model file does not exist; the message gives the command that creates it."""
+
+
+def _finite_or_raise(x: np.ndarray, what: str, finite: np.ndarray | None = None) -> None:
+    ok = np.isfinite(x, out=finite) if finite is not None else np.isfinite(x)
+    if not ok.all():
+        idx = tuple(int(i) for i in np.argwhere(~ok)[0])
+        raise ValueError(f"{what} must be finite: element {idx} is {x[idx]}")
+
+
+class BeatNetCRNN:
+    """Stateful BeatNet CRNN: 272 features per 20 ms frame -> [beat, downbeat, no-beat].
+
+    Parameters
+    ----------
+    variant : 1, 2 or 3 (BeatNet's models trained without GTZAN, Ballroom, Rock); the file
+        is ``$FRACTALSYNC_HOME/models/beatnet_m{variant}.onnx``.
+    path : explicit ``.onnx`` path instead of ``variant``.
+    contract : contract dict to validate against (default: the packaged v1).
+
+    Raises :class:`ModelNotFoundError` (with the command that creates the model) if the
+    file is missing, :class:`~fractalsync_models.contract.ContractError` if it does not
+    satisfy ``models.beatnet_crnn`` of the contract.
+
+    The session runs on one intra-op thread with sequential execution. ``step`` writes
+    into preallocated input and state buffers.
+    """
+
+    def __init__(
+        self,
+        variant: int = 1,
+        path: str | os.PathLike | None = None,
+        contract: dict | None = None,
+    ):
+        import onnxruntime as ort
+
+        if path is None:
+            if variant not in VARIANTS:
+                raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+            path = models_dir() / model_filename(variant)
+            hint = f"fractalsync-export-beatnet --model {variant}"
+        else:
+            hint = "fractalsync-export-beatnet --model N --out DIR"
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelNotFoundError(
+                f"BeatNet CRNN model not found: {self.path}. Create it with: {hint}"
+            )
+        contract = load_contract() if contract is None else contract
+        validate_onnx_model(self.path, "beatnet_crnn", contract)
+        self.output_order = tuple(contract["models"]["beatnet_crnn"]["output_order"])
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(
+                str(self.path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ContractError(f"{self.path}: onnxruntime cannot load the model: {exc}") from None
+
+        self._frame = np.zeros((1, 1, N_FEATURES), np.float32)
+        self._finite = np.zeros(N_FEATURES, bool)
+        self._h = np.zeros((N_LAYERS, 1, HIDDEN), np.float32)
+        self._c = np.zeros((N_LAYERS, 1, HIDDEN), np.float32)
+        self._feeds = {"features": self._frame, "h0": self._h, "c0": self._c}
+
+    def __repr__(self) -> str:
+        return f"BeatNetCRNN(path={str(self.path)!r})"
+
+    # ----------------------------------------------------------------------- state
+
+    def reset(self) -> None:
+        """Return the LSTM state to zeros (a fresh stream)."""
+        self._h.fill(0.0)
+        self._c.fill(0.0)
+
+    @property
+    def state(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copy of the LSTM state ``(h, c)``, each float32 of shape (2, 150) (layer, unit)."""
+        return self._h[:, 0].copy(), self._c[:, 0].copy()
+
+    @state.setter
+    def state(self, value) -> None:
+        h, c = self._check_state(value)
+        self._h[...] = h
+        self._c[...] = c
+
+    @staticmethod
+    def _check_state(value) -> tuple[np.ndarray, np.ndarray]:
+        """Validate a ``(h, c)`` pair of shape (2, 150) or (2, 1, 150); return (2, 1, 150) f32."""
+        if not (isinstance(value, (tuple, list)) and len(value) == 2):
+            raise TypeError("state must be a pair (h, c) of arrays of shape (2, 150)")
+        out = []
+        for name, a in zip(("h", "c"), value, strict=True):
+            a = np.asarray(a)
+            if a.dtype.kind != "f":
+                raise TypeError(f"state {name}: expected a float array, got dtype {a.dtype}")
+            if a.shape not in ((N_LAYERS, HIDDEN), (N_LAYERS, 1, HIDDEN)):
+                raise ValueError(f"state {name}: expected shape (2, 150), got {a.shape}")
+            a = a.astype(np.float32).reshape(N_LAYERS, 1, HIDDEN)
+            _finite_or_raise(a, f"state {name}")
+            out.append(a)
+        return out[0], out[1]
+
+    # ----------------------------------------------------------------------- inference
+
+    def step(self, frame, out: np.ndarray | None = None) -> np.ndarray:
+        """Process one frame, carrying the LSTM state.
+
+        Parameters
+        ----------
+        frame : (272,) float features of one 20 ms frame (float64 is cast to float32).
+        out : optional (3,) float32 array to write into (avoids allocating the result).
+
+        Returns (3,) float32 probabilities [beat, downbeat, no-beat]. Raises ValueError for
+        a wrong shape or a non-finite value (the state is then left unchanged), TypeError
+        for a non-float dtype.
+        """
+        frame = np.asarray(frame)
+        if frame.shape != (N_FEATURES,):
+            raise ValueError(f"frame: expected shape ({N_FEATURES},), got {frame.shape}")
+        if frame.dtype.kind != "f":
+            raise TypeError(f"frame: expected float features, got dtype {frame.dtype}")
+        buf = self._frame[0, 0]
+        np.copyto(buf, frame, casting="same_kind")
+        _finite_or_raise(buf, "frame", self._finite)
+        probs, h, c = self._session.run(_OUTPUTS, self._feeds)
+        self._h[...] = h
+        self._c[...] = c
+        if out is None:
+            return probs[0, 0]
+        out[...] = probs[0, 0]
+        return out
+
+    def run(self, features, state=None, return_state: bool = False):
+        """Process a whole sequence; does not touch the streaming state of ``step``.
+
+        Parameters
+        ----------
+        features : (T, 272) float features, T >= 0 frames at 50 frames/s.
+        state : initial ``(h, c)`` (see :attr:`state`); default zeros.
+        return_state : also return the final ``(h, c)``.
+
+        Returns probs (T, 3) float32 [beat, downbeat, no-beat], or ``(probs, (h, c))``.
+        """
+        x = np.asarray(features)
+        if x.ndim != 2 or x.shape[1] != N_FEATURES:
+            raise ValueError(f"features: expected shape (T, {N_FEATURES}), got {x.shape}")
+        if x.dtype.kind != "f":
+            raise TypeError(f"features: expected float features, got dtype {x.dtype}")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        _finite_or_raise(x, "features")
+        if state is None:
+            h0 = np.zeros((N_LAYERS, 1, HIDDEN), np.float32)
+            c0 = np.zeros((N_LAYERS, 1, HIDDEN), np.float32)
+        else:
+            h0, c0 = self._check_state(state)
+        if len(x) == 0:
+            probs, h, c = np.zeros((0, 3), np.float32), h0, c0
+        else:
+            probs, h, c = self._session.run(_OUTPUTS, {"features": x[None], "h0": h0, "c0": c0})
+            probs = probs[0]
+        if return_state:
+            return probs, (h[:, 0].copy(), c[:, 0].copy())
+        return probs
