@@ -31,7 +31,6 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 from numba import njit
-from numpy.lib.stride_tricks import sliding_window_view
 
 from fractalsync_dsp.filterbank import SparseFilterbank, log_filterbank
 
@@ -45,7 +44,7 @@ N_BANDS = 136
 DIM = 2 * N_BANDS
 LAG_SAMPLES = FRAME // 2
 MAX_ABS_SAMPLE = 1e30
-_CHUNK = 2048  # frames per FFT batch in batch mode: bounds memory for long files
+_CHUNK = 1024  # frames per FFT call: bounds the working memory for long inputs
 
 
 @njit(cache=True, inline="always")
@@ -67,23 +66,54 @@ def _bands_log_diff(spec, indptr, bins, weights, prev, started, out, mags):
     mags: (N, 705) float32 magnitudes written in place, or a (0, 0) array to skip them.
     """
     n_bands = indptr.shape[0] - 1
-    keep_mags = mags.shape[0] > 0
+    row = np.empty(spec.shape[1], dtype=np.float32)
     for t in range(spec.shape[0]):
-        if keep_mags:
-            for k in range(mags.shape[1]):
-                z = spec[t, k]
-                mags[t, k] = _magnitude(z)
+        for k in range(row.shape[0]):
+            row[k] = _magnitude(spec[t, k])
+        if mags.shape[0] > 0:
+            mags[t, :] = row[: mags.shape[1]]
         for b in range(n_bands):
             acc = np.float32(0.0)
             for e in range(indptr[b], indptr[b + 1]):
-                z = spec[t, bins[e]]
-                acc += weights[e] * _magnitude(z)
+                acc += weights[e] * row[bins[e]]
             value = np.float32(np.log10(np.float32(1.0) + acc))
             diff = value - prev[b] if started[0] else np.float32(0.0)
             out[t, b] = value
             out[t, n_bands + b] = diff if diff > 0 else np.float32(0.0)
             prev[b] = value
         started[0] = 1
+
+
+@njit(cache=True)
+def _first_bad_sample(x, limit):
+    """Index of the first sample that is NaN, inf or above ``limit`` in magnitude, else -1."""
+    for i in range(x.shape[0]):
+        if not abs(x[i]) <= limit:
+            return i
+    return -1
+
+
+@njit(cache=True)
+def _stage_frames(buf, fill, block, window, frames):
+    """Append ``block`` to ``buf[:fill]``; window every complete frame into ``frames``.
+
+    buf: (capacity,) float32 sample buffer; frame j starts at buf[j*HOP]. The caller makes sure
+    capacity >= fill + len(block) and that ``frames`` (rows, FRAME) float32 has a row per frame.
+    Returns (k frames staged, new fill); the unused samples are moved to the front of ``buf``.
+    """
+    n = block.shape[0]
+    for i in range(n):
+        buf[fill + i] = block[i]
+    fill += n
+    k = (fill - FRAME) // HOP + 1 if fill >= FRAME else 0
+    for f in range(k):
+        start = f * HOP
+        for j in range(FRAME):
+            frames[f, j] = buf[start + j] * window[j]
+    used = k * HOP
+    for i in range(fill - used):
+        buf[i] = buf[used + i]
+    return k, fill - used
 
 
 def _as_samples(x) -> np.ndarray:
@@ -93,28 +123,71 @@ def _as_samples(x) -> np.ndarray:
         raise ValueError(f"expected mono samples of shape (n,), got shape {arr.shape}")
     if arr.dtype == np.int16:
         arr = arr.astype(np.float32) / np.float32(32767.0)
-    elif np.issubdtype(arr.dtype, np.floating):
+    elif arr.dtype.kind == "f":
         arr = np.ascontiguousarray(arr, dtype=np.float32)
     else:
         raise TypeError(f"expected float or int16 samples, got dtype {arr.dtype}")
-    bad = ~(np.abs(arr) <= MAX_ABS_SAMPLE)
-    if bad.any():
-        i = int(np.argmax(bad))
+    bad = _first_bad_sample(arr, np.float32(MAX_ABS_SAMPLE))
+    if bad >= 0:
         raise ValueError(
-            f"sample {i} is {arr[i]!r}: samples must be finite with magnitude <= {MAX_ABS_SAMPLE:g}"
+            f"sample {bad} is {arr[bad]!r}: samples must be finite with magnitude "
+            f"<= {MAX_ABS_SAMPLE:g}"
         )
     return arr
 
 
-def _complete_frames(buf: np.ndarray) -> np.ndarray:
-    """(k, FRAME) read-only view of every complete frame starting at 0, HOP, 2*HOP, ... of buf."""
-    if buf.shape[0] < FRAME:
-        return buf[:0].reshape(0, FRAME)
-    return sliding_window_view(buf, FRAME)[::HOP]
+class _FrameStream:
+    """Causal framing state: preallocated sample buffer, staged frames, previous log spectrum."""
+
+    def __init__(self, front_end: BeatNetFrontEnd) -> None:
+        self.fe = front_end
+        self.buf = np.zeros(FRAME + _CHUNK * HOP, dtype=np.float32)
+        self.fill = LAG_SAMPLES  # frame 0 starts 705 samples before the signal: zero padding
+        self.frames = np.empty((_CHUNK + 1, FRAME), dtype=np.float32)
+        self.prev = np.zeros(N_BANDS, dtype=np.float32)
+        self.started = np.zeros(1, dtype=np.uint8)
+        self.frames_emitted = 0
+        self.samples_pushed = 0
+
+    def ready_after(self, n: int) -> int:
+        """How many frames pushing n more samples completes."""
+        total = self.fill + n
+        return (total - FRAME) // HOP + 1 if total >= FRAME else 0
+
+    def push(self, samples: np.ndarray, return_magnitudes: bool):
+        k_total = self.ready_after(samples.shape[0])
+        out = np.empty((k_total, DIM), dtype=np.float32)
+        mags = np.empty((k_total, N_BINS), np.float32) if return_magnitudes else self.fe._no_mags
+        fb, row, step = self.fb_arrays(), 0, _CHUNK * HOP
+        for s in range(0, max(samples.shape[0], 1), step):
+            k, self.fill = _stage_frames(
+                self.buf, self.fill, samples[s : s + step], self.fe.window, self.frames
+            )
+            if k:
+                spec = scipy.fft.rfft(self.frames[:k], axis=1)
+                part = mags[row : row + k] if return_magnitudes else mags
+                _bands_log_diff(spec, *fb, self.prev, self.started, out[row : row + k], part)
+                row += k
+        self.frames_emitted += k_total
+        self.samples_pushed += samples.shape[0]
+        return (out, mags) if return_magnitudes else out
+
+    def fb_arrays(self):
+        fb = self.fe.filterbank
+        return fb.indptr, fb.bins, fb.weights
+
+    def flush(self, return_magnitudes: bool):
+        """Zero-pad so that every frame of the centred batch framing is emitted."""
+        missing = -(-self.samples_pushed // HOP) - self.frames_emitted
+        pad = (missing - 1) * HOP + FRAME - self.fill if missing > 0 else 0
+        return self.push(np.zeros(pad, dtype=np.float32), return_magnitudes)
 
 
 class BeatNetFrontEnd:
     """madmom-compatible BeatNet features at 22050 Hz, offline or one block at a time.
+
+    Batch and streaming share one code path (:meth:`features` is a fresh stream pushed and
+    flushed), so they agree bit for bit by construction.
 
     Example:
         >>> fe = BeatNetFrontEnd()
@@ -125,34 +198,29 @@ class BeatNetFrontEnd:
     def __init__(self) -> None:
         self.filterbank: SparseFilterbank = log_filterbank()
         self.window = np.hanning(FRAME).astype(np.float32)
-        self._empty_mags = np.zeros((0, 0), dtype=np.float32)
+        self._no_mags = np.zeros((0, 0), dtype=np.float32)
         self.reset()
 
     def reset(self) -> None:
         """Forget the stream: the next :meth:`push` starts a new signal at sample 0."""
-        self._tail = np.zeros(LAG_SAMPLES, dtype=np.float32)  # left zero padding of frame 0
-        self._prev = np.zeros(N_BANDS, dtype=np.float32)
-        self._started = np.zeros(1, dtype=np.uint8)
-        self.frames_emitted = 0
-        self.samples_pushed = 0
+        self._stream = _FrameStream(self)
+
+    @property
+    def frames_emitted(self) -> int:
+        """Frames the current stream has emitted so far."""
+        return self._stream.frames_emitted
+
+    @property
+    def samples_pushed(self) -> int:
+        """Samples pushed into the current stream so far."""
+        return self._stream.samples_pushed
 
     def frame_time(self, index) -> np.ndarray | float:
         """Stream time (s) described by frame ``index`` (the centre of its window)."""
         return np.asarray(index) * (HOP / SAMPLE_RATE)
 
-    def _run(self, frames, prev, started, mags) -> np.ndarray:
-        out = np.empty((frames.shape[0], DIM), dtype=np.float32)
-        fb = self.filterbank
-        for s in range(0, frames.shape[0], _CHUNK):
-            spec = scipy.fft.rfft(frames[s : s + _CHUNK] * self.window, axis=1)
-            part_mags = mags[s : s + _CHUNK] if mags.shape[0] else mags
-            _bands_log_diff(
-                spec, fb.indptr, fb.bins, fb.weights, prev, started, out[s : s + _CHUNK], part_mags
-            )
-        return out
-
     def features(self, x, return_magnitudes: bool = False):
-        """Batch features with madmom's centred framing.
+        """Batch features with madmom's centred framing (does not touch the stream state).
 
         Args:
             x: (n,) mono samples at 22050 Hz (float, or int16 scaled by 1/32767).
@@ -162,15 +230,12 @@ class BeatNetFrontEnd:
             (N, 272) float32 with N = ceil(n / 441); with ``return_magnitudes`` a tuple
             ``(features, magnitudes)``.
         """
-        samples = _as_samples(x)
-        n_frames = -(-samples.shape[0] // HOP)
-        padded = np.zeros((n_frames - 1) * HOP + FRAME if n_frames else 0, dtype=np.float32)
-        padded[LAG_SAMPLES : LAG_SAMPLES + samples.shape[0]] = samples
-        frames = _complete_frames(padded)
-        mags = np.empty((n_frames, N_BINS), np.float32) if return_magnitudes else self._empty_mags
-        prev = np.zeros(N_BANDS, dtype=np.float32)
-        out = self._run(frames, prev, np.zeros(1, dtype=np.uint8), mags)
-        return (out, mags) if return_magnitudes else out
+        stream = _FrameStream(self)
+        head = stream.push(_as_samples(x), return_magnitudes)
+        rest = stream.flush(return_magnitudes)
+        if return_magnitudes:
+            return np.concatenate([head[0], rest[0]]), np.concatenate([head[1], rest[1]])
+        return np.concatenate([head, rest])
 
     def push(self, block, return_magnitudes: bool = False):
         """Streaming features: feed the next block, get every frame it completes.
@@ -180,13 +245,11 @@ class BeatNetFrontEnd:
             return_magnitudes: also return the frames' (k, 705) float32 FFT magnitudes.
 
         Returns:
-            (k, 272) float32, the frames whose last sample arrived with this block, in order;
-            frame ``frames_emitted - k + j`` of the stream is row ``j``. With
-            ``return_magnitudes`` a tuple ``(features, magnitudes)``.
+            (k, 272) float32, the frames whose last sample arrived with this block, in order
+            (row ``j`` is stream frame ``frames_emitted - k + j``). With ``return_magnitudes``
+            a tuple ``(features, magnitudes)``. A rejected block leaves the stream unchanged.
         """
-        samples = _as_samples(block)
-        self.samples_pushed += samples.shape[0]
-        return self._emit(np.concatenate((self._tail, samples)), return_magnitudes)
+        return self._stream.push(_as_samples(block), return_magnitudes)
 
     def flush(self, return_magnitudes: bool = False):
         """End the stream: zero-pad and emit the frames batch mode has beyond the last push.
@@ -194,19 +257,6 @@ class BeatNetFrontEnd:
         After ``flush`` the stream has emitted exactly ``ceil(samples_pushed / 441)`` frames, all
         equal to :meth:`features` of the whole signal. Then the front end is :meth:`reset`.
         """
-        missing = -(-self.samples_pushed // HOP) - self.frames_emitted
-        buf = np.zeros((missing - 1) * HOP + FRAME if missing > 0 else 0, dtype=np.float32)
-        if missing > 0:
-            buf[: self._tail.shape[0]] = self._tail
-        result = self._emit(buf, return_magnitudes)
+        result = self._stream.flush(return_magnitudes)
         self.reset()
         return result
-
-    def _emit(self, buf: np.ndarray, return_magnitudes: bool):
-        frames = _complete_frames(buf)
-        n_frames = frames.shape[0]
-        mags = np.empty((n_frames, N_BINS), np.float32) if return_magnitudes else self._empty_mags
-        out = self._run(frames, self._prev, self._started, mags)
-        self._tail = buf[n_frames * HOP :].copy()
-        self.frames_emitted += n_frames
-        return (out, mags) if return_magnitudes else out

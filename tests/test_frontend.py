@@ -16,6 +16,7 @@ from fractalsync_dsp.frontend import (
     BeatNetFrontEnd,
     _bands_log_diff,
 )
+from fractalsync_dsp.reference import NaiveStreamingFrontEnd, naive_features
 
 REF = Path(__file__).parent / "data" / "reference"
 CLIPS = ["vibe_ace", "lets_go_fishin"]
@@ -24,24 +25,6 @@ CLIPS = ["vibe_ace", "lets_go_fishin"]
 @pytest.fixture(scope="module")
 def fe():
     return BeatNetFrontEnd()
-
-
-def naive_features(x: np.ndarray) -> np.ndarray:
-    """Plain numpy front end in float64: centred framing, dense filterbank, log, positive diff."""
-    x = np.asarray(x, dtype=np.float64)
-    n_frames = -(-len(x) // HOP)
-    padded = np.concatenate([np.zeros(LAG_SAMPLES), x, np.zeros(FRAME)])
-    window = np.hanning(FRAME)
-    fb = log_filterbank().dense().astype(np.float64)
-    out = np.zeros((n_frames, 2 * N_BANDS))
-    prev = None
-    for i in range(n_frames):
-        mag = np.abs(np.fft.rfft(padded[i * HOP : i * HOP + FRAME] * window))[:705]
-        spec = np.log10(1.0 + mag @ fb)
-        out[i, :N_BANDS] = spec
-        out[i, N_BANDS:] = 0.0 if prev is None else np.maximum(spec - prev, 0.0)
-        prev = spec
-    return out
 
 
 # --- filterbank -------------------------------------------------------------------------------
@@ -260,3 +243,10 @@ def test_wrong_shape_and_dtype(fe):
         fe.features(np.zeros(100, dtype=np.int64))
     with pytest.raises(TypeError, match="dtype"):
         fe.push(np.array(["a", "b"]))
+
+
+def test_naive_streaming_reference_agrees_with_naive_batch():
+    x = np.random.default_rng(6).standard_normal(4000)
+    stream = NaiveStreamingFrontEnd()
+    live = np.concatenate([stream.push(x[:1234]), stream.push(x[1234:])])
+    np.testing.assert_allclose(live, naive_features(x)[: len(live)], rtol=1e-12, atol=1e-12)
