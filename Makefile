@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export FRACTALSYNC_HOME ?= $(HOME)/.cache/fractalsync
 
-.PHONY: demo test bench lint sysdeps clean
+.PHONY: demo test bench lint sysdeps models clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,14 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 sysdeps:
 	bash scripts/sysdeps.sh
 
-demo: $(VENV)/.core
+# Converts BeatNet's pretrained weights (downloaded from PyPI) to ONNX; a no-op when up to date.
+models: $(VENV)/.core
+	$(BIN)/fractalsync-export-beatnet --model all
+
+demo: $(VENV)/.core models
 	$(BIN)/python examples/frontend_demo.py --out demo_output/frontend.png
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev models
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.dev
