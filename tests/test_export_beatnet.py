@@ -1,0 +1,236 @@
+"""BeatNet -> ONNX converter: graph semantics, manifest, atomic/no-op re-runs, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from fractalsync_models.contract import validate_onnx_model
+from fractalsync_models.export_beatnet import (
+    CONVERTER_VERSION,
+    EXPECTED_SHAPES,
+    WHEEL_SHA256,
+    ExportError,
+    build_model,
+    export_beatnet,
+    fetch_wheel,
+)
+
+CLI = Path(sys.executable).parent / "fractalsync-export-beatnet"
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _session(model) -> ort.InferenceSession:
+    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+
+
+# ------------------------------------------------------------ numpy reference (torch semantics)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def reference_forward(sd, features, h0, c0):
+    """BeatNet's forward pass in float64 numpy, torch conventions (gates i, f, g, o).
+
+    features (B, T, 272); h0, c0 (2, B, 150) -> probs (B, T, 3), hN, cN.
+    """
+    sd = {k: v.astype(np.float64) for k, v in sd.items()}
+    B, T, F = features.shape
+    w = sd["conv1.weight"][:, 0, :]  # (2, 10)
+    windows = np.lib.stride_tricks.sliding_window_view(features.astype(np.float64), 10, axis=2)
+    conv = np.einsum("btlk,ck->btcl", windows, w) + sd["conv1.bias"][None, None, :, None]
+    conv = np.maximum(conv, 0.0)  # (B, T, 2, 263)
+    pooled = np.maximum(conv[..., 0:262:2], conv[..., 1:262:2])  # (B, T, 2, 131)
+    emb = pooled.reshape(B, T, 262) @ sd["linear0.weight"].T + sd["linear0.bias"]
+    h, c = h0.astype(np.float64).copy(), c0.astype(np.float64).copy()
+    out = np.zeros((B, T, 150))
+    for t in range(T):
+        x = emb[:, t]
+        for layer in range(2):
+            gates = (
+                x @ sd[f"lstm.weight_ih_l{layer}"].T
+                + sd[f"lstm.bias_ih_l{layer}"]
+                + h[layer] @ sd[f"lstm.weight_hh_l{layer}"].T
+                + sd[f"lstm.bias_hh_l{layer}"]
+            )
+            i, f, g, o = np.split(gates, 4, axis=-1)
+            c[layer] = _sigmoid(f) * c[layer] + _sigmoid(i) * np.tanh(g)
+            h[layer] = _sigmoid(o) * np.tanh(c[layer])
+            x = h[layer]
+        out[:, t] = x
+    logits = out @ sd["linear.weight"].T + sd["linear.bias"]
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True), h, c
+
+
+def _random_state_dict(rng):
+    return {
+        k: rng.normal(0.0, 0.3, size=s).astype(np.float32) for k, s in EXPECTED_SHAPES.items()
+    }
+
+
+def test_graph_matches_torch_semantics_on_random_weights():
+    rng = np.random.default_rng(7)
+    sd = _random_state_dict(rng)
+    # distinct gate biases make any gate-order mistake visible
+    for layer in (0, 1):
+        sd[f"lstm.bias_ih_l{layer}"] += np.repeat([-1.0, 1.0, 0.5, -0.5], 150).astype(np.float32)
+    model = build_model(sd)
+    validate_onnx_model(model)
+    features = rng.normal(0.0, 1.0, size=(2, 7, 272)).astype(np.float32)
+    h0 = rng.normal(0.0, 0.5, size=(2, 2, 150)).astype(np.float32)
+    c0 = rng.normal(0.0, 0.5, size=(2, 2, 150)).astype(np.float32)
+    probs, hn, cn = _session(model).run(None, {"features": features, "h0": h0, "c0": c0})
+    ref_p, ref_h, ref_c = reference_forward(sd, features, h0, c0)
+    assert probs.shape == (2, 7, 3) and hn.shape == (2, 2, 150) and cn.shape == (2, 2, 150)
+    np.testing.assert_allclose(probs, ref_p, atol=1e-5)
+    np.testing.assert_allclose(hn, ref_h, atol=1e-5)
+    np.testing.assert_allclose(cn, ref_c, atol=1e-5)
+
+
+def test_dynamic_batch_and_time():
+    sd = _random_state_dict(np.random.default_rng(1))
+    sess = _session(build_model(sd))
+    for b, t in [(1, 1), (3, 2), (1, 40)]:
+        x = np.ones((b, t, 272), np.float32)
+        z = np.zeros((2, b, 150), np.float32)
+        probs, hn, _ = sess.run(None, {"features": x, "h0": z, "c0": z})
+        assert probs.shape == (b, t, 3) and hn.shape == (2, b, 150)
+        np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-6)
+
+
+# ------------------------------------------------------------ the real models
+
+
+@pytest.mark.parametrize("variant", [1, 2, 3])
+def test_converted_models_and_manifests(beatnet_models_dir, variant):
+    path = beatnet_models_dir / f"beatnet_m{variant}.onnx"
+    model = onnx.load(path)
+    onnx.checker.check_model(model, full_check=True)
+    validate_onnx_model(path)
+    assert model.opset_import[0].version == 17
+    assert "CC BY 4.0" in model.doc_string and "Heydari" in model.doc_string
+    manifest = json.loads((beatnet_models_dir / f"beatnet_m{variant}.json").read_text())
+    assert manifest["model_sha256"] == _sha(path)
+    assert manifest["source_wheel_sha256"] == WHEEL_SHA256 == _sha(fetch_wheel())
+    assert manifest["source_member"] == f"BeatNet/models/model_{variant}_weights.pt"
+    assert manifest["converter_version"] == CONVERTER_VERSION
+    assert manifest["variant"] == variant
+
+
+def test_variants_differ(beatnet_models_dir):
+    digests = {_sha(beatnet_models_dir / f"beatnet_m{v}.onnx") for v in (1, 2, 3)}
+    assert len(digests) == 3
+
+
+@pytest.fixture(scope="module")
+def wheel(beatnet_models_dir):
+    return fetch_wheel()
+
+
+def test_rerun_is_noop_force_and_tamper_rewrite(wheel, tmp_path):
+    out = tmp_path / "models"
+    (path,) = export_beatnet(wheel=wheel, models=2, out_dir=out)
+    assert path == out / "beatnet_m2.onnx"
+    stat = path.stat()
+    manifest = out / "beatnet_m2.json"
+    assert export_beatnet(wheel=wheel, models=[2], out_dir=out) == [path]
+    assert path.stat().st_ino == stat.st_ino and path.stat().st_mtime_ns == stat.st_mtime_ns
+    assert export_beatnet(wheel=wheel, models=2, out_dir=out, force=True) == [path]
+    assert path.stat().st_ino != stat.st_ino  # replaced, not rewritten in place
+    good = path.read_bytes()
+    path.write_bytes(good[:-10])  # a truncated / tampered model is converted again
+    export_beatnet(wheel=wheel, models=2, out_dir=out)
+    assert path.read_bytes() == good
+    manifest.write_text("{")  # a broken manifest too
+    export_beatnet(wheel=wheel, models=2, out_dir=out)
+    assert json.loads(manifest.read_text())["model_sha256"] == _sha(path)
+    assert sorted(p.name for p in out.iterdir()) == ["beatnet_m2.json", "beatnet_m2.onnx"]
+
+
+def test_default_wheel_is_not_fetched_when_up_to_date(beatnet_models_dir, monkeypatch):
+    # with no wheel given and the models up to date, nothing is downloaded or run
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    paths = export_beatnet()
+    assert [p.name for p in paths] == ["beatnet_m1.onnx", "beatnet_m2.onnx", "beatnet_m3.onnx"]
+
+
+def test_download_failure_is_explained(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    with pytest.raises(ExportError, match=r"(?s)could not download BeatNet-1\.1\.3.*--wheel PATH"):
+        fetch_wheel(tmp_path / "wheels")
+    with pytest.raises(ExportError, match="could not download"):
+        export_beatnet(models=1, out_dir=tmp_path / "fresh")  # needs the wheel
+
+
+def test_bad_arguments_and_bad_wheels(tmp_path):
+    with pytest.raises(ValueError, match="subset of"):
+        export_beatnet(models=(1, 4), out_dir=tmp_path)
+    with pytest.raises(ValueError, match="subset of"):
+        export_beatnet(models=(), out_dir=tmp_path)
+    with pytest.raises(ExportError, match="no such file"):
+        export_beatnet(wheel=tmp_path / "absent.whl", out_dir=tmp_path)
+    fake = tmp_path / "fake.whl"
+    with zipfile.ZipFile(fake, "w") as z:
+        z.writestr("BeatNet/__init__.py", "")
+    with pytest.raises(ExportError, match="cannot read BeatNet/models/model_3_weights.pt"):
+        export_beatnet(wheel=fake, models=3, out_dir=tmp_path / "out")
+    assert not (tmp_path / "out" / "beatnet_m3.onnx").exists()
+
+
+def test_wrong_state_dict_is_refused(wheel, tmp_path):
+    # a wheel whose model_1_weights.pt is the whole pickled module (model-1.pt), which needs
+    # globals the restricted reader refuses
+    bad = tmp_path / "bad.whl"
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(bad, "w") as dst:
+        dst.writestr("BeatNet/models/model_1_weights.pt", src.read("BeatNet/models/model-1.pt"))
+    with pytest.raises(ValueError, match="forbidden global"):
+        export_beatnet(wheel=bad, models=1, out_dir=tmp_path / "out")
+
+
+# ------------------------------------------------------------ CLI
+
+
+def _cli(*args, env=None):
+    return subprocess.run([str(CLI), *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_cli(wheel, tmp_path):
+    out = tmp_path / "cli"
+    first = _cli("--wheel", str(wheel), "--model", "3", "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == f"{out / 'beatnet_m3.onnx'}: written"
+    second = _cli("--wheel", str(wheel), "--model", "3", "--out", str(out))
+    assert second.stdout.strip() == f"{out / 'beatnet_m3.onnx'}: up to date"
+    validate_onnx_model(out / "beatnet_m3.onnx")
+
+
+def test_cli_default_output_uses_fractalsync_home(wheel, tmp_path):
+    env = {**os.environ, "FRACTALSYNC_HOME": str(tmp_path / "home")}
+    res = _cli("--wheel", str(wheel), "--model", "1", env=env)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "home" / "models" / "beatnet_m1.onnx").is_file()
+
+
+def test_cli_errors(tmp_path):
+    res = _cli("--model", "4")
+    assert res.returncode == 2 and "invalid choice" in res.stderr
+    res = _cli("--wheel", str(tmp_path / "absent.whl"), "--out", str(tmp_path))
+    assert res.returncode == 1
+    assert "error:" in res.stderr and "absent.whl: no such file" in res.stderr
