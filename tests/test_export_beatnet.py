@@ -175,8 +175,9 @@ def test_download_failure_is_explained(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "executable", "/bin/false")
     with pytest.raises(ExportError, match=r"(?s)could not download BeatNet-1\.1\.3.*--wheel PATH"):
         fetch_wheel(tmp_path / "wheels")
+    monkeypatch.setenv("FRACTALSYNC_HOME", str(tmp_path / "empty_home"))
     with pytest.raises(ExportError, match="could not download"):
-        export_beatnet(models=1, out_dir=tmp_path / "fresh")  # needs the wheel
+        export_beatnet(models=1)  # no cached wheel and no models: it must download
 
 
 def test_bad_arguments_and_bad_wheels(tmp_path):
