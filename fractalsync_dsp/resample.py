@@ -7,8 +7,10 @@ Input conventions shared by every function here:
   are scaled to float by ``1 / np.iinfo(dtype).max`` (int16: 1/32767, the scaling madmom and
   BeatNet apply). Any other dtype (bool, other integers, complex, object, ...) raises
   TypeError naming the dtype.
-- Values: NaN or inf samples raise ValueError naming the first bad index. (Rejecting rather
-  than zeroing keeps a broken upstream visible; live callers should sanitise device data.)
+- Values: NaN or inf samples, and samples beyond +-`MAX_ABS` (1e30; soxr's float32
+  internals overflow to inf above ~1e35), raise ValueError naming the first bad index.
+  (Rejecting rather than zeroing keeps a broken upstream visible; a rejected block leaves a
+  `StreamResampler` untouched.)
 - Rates: must be finite and > 0, else ValueError.
 """
 
@@ -19,7 +21,10 @@ import math
 import numpy as np
 import soxr
 
-__all__ = ["QUALITIES", "StreamResampler", "resample", "to_mono"]
+__all__ = ["MAX_ABS", "QUALITIES", "StreamResampler", "resample", "to_mono"]
+
+MAX_ABS = 1e30
+"""Largest accepted sample magnitude: soxr's float32 internals overflow above ~1e35."""
 
 QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
 """soxr quality names, fastest/lowest first."""
@@ -36,10 +41,14 @@ def _as_float32(x, name: str) -> np.ndarray:
         x = x.astype(np.float32, copy=False)
     else:
         raise TypeError(f"{name} must be float32/float64/int16/int32 audio, got dtype {x.dtype}")
-    # The float64 sum of float32 values cannot overflow, and any NaN/inf propagates into it.
-    if not math.isfinite(float(np.sum(x, dtype=np.float64))):
-        bad = np.unravel_index(int(np.argmin(np.isfinite(x))), x.shape)
-        raise ValueError(f"{name} contains NaN or inf (first at index {tuple(map(int, bad))})")
+    # max/min propagate NaN, so one comparison each catches NaN, inf and out-of-range values
+    if x.size and not (x.max() <= MAX_ABS and x.min() >= -MAX_ABS):
+        ok = np.abs(x) <= MAX_ABS
+        bad = np.unravel_index(int(np.argmin(ok)), x.shape)
+        raise ValueError(
+            f"{name} contains NaN or inf or a sample beyond +-{MAX_ABS:g} "
+            f"(first at index {tuple(map(int, bad))}: {x[bad]})"
+        )
     return x
 
 
@@ -69,7 +78,8 @@ def _mono(x: np.ndarray, name: str) -> np.ndarray:
         raise ValueError(f"{name} has 0 channels (shape {x.shape})")
     if x.shape[1] == 1:
         return x[:, 0]
-    return x.mean(axis=1, dtype=np.float32)
+    # A matrix-vector product is ~7x faster than x.mean(axis=1) on (1024, 2) blocks.
+    return x @ np.full(x.shape[1], 1.0 / x.shape[1], np.float32)
 
 
 def to_mono(x) -> np.ndarray:
@@ -90,7 +100,7 @@ def to_mono(x) -> np.ndarray:
     TypeError
         Unsupported dtype.
     ValueError
-        More than 2 dims, 0 channels, or NaN/inf samples.
+        More than 2 dims, 0 channels, or NaN/inf/beyond-`MAX_ABS` samples.
     """
     return np.ascontiguousarray(_mono(_as_float32(x, "x"), "x"))
 

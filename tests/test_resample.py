@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fractalsync_dsp.resample import QUALITIES, StreamResampler, resample, to_mono
+from fractalsync_dsp.resample import MAX_ABS, QUALITIES, StreamResampler, resample, to_mono
 
 RNG = np.random.default_rng(1234)
 NOISE = (0.3 * RNG.standard_normal(12000)).astype(np.float32)
@@ -82,11 +82,11 @@ def test_bad_dtype_rejected(x):
         StreamResampler(48000).push(x)
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_non_finite_rejected(bad):
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e31, -3e38])
+def test_non_finite_or_huge_rejected(bad):
     x = np.zeros((40, 2), np.float32)
     x[17, 1] = bad
-    with pytest.raises(ValueError, match=r"NaN or inf \(first at index \(17, 1\)\)"):
+    with pytest.raises(ValueError, match=r"NaN or inf .*\(first at index \(17, 1\)"):
         to_mono(x)
     with pytest.raises(ValueError, match="NaN or inf"):
         resample(x, 48000, 22050)
@@ -97,8 +97,12 @@ def test_non_finite_rejected(bad):
 
 
 def test_huge_finite_values_accepted():
-    x = np.full(4096, np.finfo(np.float32).max, np.float32)  # the float32 sum would be inf
-    assert to_mono(x).shape == (4096,)
+    big = np.float32(MAX_ABS)
+    np.testing.assert_array_equal(to_mono(np.full((8, 2), big, np.float32)), np.full(8, big))
+    rng = np.random.default_rng(3)
+    for x in (np.full(4096, big), rng.choice([-big, big], 4096), big * rng.uniform(-1, 1, 4096)):
+        assert np.isfinite(resample(x.astype(np.float32), 48000, 22050, quality="VHQ")).all()
+        assert np.isfinite(_push_all(StreamResampler(44100), x.astype(np.float32), [999])).all()
 
 
 @pytest.mark.parametrize("x", [np.zeros((2, 2, 2), np.float32), np.zeros((5, 0), np.float32)])
