@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -242,3 +243,27 @@ def test_batch_rejects_bad_shapes():
         micro_features(np.zeros((2, N)), np.zeros((3, K)))
     with pytest.raises(ValueError, match="shapes"):
         micro_features(np.zeros(N), np.zeros(K))
+
+
+def test_update_and_reads_allocate_no_array_data():
+    micro = MicroFeatures()
+    frame = _sine(700.0, 0.5)
+    mag = _mag(frame)
+    out = np.empty(7, np.float32)
+    micro.update(frame, mag)  # warm-up
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        for _ in range(200):
+            micro.update(frame, mag)
+            micro.poll(out=out)
+            _ = micro.latest
+        peak = tracemalloc.get_traced_memory()[1] - base
+        tracemalloc.reset_peak()
+        micro.update(frame.astype(np.float64), mag)  # a float64 frame is converted: visible
+        peak_convert = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert peak < 1000
+    assert peak_convert >= 4 * N
