@@ -170,6 +170,8 @@ class StreamResampler:
     ======= ============= ========= ======= ============================ ============= ======
 
     The impulse alignment was 0.00 output samples for all five; CPU per push was 5-10 us.
+    For every quality, rate and block-size sequence tried (tests/test_resample.py, hypothesis),
+    the pushes plus `flush` are bit-identical to batch `resample` with the same quality.
 
     Default "HQ": its streamed output is bit-identical to batch `resample(..., "HQ")`, which is
     how the reference excerpts (and so the features the CRNN parity is checked on) were made,
