@@ -16,6 +16,7 @@ import onnxruntime as ort
 import pytest
 
 from fractalsync_models.contract import validate_onnx_model
+from fractalsync_models.crnn_reference import reference_forward
 from fractalsync_models.export_beatnet import (
     CONVERTER_VERSION,
     EXPECTED_SHAPES,
@@ -24,6 +25,7 @@ from fractalsync_models.export_beatnet import (
     build_model,
     export_beatnet,
     fetch_wheel,
+    read_weights,
 )
 
 CLI = Path(sys.executable).parent / "fractalsync-export-beatnet"
@@ -36,47 +38,6 @@ def _sha(path: Path) -> str:
 def _session(model) -> ort.InferenceSession:
     data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
     return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-
-
-# ------------------------------------------------------------ numpy reference (torch semantics)
-
-
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def reference_forward(sd, features, h0, c0):
-    """BeatNet's forward pass in float64 numpy, torch conventions (gates i, f, g, o).
-
-    features (B, T, 272); h0, c0 (2, B, 150) -> probs (B, T, 3), hN, cN.
-    """
-    sd = {k: v.astype(np.float64) for k, v in sd.items()}
-    B, T, F = features.shape
-    w = sd["conv1.weight"][:, 0, :]  # (2, 10)
-    windows = np.lib.stride_tricks.sliding_window_view(features.astype(np.float64), 10, axis=2)
-    conv = np.einsum("btlk,ck->btcl", windows, w) + sd["conv1.bias"][None, None, :, None]
-    conv = np.maximum(conv, 0.0)  # (B, T, 2, 263)
-    pooled = np.maximum(conv[..., 0:262:2], conv[..., 1:262:2])  # (B, T, 2, 131)
-    emb = pooled.reshape(B, T, 262) @ sd["linear0.weight"].T + sd["linear0.bias"]
-    h, c = h0.astype(np.float64).copy(), c0.astype(np.float64).copy()
-    out = np.zeros((B, T, 150))
-    for t in range(T):
-        x = emb[:, t]
-        for layer in range(2):
-            gates = (
-                x @ sd[f"lstm.weight_ih_l{layer}"].T
-                + sd[f"lstm.bias_ih_l{layer}"]
-                + h[layer] @ sd[f"lstm.weight_hh_l{layer}"].T
-                + sd[f"lstm.bias_hh_l{layer}"]
-            )
-            i, f, g, o = np.split(gates, 4, axis=-1)
-            c[layer] = _sigmoid(f) * c[layer] + _sigmoid(i) * np.tanh(g)
-            h[layer] = _sigmoid(o) * np.tanh(c[layer])
-            x = h[layer]
-        out[:, t] = x
-    logits = out @ sd["linear.weight"].T + sd["linear.bias"]
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True), h, c
 
 
 def _random_state_dict(rng):
@@ -102,6 +63,15 @@ def test_graph_matches_torch_semantics_on_random_weights():
     np.testing.assert_allclose(probs, ref_p, atol=1e-5)
     np.testing.assert_allclose(hn, ref_h, atol=1e-5)
     np.testing.assert_allclose(cn, ref_c, atol=1e-5)
+
+
+def test_reference_reproduces_torch_activations(wheel):
+    # the numpy reference itself is checked against BeatNet's torch outputs (first 300 frames)
+    ref = Path(__file__).parent / "data" / "reference" / "vibe_ace"
+    x = np.load(ref / "features.npy")[None, :300]
+    z = np.zeros((2, 1, 150))
+    probs, _, _ = reference_forward(read_weights(wheel, 2), x, z, z)
+    assert np.abs(probs[0] - np.load(ref / "act_m2.npy")[:300]).max() <= 1e-4
 
 
 def test_dynamic_batch_and_time():
