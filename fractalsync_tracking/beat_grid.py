@@ -217,6 +217,14 @@ def grid_from_activations(
     )
 
 
+@lru_cache(maxsize=6)
+def _crnn(variant: int, models_path: str):
+    """One loaded CRNN per (variant, models directory); ``run`` keeps no state between calls."""
+    from fractalsync_models.crnn import BeatNetCRNN
+
+    return BeatNetCRNN(variant=variant)
+
+
 def beat_activations(x: np.ndarray, sr: float, model: int | str = "ensemble") -> np.ndarray:
     """BeatNet CRNN activations of an audio signal.
 
@@ -228,14 +236,14 @@ def beat_activations(x: np.ndarray, sr: float, model: int | str = "ensemble") ->
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
     from fractalsync_dsp.frontend import BeatNetFrontEnd
     from fractalsync_dsp.resample import resample, to_mono
-    from fractalsync_models.crnn import BeatNetCRNN
+    from fractalsync_models.paths import models_dir
 
     mono = to_mono(x)
     if mono.size == 0:
         return np.zeros((0, 3), dtype=np.float32)
     features = BeatNetFrontEnd().features(resample(mono, sr, BEATNET_SR))
     variants = (1, 2, 3) if model == "ensemble" else (model,)
-    probs = [BeatNetCRNN(variant=v).run(features) for v in variants]
+    probs = [_crnn(v, str(models_dir())).run(features) for v in variants]
     return (np.sum(probs, axis=0) / len(probs)).astype(np.float32)
 
 

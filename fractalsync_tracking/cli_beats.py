@@ -1,0 +1,208 @@
+"""``fractalsync-beats``: beat grids for audio files, as JSON, CSV or text.
+
+Usage::
+
+    fractalsync-beats song.mp3                     # JSON grid on stdout (offline Viterbi)
+    fractalsync-beats song.mp3 --txt               # "time beat_in_bar" lines on stdout
+    fractalsync-beats a.wav b.flac music/ --out grids/ [--csv] [--force]
+    fractalsync-beats song.mp3 --online            # causal particle-filter grid (issue 4)
+
+Outputs in ``--out DIR`` are named ``<input stem>.<json|csv|txt>`` and written atomically (a
+temporary file in the same directory, then a rename); an existing file is never replaced unless
+``--force`` is given. A directory input means the audio files directly inside it. Each bad input
+gets one ``error:`` line on stderr while the others are still processed; the exit status is 0 if
+every input succeeded, 1 if any failed, 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from fractalsync_models.contract import ContractError
+from fractalsync_models.crnn import ModelNotFoundError
+
+from .beat_grid import MODELS, BeatGrid, beat_grid
+
+__all__ = ["main"]
+
+AUDIO_SUFFIXES = frozenset(
+    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".caf"}
+)
+FORMATS = ("json", "csv", "txt")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def render(grid: BeatGrid, fmt: str) -> str:
+    """The grid as text: ``json`` (the product-page document, one line), ``csv``
+    (``time,beat_in_bar`` with a header) or ``txt`` (``time beat_in_bar`` lines)."""
+    if fmt == "json":
+        return grid.to_json() + "\n"
+    rows = zip(grid.to_dict()["beats"], grid.beat_positions, strict=True)
+    if fmt == "csv":
+        return "time,beat_in_bar\n" + "".join(f"{t:.4f},{p}\n" for t, p in rows)
+    if fmt == "txt":
+        return "".join(f"{t:.4f} {p}\n" for t, p in rows)
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def write_atomic(path: Path, text: str, force: bool) -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename.
+
+    Without ``force`` an existing ``path`` raises FileExistsError (checked atomically: the
+    temporary file is hard-linked to ``path``, which fails if it exists).
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if force:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise FileExistsError(f"{path} exists (use --force to overwrite)") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _expand(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """Audio files named by ``inputs`` (directories expanded) and errors for unusable ones."""
+    files: list[Path] = []
+    errors: list[str] = []
+    for name in inputs:
+        p = Path(name)
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir()
+                           if q.is_file() and q.suffix.lower() in AUDIO_SUFFIXES)
+            if not found:
+                errors.append(f"{p}: directory contains no audio files "
+                              f"({', '.join(sorted(AUDIO_SUFFIXES))})")
+            files.extend(found)
+        else:
+            files.append(p)  # missing/unreadable files are reported by the loader
+    return files, errors
+
+
+def _online_grid_function():
+    """``online_beat_grid`` from the online tracker, or None if it is not installed."""
+    try:
+        from .online_grid import online_beat_grid
+    except ImportError:
+        return None
+    return online_beat_grid
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fractalsync-beats",
+        description="Beat grid (tempo, beats, downbeats, meter, confidence) of audio files.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="AUDIO",
+                        help="audio file(s) or directories of audio files")
+    fmt = parser.add_mutually_exclusive_group()
+    for name, text in (("json", "JSON grid (default)"), ("csv", "time,beat_in_bar rows"),
+                       ("txt", "'time beat_in_bar' lines")):
+        fmt.add_argument(f"--{name}", dest="format", action="store_const", const=name,
+                         help=text)
+    parser.set_defaults(format="json")
+    parser.add_argument("--out", metavar="DIR",
+                        help="write <stem>.<format> files into DIR (required for several inputs)")
+    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    parser.add_argument("--model", choices=[str(m) for m in MODELS], default=None,
+                        help="BeatNet weights: 1, 2, 3 or ensemble (offline default: ensemble; "
+                             "online default: 1)")
+    parser.add_argument("--online", action="store_true",
+                        help="causal (particle filter) grid instead of the offline Viterbi grid")
+    parser.add_argument("--tempo-window", type=float, metavar="BPM", default=None,
+                        help="offline: decode only tempi within ± BPM of the dominant tempo")
+    parser.add_argument("--min-bpm", type=float, default=55.0, help="offline: lowest tempo")
+    parser.add_argument("--max-bpm", type=float, default=215.0, help="offline: highest tempo")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; returns the exit status (0 ok, 1 some input failed, 2 usage)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    model = args.model if args.model is None or not args.model.isdigit() else int(args.model)
+
+    if args.online:
+        compute = _online_grid_function()
+        if compute is None:
+            print("fractalsync-beats: error: --online is not available yet "
+                  "(fractalsync_tracking.online_grid is not installed); "
+                  "run without --online for the offline grid", file=sys.stderr)
+            return EXIT_USAGE
+        if model == "ensemble":
+            parser.error("--online supports --model 1, 2 or 3")
+        online_model = 1 if model is None else model
+
+        def analyse(path: Path) -> BeatGrid:
+            return compute(str(path), model=online_model)
+    else:
+        options = dict(min_bpm=args.min_bpm, max_bpm=args.max_bpm,
+                       tempo_window=args.tempo_window)
+        offline_model = "ensemble" if model is None else model
+
+        def analyse(path: Path) -> BeatGrid:
+            return beat_grid(path, model=offline_model, **options)
+
+    files, errors = _expand(args.inputs)
+    for message in errors:
+        print(f"fractalsync-beats: error: {message}", file=sys.stderr)
+    to_stdout = args.out is None
+    if to_stdout and (len(args.inputs) > 1 or len(files) > 1 or Path(args.inputs[0]).is_dir()):
+        parser.error("several inputs need --out DIR")
+    out_dir = None if to_stdout else Path(args.out)
+    if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            parser.error(f"--out {out_dir} is not a directory")
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    failed = len(errors)
+    claimed: dict[Path, Path] = {}
+    show_progress = not args.quiet and len(files) > 1
+    for n, path in enumerate(files, 1):
+        started = time.perf_counter()
+        try:
+            target = None
+            if out_dir is not None:
+                target = out_dir / f"{path.stem}.{args.format}"
+                if target in claimed:
+                    raise FileExistsError(f"output {target} is also the output of "
+                                          f"{claimed[target]}; rename one input")
+                claimed[target] = path
+                if target.exists() and not args.force:
+                    raise FileExistsError(f"{target} exists (use --force to overwrite)")
+            text = render(analyse(path), args.format)
+            if target is None:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            else:
+                write_atomic(target, text, args.force)
+        except (ModelNotFoundError, ContractError) as exc:
+            print(f"fractalsync-beats: error: {exc}", file=sys.stderr)
+            return EXIT_FAILED  # every other input would fail the same way
+        except (OSError, ValueError, TypeError) as exc:
+            failed += 1
+            print(f"fractalsync-beats: error: {path}: {exc}", file=sys.stderr)
+            continue
+        if show_progress:
+            print(f"[{n}/{len(files)}] {path} -> {target} "
+                  f"({time.perf_counter() - started:.2f} s)", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
