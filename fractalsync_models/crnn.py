@@ -37,6 +37,59 @@ def _finite_or_raise(x: np.ndarray, what: str, finite: np.ndarray | None = None)
         raise ValueError(f"{what} must be finite: element {idx} is {x[idx]}")
 
 
+def resolve_model_path(variant: int = 1, path: str | os.PathLike | None = None) -> Path:
+    """Path of a converted model: ``path``, or ``$FRACTALSYNC_HOME/models/beatnet_m{variant}.onnx``.
+
+    Raises :class:`ModelNotFoundError` naming the command that creates a missing file, and
+    ValueError for a variant other than 1, 2, 3.
+    """
+    if path is None:
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        path = models_dir() / model_filename(variant)
+        hint = f"fractalsync-export-beatnet --model {variant}"
+    else:
+        hint = "fractalsync-export-beatnet --model N --out DIR"
+    path = Path(path)
+    if not path.is_file():
+        raise ModelNotFoundError(f"BeatNet CRNN model not found: {path}. Create it with: {hint}")
+    return path
+
+
+def load_frame(frame, buf: np.ndarray, finite: np.ndarray) -> None:
+    """Check one (272,) float frame and copy it into the float32 buffer ``buf`` (no allocation).
+
+    Raises ValueError for a wrong shape or a non-finite value, TypeError for a non-float dtype.
+    """
+    frame = np.asarray(frame)
+    if frame.shape != (N_FEATURES,):
+        raise ValueError(f"frame: expected shape ({N_FEATURES},), got {frame.shape}")
+    if frame.dtype.kind != "f":
+        raise TypeError(f"frame: expected float features, got dtype {frame.dtype}")
+    np.copyto(buf, frame, casting="same_kind")
+    _finite_or_raise(buf, "frame", finite)
+
+
+def check_state(value) -> tuple[np.ndarray, np.ndarray]:
+    """Validate an LSTM state ``(h, c)``, each of shape (2, 150) or (2, 1, 150), float, finite.
+
+    Returns float32 copies of shape (2, 1, 150). Raises TypeError/ValueError naming h or c.
+    """
+    if not (isinstance(value, (tuple, list)) and len(value) == 2):
+        raise TypeError("state must be a pair (h, c) of arrays of shape (2, 150)")
+    out = []
+    for name, a in zip(("h", "c"), value, strict=True):
+        a = np.asarray(a)
+        if a.dtype.kind != "f":
+            raise TypeError(f"state {name}: expected a float array, got dtype {a.dtype}")
+        if a.shape not in ((N_LAYERS, HIDDEN), (N_LAYERS, 1, HIDDEN)):
+            raise ValueError(f"state {name}: expected shape (2, 150), got {a.shape}")
+        a = a.astype(np.float32).reshape(N_LAYERS, 1, HIDDEN)
+        _finite_or_raise(a, f"state {name}")
+        out.append(a)
+    return out[0], out[1]
+
+
 class BeatNetCRNN:
     """Stateful BeatNet CRNN: 272 features per 20 ms frame -> [beat, downbeat, no-beat].
 
@@ -63,18 +116,7 @@ class BeatNetCRNN:
     ):
         import onnxruntime as ort
 
-        if path is None:
-            if variant not in VARIANTS:
-                raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-            path = models_dir() / model_filename(variant)
-            hint = f"fractalsync-export-beatnet --model {variant}"
-        else:
-            hint = "fractalsync-export-beatnet --model N --out DIR"
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise ModelNotFoundError(
-                f"BeatNet CRNN model not found: {self.path}. Create it with: {hint}"
-            )
+        self.path = resolve_model_path(variant, path)
         contract = load_contract() if contract is None else contract
         validate_onnx_model(self.path, "beatnet_crnn", contract)
         self.output_order = tuple(contract["models"]["beatnet_crnn"]["output_order"])
@@ -115,26 +157,9 @@ class BeatNetCRNN:
 
     @state.setter
     def state(self, value) -> None:
-        h, c = self._check_state(value)
+        h, c = check_state(value)
         self._h[...] = h
         self._c[...] = c
-
-    @staticmethod
-    def _check_state(value) -> tuple[np.ndarray, np.ndarray]:
-        """Validate a ``(h, c)`` pair of shape (2, 150) or (2, 1, 150); return (2, 1, 150) f32."""
-        if not (isinstance(value, (tuple, list)) and len(value) == 2):
-            raise TypeError("state must be a pair (h, c) of arrays of shape (2, 150)")
-        out = []
-        for name, a in zip(("h", "c"), value, strict=True):
-            a = np.asarray(a)
-            if a.dtype.kind != "f":
-                raise TypeError(f"state {name}: expected a float array, got dtype {a.dtype}")
-            if a.shape not in ((N_LAYERS, HIDDEN), (N_LAYERS, 1, HIDDEN)):
-                raise ValueError(f"state {name}: expected shape (2, 150), got {a.shape}")
-            a = a.astype(np.float32).reshape(N_LAYERS, 1, HIDDEN)
-            _finite_or_raise(a, f"state {name}")
-            out.append(a)
-        return out[0], out[1]
 
     # ----------------------------------------------------------------------- inference
 
@@ -150,14 +175,7 @@ class BeatNetCRNN:
         a wrong shape or a non-finite value (the state is then left unchanged), TypeError
         for a non-float dtype.
         """
-        frame = np.asarray(frame)
-        if frame.shape != (N_FEATURES,):
-            raise ValueError(f"frame: expected shape ({N_FEATURES},), got {frame.shape}")
-        if frame.dtype.kind != "f":
-            raise TypeError(f"frame: expected float features, got dtype {frame.dtype}")
-        buf = self._frame[0, 0]
-        np.copyto(buf, frame, casting="same_kind")
-        _finite_or_raise(buf, "frame", self._finite)
+        load_frame(frame, self._frame[0, 0], self._finite)
         probs, h, c = self._session.run(_OUTPUTS, self._feeds)
         self._h[...] = h
         self._c[...] = c
@@ -188,7 +206,7 @@ class BeatNetCRNN:
             h0 = np.zeros((N_LAYERS, 1, HIDDEN), np.float32)
             c0 = np.zeros((N_LAYERS, 1, HIDDEN), np.float32)
         else:
-            h0, c0 = self._check_state(state)
+            h0, c0 = check_state(state)
         if len(x) == 0:
             probs, h, c = np.zeros((0, 3), np.float32), h0, c0
         else:
