@@ -275,18 +275,37 @@ def _tempo_bin(tau, pr, n_bins):
     return min(max(b, 0), n_bins - 1)
 
 
+@njit(cache=True, inline="always")
+def _draw_prior(i, phi, tau, inv_tau, tbin, rng, pr):
+    """Draw particle ``i`` from the prior: uniform phase, log-uniform period."""
+    phi[i] = _uniform(rng)
+    t = math.exp(pr[_P_LT_MIN] + (pr[_P_LT_MAX] - pr[_P_LT_MIN]) * _uniform(rng))
+    tau[i] = t
+    inv_tau[i] = 1.0 / t
+    tbin[i] = _tempo_bin(t, pr, TEMPO_BINS)
+
+
 @njit(cache=True)
 def _pf_init(phi, tau, inv_tau, tbin, w, rng, pr, seed):
-    """Draw the prior: uniform phase, log-uniform period, equal weights."""
+    """Seed the generator and draw every particle from the prior with equal weights."""
     _splitmix64_seed(seed, rng)
     n = phi.size
     for i in range(n):
-        phi[i] = _uniform(rng)
-        t = math.exp(pr[_P_LT_MIN] + (pr[_P_LT_MAX] - pr[_P_LT_MIN]) * _uniform(rng))
-        tau[i] = t
-        inv_tau[i] = 1.0 / t
-        tbin[i] = _tempo_bin(t, pr, TEMPO_BINS)
+        _draw_prior(i, phi, tau, inv_tau, tbin, rng, pr)
         w[i] = 1.0 / n
+
+
+@njit(cache=True)
+def _restart(phi, tau, inv_tau, tbin, rng, pr, rho):
+    """Redraw about ``rho * N`` randomly chosen particles from the prior (rhythm restarts).
+
+    The count is ``floor(rho * N + u)`` (unbiased), the particles are picked uniformly with
+    replacement; their weights are kept (they are samples of the mixture transition).
+    """
+    n = phi.size
+    m = int(rho * n + _uniform(rng))
+    for _ in range(min(m, n)):
+        _draw_prior(min(int(_uniform(rng) * n), n - 1), phi, tau, inv_tau, tbin, rng, pr)
 
 
 @njit(cache=True)
@@ -505,6 +524,10 @@ def _pf_step(a_beat, a_down, phi, tau, inv_tau, tbin, w, buf_f, buf_i, rng, pr, 
     ring_b[k % RING] = a_beat
     ring_d[k % RING] = a_down
 
+    s_r = pr[_P_RHYTHM_SWITCH]
+    r_prev = sc[_S_RHYTHM]
+    r = r_prev * (1.0 - s_r) + (1.0 - r_prev) * s_r
+    _restart(phi, tau, inv_tau, tbin, rng, pr, (1.0 - r_prev) * s_r / r)
     _likelihood_table(pr, a_beat, a_down, table)
     wsum, wsq, bayes = _propagate_weight(phi, tau, inv_tau, tbin, w, rng, pr, table, hist_t)
     if not (wsum > 0.0) or not math.isfinite(wsum):
@@ -524,9 +547,6 @@ def _pf_step(a_beat, a_down, phi, tau, inv_tau, tbin, w, buf_f, buf_i, rng, pr, 
     if wsum * wsum / wsq < pr[_P_ESS] * n:
         _resample_systematic(phi, tau, inv_tau, tbin, w, buf_f, buf_i, rng)
 
-    s_r = pr[_P_RHYTHM_SWITCH]
-    r = sc[_S_RHYTHM]
-    r = r * (1.0 - s_r) + (1.0 - r) * s_r
     r = r * bayes / (r * bayes + (1.0 - r))
     r = min(max(r, 1e-9), 1.0 - 1e-9)
     sc[_S_RHYTHM] = r
