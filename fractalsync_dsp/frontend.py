@@ -16,10 +16,9 @@ Framing:
   frames (bit for bit, whatever the block sizes): stream frame ``i`` equals batch frame ``i``.
   :meth:`BeatNetFrontEnd.flush` zero-pads the end to emit the frames batch mode would add.
 
-Samples: float input is used as it is (cast to float32); int16 is divided by 32767 as madmom
-does; other dtypes raise ``TypeError``. NaN, inf and magnitudes above ``1e30`` (where the float32
-FFT would overflow) raise ``ValueError`` naming the first bad sample: they are rejected, not
-zeroed, so corrupt input is never silently analysed.
+Samples follow :mod:`fractalsync_dsp.sample_format`: float used as it is, int16 divided by
+32767 as madmom does; NaN, inf and magnitudes above 1e30 are rejected with a ``ValueError``
+naming the first bad sample, never silently zeroed.
 
 The spectra run through ``scipy.fft.rfft`` in float32; the filterbank, log and difference run in
 one private numba kernel with a fixed summation order, which is what makes batch and streaming
@@ -33,6 +32,7 @@ import scipy.fft
 from numba import njit
 
 from fractalsync_dsp.filterbank import SparseFilterbank, log_filterbank
+from fractalsync_dsp.sample_format import as_float32
 
 __all__ = ["BeatNetFrontEnd", "FRAME", "HOP", "LAG_SAMPLES", "N_BANDS", "N_BINS", "SAMPLE_RATE"]
 
@@ -43,7 +43,6 @@ N_BINS = 705
 N_BANDS = 136
 DIM = 2 * N_BANDS
 LAG_SAMPLES = FRAME // 2
-MAX_ABS_SAMPLE = 1e30
 _CHUNK = 1024  # frames per FFT call: bounds the working memory for long inputs
 
 
@@ -85,15 +84,6 @@ def _bands_log_diff(spec, indptr, bins, weights, prev, started, out, mags):
 
 
 @njit(cache=True)
-def _first_bad_sample(x, limit):
-    """Index of the first sample that is NaN, inf or above ``limit`` in magnitude, else -1."""
-    for i in range(x.shape[0]):
-        if not abs(x[i]) <= limit:
-            return i
-    return -1
-
-
-@njit(cache=True)
 def _stage_frames(buf, fill, block, window, frames):
     """Append ``block`` to ``buf[:fill]``; window every complete frame into ``frames``.
 
@@ -117,23 +107,11 @@ def _stage_frames(buf, fill, block, window, frames):
 
 
 def _as_samples(x) -> np.ndarray:
-    """Validate a mono block and return it as contiguous float32 (n,)."""
-    arr = np.asarray(x)
+    """Validate a mono block (rules in :mod:`fractalsync_dsp.sample_format`) -> float32 (n,)."""
+    arr = as_float32(x, "samples")
     if arr.ndim != 1:
         raise ValueError(f"expected mono samples of shape (n,), got shape {arr.shape}")
-    if arr.dtype == np.int16:
-        arr = arr.astype(np.float32) / np.float32(32767.0)
-    elif arr.dtype.kind == "f":
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
-    else:
-        raise TypeError(f"expected float or int16 samples, got dtype {arr.dtype}")
-    bad = _first_bad_sample(arr, np.float32(MAX_ABS_SAMPLE))
-    if bad >= 0:
-        raise ValueError(
-            f"sample {bad} is {arr[bad]!r}: samples must be finite with magnitude "
-            f"<= {MAX_ABS_SAMPLE:g}"
-        )
-    return arr
+    return np.ascontiguousarray(arr)
 
 
 class _FrameStream:

@@ -8,7 +8,8 @@ Input conventions shared by every function here:
   BeatNet apply). Any other dtype (bool, other integers, complex, object, ...) raises
   TypeError naming the dtype.
 - Values: NaN or inf samples, and samples beyond +-`MAX_ABS` (1e30; soxr's float32
-  internals overflow to inf above ~1e35), raise ValueError naming the first bad index.
+  internals overflow to inf above ~1e35), raise ValueError naming the first bad index
+  (rules shared with the front end, in :mod:`fractalsync_dsp.sample_format`).
   (Rejecting rather than zeroing keeps a broken upstream visible; a rejected block leaves a
   `StreamResampler` untouched.)
 - Rates: must be finite and > 0, else ValueError.
@@ -21,36 +22,12 @@ import math
 import numpy as np
 import soxr
 
-__all__ = ["MAX_ABS", "QUALITIES", "StreamResampler", "resample", "to_mono"]
+from fractalsync_dsp.sample_format import MAX_ABS, as_float32
 
-MAX_ABS = 1e30
-"""Largest accepted sample magnitude: soxr's float32 internals overflow above ~1e35."""
+__all__ = ["MAX_ABS", "QUALITIES", "StreamResampler", "resample", "to_mono"]
 
 QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
 """soxr quality names, fastest/lowest first."""
-
-_INT_DTYPES = (np.dtype(np.int16), np.dtype(np.int32))
-
-
-def _as_float32(x, name: str) -> np.ndarray:
-    """`x` as a float32 array (int16/int32 scaled), rejecting other dtypes and NaN/inf."""
-    x = np.asarray(x)
-    if x.dtype in _INT_DTYPES:
-        x = x.astype(np.float32) * np.float32(1.0 / np.iinfo(x.dtype).max)
-    elif x.dtype.kind == "f":
-        x = x.astype(np.float32, copy=False)
-    else:
-        raise TypeError(f"{name} must be float32/float64/int16/int32 audio, got dtype {x.dtype}")
-    # max/min propagate NaN, so one comparison each catches NaN, inf and out-of-range values
-    if x.size and not (x.max() <= MAX_ABS and x.min() >= -MAX_ABS):
-        ok = np.abs(x) <= MAX_ABS
-        bad = np.unravel_index(int(np.argmin(ok)), x.shape)
-        raise ValueError(
-            f"{name} contains NaN or inf or a sample beyond +-{MAX_ABS:g} "
-            f"(first at index {tuple(map(int, bad))}: {x[bad]})"
-        )
-    return x
-
 
 def _check_rate(rate, name: str) -> float:
     try:
@@ -102,7 +79,7 @@ def to_mono(x) -> np.ndarray:
     ValueError
         More than 2 dims, 0 channels, or NaN/inf/beyond-`MAX_ABS` samples.
     """
-    return np.ascontiguousarray(_mono(_as_float32(x, "x"), "x"))
+    return np.ascontiguousarray(_mono(as_float32(x, "x"), "x"))
 
 
 def resample(x, sr_in: float, sr_out: float, quality: str = "HQ") -> np.ndarray:
@@ -126,7 +103,7 @@ def resample(x, sr_in: float, sr_out: float, quality: str = "HQ") -> np.ndarray:
     np.ndarray, float32, shape (m,) or (m, channels)
     """
     sr_in, sr_out = _check_rate(sr_in, "sr_in"), _check_rate(sr_out, "sr_out")
-    x = _as_float32(x, "x")
+    x = as_float32(x, "x")
     if x.ndim not in (1, 2) or (x.ndim == 2 and x.shape[1] == 0):
         raise ValueError(f"x must have shape (n,) or (n, channels>0), got {x.shape}")
     y = soxr.resample(np.ascontiguousarray(x), sr_in, sr_out, quality=_check_quality(quality))
@@ -232,7 +209,7 @@ class StreamResampler:
         np.ndarray, float32, shape (m,)
             Possibly empty (soxr emits in bursts, see `pending_samples`).
         """
-        x = np.ascontiguousarray(_mono(_as_float32(block, "block"), "block"))
+        x = np.ascontiguousarray(_mono(as_float32(block, "block"), "block"))
         y = self._stream.resample_chunk(x)
         self.samples_in += x.shape[0]
         self.samples_out += y.shape[0]
