@@ -47,6 +47,9 @@ import math
 import numpy as np
 from numba import float32, float64, int64, njit, types
 
+from fractalsync_dsp.frontend import FRAME as FRAME_SIZE
+from fractalsync_dsp.frontend import HOP, N_BINS, SAMPLE_RATE
+
 __all__ = [
     "BAND_EDGES_HZ",
     "MICRO_NAMES",
@@ -57,14 +60,11 @@ __all__ = [
     "micro_features",
 ]
 
-SAMPLE_RATE = 22050
-FRAME_SIZE = 1411
-N_BINS = 705
 MICRO_NAMES = ("rms_db", "bass", "mid", "treble", "flux", "centroid_hz", "onset")
 BAND_EDGES_HZ = {"bass": (20.0, 250.0), "mid": (250.0, 4000.0), "treble": (4000.0, 11025.0)}
 FLOOR_DB = -120.0
 ONSET_TAU_S = 1.0
-ONSET_ALPHA = 1.0 - math.exp(-1.0 / (ONSET_TAU_S * SAMPLE_RATE / 441))
+ONSET_ALPHA = 1.0 - math.exp(-1.0 / (ONSET_TAU_S * SAMPLE_RATE / HOP))
 ONSET_EPS = 1e-3
 
 _BIN_HZ = np.arange(N_BINS) * SAMPLE_RATE / FRAME_SIZE
