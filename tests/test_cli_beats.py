@@ -1,0 +1,151 @@
+"""``fractalsync-beats`` as a subprocess: output shapes, batches, no-clobber, bad files."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from fractalsync_tracking.cli_beats import render, write_atomic
+from fractalsync_tracking.synth import make_item
+
+SR = 22050
+
+
+def _run(args, home, cwd):
+    env = dict(os.environ, FRACTALSYNC_HOME=str(home))
+    return subprocess.run(
+        [sys.executable, "-m", "fractalsync_tracking.cli_beats", *map(str, args)],
+        capture_output=True, text=True, env=env, cwd=cwd, timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def audio_dir(tmp_path_factory):
+    """Two short synthetic tracks (120 BPM 4/4, 100 BPM 3/4) and a broken 'audio' file."""
+    d = tmp_path_factory.mktemp("audio")
+    for name, bpm, meter in (("a", 120.0, 4), ("b", 100.0, 3)):
+        item = make_item(name, bpm, beats_per_bar=meter, duration=10.0, sample_rate=SR)
+        sf.write(d / f"{name}.wav", item.audio, SR)
+    (d / "broken.wav").write_bytes(b"RIFF0000WAVEnot really audio")
+    (d / "notes.md").write_text("not audio, not an audio suffix: ignored")
+    return d
+
+
+@pytest.fixture(scope="module")
+def good_dir(audio_dir, tmp_path_factory):
+    d = tmp_path_factory.mktemp("good")
+    for name in ("a.wav", "b.wav"):
+        (d / name).write_bytes((audio_dir / name).read_bytes())
+    return d
+
+
+def test_single_file_json_to_stdout(beatnet_models_dir, fractalsync_home, audio_dir, tmp_path):
+    res = _run([audio_dir / "a.wav"], fractalsync_home, tmp_path)
+    assert res.returncode == 0, res.stderr
+    grid = json.loads(res.stdout)
+    assert list(grid) == ["tempo", "downbeat", "beats", "downbeats", "confidence", "bpm_alt",
+                          "beat_positions", "meter", "mode"]
+    assert grid["mode"] == "offline" and grid["meter"] == 4
+    assert grid["tempo"] == pytest.approx(120.0, rel=0.02)
+    assert len(grid["beats"]) == len(grid["beat_positions"]) >= 15
+    assert list(tmp_path.iterdir()) == []  # nothing written next to the caller
+
+
+def test_txt_and_csv(beatnet_models_dir, fractalsync_home, audio_dir, tmp_path):
+    txt = _run([audio_dir / "b.wav", "--txt"], fractalsync_home, tmp_path)
+    assert txt.returncode == 0, txt.stderr
+    rows = np.loadtxt(txt.stdout.splitlines(), ndmin=2)
+    assert rows.shape[1] == 2 and np.all(np.diff(rows[:, 0]) > 0)
+    assert set(rows[:, 1].astype(int)) == {1, 2, 3}
+    csv = _run([audio_dir / "b.wav", "--csv", "--model", "1"], fractalsync_home, tmp_path)
+    assert csv.returncode == 0, csv.stderr
+    lines = csv.stdout.splitlines()
+    assert lines[0] == "time,beat_in_bar"
+    assert all(len(line.split(",")) == 2 for line in lines[1:])
+
+
+def test_directory_batch_with_bad_file(beatnet_models_dir, fractalsync_home, audio_dir,
+                                       tmp_path):
+    out = tmp_path / "grids"
+    res = _run([audio_dir, "--out", out], fractalsync_home, tmp_path)
+    assert res.returncode == 1
+    assert "broken.wav" in res.stderr and "error" in res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.json", "b.json"]  # no temp files left
+    assert json.loads((out / "b.json").read_text())["meter"] == 3
+    assert "[2/3]" in res.stderr or "[3/3]" in res.stderr  # progress lines
+
+
+def test_no_overwrite_without_force(beatnet_models_dir, fractalsync_home, good_dir, tmp_path):
+    out = tmp_path / "grids"
+    first = _run([good_dir / "a.wav", good_dir / "b.wav", "--out", out, "--txt"],
+                 fractalsync_home, tmp_path)
+    assert first.returncode == 0, first.stderr
+    (out / "a.txt").write_text("keep me\n")
+    again = _run([good_dir, "--out", out, "--txt"], fractalsync_home, tmp_path)
+    assert again.returncode == 1
+    assert "exists" in again.stderr and "--force" in again.stderr
+    assert (out / "a.txt").read_text() == "keep me\n"
+    forced = _run([good_dir, "--out", out, "--txt", "--force"], fractalsync_home, tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert (out / "a.txt").read_text().split("\n")[0].count(" ") == 1
+
+
+def test_usage_errors(fractalsync_home, good_dir, tmp_path):
+    several = _run([good_dir / "a.wav", good_dir / "b.wav"], fractalsync_home, tmp_path)
+    assert several.returncode == 2 and "--out" in several.stderr
+    missing = _run([tmp_path / "nope.wav"], fractalsync_home, tmp_path)
+    assert missing.returncode == 1 and "nope.wav" in missing.stderr
+
+
+def test_online_hook(beatnet_models_dir, fractalsync_home, good_dir, tmp_path):
+    res = _run([good_dir / "a.wav", "--online"], fractalsync_home, tmp_path)
+    try:
+        import fractalsync_tracking.online_grid  # noqa: F401
+    except ImportError:
+        assert res.returncode == 2
+        assert "not available yet" in res.stderr and res.stdout == ""
+    else:
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["mode"] == "online"
+
+
+def test_missing_models_stop_with_the_export_command(good_dir, tmp_path):
+    res = _run([good_dir, "--out", tmp_path / "o"], tmp_path / "empty_home", tmp_path)
+    assert res.returncode == 1
+    assert "fractalsync-export-beatnet" in res.stderr
+    assert res.stderr.count("error") == 1
+
+
+# ---------------------------------------------------------------- in-process helpers
+
+
+def test_write_atomic_no_clobber(tmp_path):
+    target = tmp_path / "x.json"
+    write_atomic(target, "one", force=False)
+    with pytest.raises(FileExistsError):
+        write_atomic(target, "two", force=False)
+    assert target.read_text() == "one"
+    write_atomic(target, "three", force=True)
+    assert target.read_text() == "three"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
+
+
+def test_render_formats():
+    from fractalsync_tracking.beat_grid import BeatGrid
+
+    grid = BeatGrid(120.0, 0.5, (0.5, 1.0, 1.5), (0.5,), 0.9, None, (1, 2, 3), 3)
+    assert render(grid, "txt") == "0.5000 1\n1.0000 2\n1.5000 3\n"
+    assert render(grid, "csv") == "time,beat_in_bar\n0.5000,1\n1.0000,2\n1.5000,3\n"
+    assert json.loads(render(grid, "json"))["beats"] == [0.5, 1.0, 1.5]
+    with pytest.raises(ValueError):
+        render(grid, "xml")
+
+
+def test_entry_point_is_installed():
+    exe = Path(sys.executable).parent / "fractalsync-beats"
+    assert exe.exists()
