@@ -78,6 +78,35 @@ def test_step_per_frame(benchmark, crnn, features, reference_weights):
     )
 
 
+def test_step_plain_run_alternative(benchmark, crnn, features):
+    """The rejected alternative to IOBinding: ``session.run`` with feeds, outputs allocated."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    sess = ort.InferenceSession(str(crnn.path), options, providers=["CPUExecutionProvider"])
+    frame = np.zeros((1, 1, 272), np.float32)
+    h = np.zeros((2, 1, 150), np.float32)
+    c = np.zeros((2, 1, 150), np.float32)
+    feeds = {"features": frame, "h0": h, "c0": c}
+
+    def step(f):
+        frame[0, 0] = f
+        _, h[...], c[...] = sess.run(["probs", "hN", "cN"], feeds)
+
+    out = np.empty(3, np.float32)
+    per_frame_us(step, features[:200])
+    plain = per_frame_us(step, features)
+    iob = per_frame_us(lambda f: crnn.step(f, out=out), features)
+    benchmark(step, features[0])
+    print(
+        f"\nplain session.run step p50 {np.percentile(plain, 50):.1f} us, "
+        f"p99 {np.percentile(plain, 99):.1f} us vs BeatNetCRNN.step (IOBinding) "
+        f"p50 {np.percentile(iob, 50):.1f} us, p99 {np.percentile(iob, 99):.1f} us"
+    )
+
+
 def test_run_3000_frames(benchmark, crnn, features, reference_weights):
     crnn.run(features[:100])  # warm-up
     benchmark.pedantic(crnn.run, args=(features,), rounds=7, iterations=1)
