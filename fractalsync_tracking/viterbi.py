@@ -280,6 +280,9 @@ def _viterbi_bar_pointer(log_obs, intervals, widths, meters, log_init,
                     v += d_down if p < iv else d_beat
                 score[off + p] = v
 
+    # ring-buffer heads: logical position p of block (m, k) at frame t is stored at
+    # block_off + (p - t) mod L; head holds t mod L, so no division is needed per state
+    head = np.zeros((n_meters, n_tempi), np.int64)
     for t in range(1, n_frames):
         d_beat = log_obs[t, 1] - log_obs[t, 0]
         d_down = log_obs[t, 2] - log_obs[t, 0]
@@ -288,9 +291,10 @@ def _viterbi_bar_pointer(log_obs, intervals, widths, meters, log_init,
             for b in range(bpb):
                 # scores of the last position of beat b (frame t-1), all tempi
                 for i in range(n_tempi):
-                    iv = intervals[i]
-                    length = bpb * iv
-                    end_val[i] = score[block_off[mi, i] + ((b + 1) * iv - 1 - (t - 1)) % length]
+                    s = (b + 1) * intervals[i] - 1 - head[mi, i]
+                    if s < 0:
+                        s += bpb * intervals[i]
+                    end_val[i] = score[block_off[mi, i] + s]
                 nb = (b + 1) % bpb
                 for j in range(n_tempi):
                     best = -np.inf
@@ -300,19 +304,30 @@ def _viterbi_bar_pointer(log_obs, intervals, widths, meters, log_init,
                         if v > best:
                             best = v
                             arg = src_idx[e]
-                    iv = intervals[j]
-                    length = bpb * iv
-                    score[block_off[mi, j] + (nb * iv - t) % length] = best
+                    # frame t: head is one further; the slot written is the one just read
+                    # for beat b of tempo j (the end of beat b moves to the start of beat nb)
+                    s = nb * intervals[j] - 1 - head[mi, j]
+                    if s < 0:
+                        s += bpb * intervals[j]
+                    score[block_off[mi, j] + s] = best
                     bp[t, slot_off[mi] + nb, j] = arg
-            # observation of the beat states (all other states got the no-beat density)
+            # advance the heads to frame t, then observe the beat states (all other states
+            # got the no-beat density, which is kept out of the scores)
             for k in range(n_tempi):
                 iv = intervals[k]
                 length = bpb * iv
+                h = head[mi, k] + 1
+                if h == length:
+                    h = 0
+                head[mi, k] = h
                 off = block_off[mi, k]
                 for b in range(bpb):
                     d = d_down if b == 0 else d_beat
                     for q in range(widths[k]):
-                        score[off + (b * iv + q - t) % length] += d
+                        s = b * iv + q - h
+                        if s < 0:
+                            s += length
+                        score[off + s] += d
 
     # best final state per meter
     t_last = n_frames - 1
