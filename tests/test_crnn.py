@@ -179,6 +179,12 @@ def test_model_failing_the_contract_is_refused(tmp_path):
     onnx.save(model, path)
     with pytest.raises(ContractError, match=r"'features'\)\.shape\[2\]: expected 272, got 128"):
         BeatNetCRNN(path=path)
+    # right tensors now, but an operator onnxruntime does not know
+    model.graph.input[0].type.tensor_type.shape.dim[2].dim_value = 272
+    model.graph.node[0].op_type = "NoSuchOp"
+    onnx.save(model, path)
+    with pytest.raises(ContractError, match="onnxruntime cannot load the model"):
+        BeatNetCRNN(path=path)
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"\x00\x01garbage" * 100)
     with pytest.raises(ContractError, match="not a readable ONNX model"):
