@@ -16,9 +16,9 @@ probability ``a = beat + downbeat`` (see :func:`grid_confidence`):
   the beats as on them (noise, speech, a wrong phase, an unresolved half/double tempo) lowers it;
 * **support** — ``min(1, (number of beats - 1) / 8)``: a handful of beats is not a grid.
 
-No beats (silence, nothing above ``threshold``) or a single beat gives 0. Measured values are in
-the README / tests: the synthetic set scores 0.4–1.0 (lowest: the tempo-ambiguous 60 BPM item),
-noise, speech-like bursts and silence 0–0.25.
+An empty grid (silence, nothing above ``threshold``, fewer than 2 beats) has confidence 0.
+Measured (tests/test_beat_grid.py): the synthetic set scores 0.43–1.0 (median 0.99; lowest: the
+tempo-ambiguous 60 BPM item), white/pink noise, speech-like bursts, DC and silence 0–0.25.
 
 The default CRNN is ``model="ensemble"``: the mean of BeatNet's three weight sets, which avoids
 most of the single models' half/double-tempo errors (see tests/test_beat_grid.py).
@@ -57,7 +57,7 @@ class BeatGrid:
 
     Attributes
     ----------
-    tempo : dominant tempo in BPM (not rounded); None with fewer than 2 beats.
+    tempo : dominant tempo in BPM (not rounded); None for an empty grid.
     downbeat : time of the first downbeat in seconds; None if there is none.
     beats : every beat time in seconds, increasing, downbeats included.
     downbeats : the downbeat times (beat 1 of each bar) in seconds.
@@ -173,8 +173,8 @@ def grid_from_activations(
 
     Returns
     -------
-    :class:`BeatGrid` (``mode="offline"``); an empty grid with confidence 0 if no frame reaches
-    ``threshold``.
+    :class:`BeatGrid` (``mode="offline"``); an empty grid (no beats, tempo None, confidence 0)
+    if no frame reaches ``threshold`` or fewer than 2 beats are found.
 
     Raises
     ------
@@ -196,13 +196,12 @@ def grid_from_activations(
     path = viterbi_decode(model, log_obs[first:last])
     frames, positions = _beat_frames(model, path, peak_act[first:last])
     frames = frames + first
-    if frames.size == 0:
-        return _empty_grid()
+    if frames.size < 2:
+        return _empty_grid()  # a lone beat (e.g. a transient in silence) is not a grid
     times = frames / float(fps)
     is_down = positions == 1
-    tempo = grid_tempo(times) if frames.size >= 2 else None
-    bpm_alt = (alternative_tempo(beat_act, frames, tempo, dominant, alt_ratio, min_bpm, max_bpm)
-               if tempo is not None else None)
+    tempo = grid_tempo(times)
+    bpm_alt = alternative_tempo(beat_act, frames, tempo, dominant, alt_ratio, min_bpm, max_bpm)
     downbeats = tuple(float(t) for t in times[is_down])
     return BeatGrid(
         tempo=tempo,

@@ -222,3 +222,21 @@ def test_periodic_activation_recovers_tempo_and_downbeats():
     on_down = path.position[beats] == 0
     on_beat = path.position[beats] % iv[beats] == 0
     assert on_beat.all() and np.array_equal(on_down, np.arange(beats.size) % 3 == 0)
+
+
+def test_extreme_finite_observations_match_reference():
+    model = BarPointerModel.from_bpm(fps=10.0, min_bpm=60, max_bpm=120, meters=(2, 3))
+    rng = np.random.default_rng(3)
+    log_obs = rng.choice([-1e6, -1e-300, -700.0, 0.0], size=(25, 3))
+    path = viterbi_decode(model, log_obs)
+    best, per_meter = _reference_viterbi(model, log_obs)
+    assert path.log_prob == pytest.approx(best, rel=1e-12)
+    np.testing.assert_allclose(path.meter_log_probs, per_meter, rtol=1e-12)
+    assert _path_log_prob(model, path, log_obs) == pytest.approx(best, rel=1e-12)
+
+
+def test_restricted_outside_range_keeps_nearest_tempo():
+    model = BarPointerModel.from_bpm()
+    sub = model.restricted(400.0, 420.0)
+    assert len(sub.intervals) == 1 and sub.intervals[0] == model.intervals[0]
+    assert sub.log_transitions[0, 0] == 0.0
