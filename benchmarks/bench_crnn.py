@@ -79,31 +79,46 @@ def test_step_per_frame(benchmark, crnn, features, reference_weights):
 
 
 def test_step_plain_run_alternative(benchmark, crnn, features):
-    """The rejected alternative to IOBinding: ``session.run`` with feeds, outputs allocated."""
+    """The rejected alternative to IOBinding: ``session.run`` with feeds (outputs allocated).
+
+    Same input checks as ``BeatNetCRNN.step``; the two are timed interleaved, frame by frame.
+    """
     import onnxruntime as ort
+
+    from fractalsync_models.crnn import _load_frame
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     sess = ort.InferenceSession(str(crnn.path), options, providers=["CPUExecutionProvider"])
     frame = np.zeros((1, 1, 272), np.float32)
+    finite = np.zeros(272, bool)
     h = np.zeros((2, 1, 150), np.float32)
     c = np.zeros((2, 1, 150), np.float32)
     feeds = {"features": frame, "h0": h, "c0": c}
 
-    def step(f):
-        frame[0, 0] = f
-        _, h[...], c[...] = sess.run(["probs", "hN", "cN"], feeds)
+    def plain_step(f, out):
+        _load_frame(f, frame[0, 0], finite)
+        probs, h[...], c[...] = sess.run(["probs", "hN", "cN"], feeds)
+        out[...] = probs[0, 0]
 
-    out = np.empty(3, np.float32)
-    per_frame_us(step, features[:200])
-    plain = per_frame_us(step, features)
-    iob = per_frame_us(lambda f: crnn.step(f, out=out), features)
-    benchmark(step, features[0])
+    out_a = np.empty(3, np.float32)
+    out_b = np.empty(3, np.float32)
+    crnn.reset()
+    iob = np.empty(len(features))
+    plain = np.empty(len(features))
+    for i, f in enumerate(features):
+        t0 = time.perf_counter_ns()
+        crnn.step(f, out_a)
+        t1 = time.perf_counter_ns()
+        plain_step(f, out_b)
+        iob[i], plain[i] = (t1 - t0) / 1e3, (time.perf_counter_ns() - t1) / 1e3
+    assert np.abs(out_a - out_b).max() <= 1e-6
+    benchmark(plain_step, features[0], out_b)
     print(
-        f"\nplain session.run step p50 {np.percentile(plain, 50):.1f} us, "
-        f"p99 {np.percentile(plain, 99):.1f} us vs BeatNetCRNN.step (IOBinding) "
-        f"p50 {np.percentile(iob, 50):.1f} us, p99 {np.percentile(iob, 99):.1f} us"
+        f"\ninterleaved: BeatNetCRNN.step (IOBinding) p50 {np.percentile(iob, 50):.1f} us, "
+        f"p99 {np.percentile(iob, 99):.1f} us | plain session.run step "
+        f"p50 {np.percentile(plain, 50):.1f} us, p99 {np.percentile(plain, 99):.1f} us"
     )
 
 
