@@ -9,6 +9,7 @@ first bad index): corrupt input is never silently analysed.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 __all__ = ["MAX_ABS", "as_float32"]
 
@@ -16,6 +17,15 @@ MAX_ABS = 1e30
 """Largest accepted sample magnitude: soxr's float32 internals overflow above ~1e35."""
 
 _INT_DTYPES = (np.dtype(np.int16), np.dtype(np.int32))
+
+
+@njit(cache=True)
+def _first_bad_index(flat, limit):
+    """Index of the first value of ``flat`` (1-D float32) that is NaN, inf or beyond +-limit."""
+    for i in range(flat.shape[0]):
+        if not abs(flat[i]) <= limit:
+            return i
+    return -1
 
 
 def as_float32(x, name: str) -> np.ndarray:
@@ -32,12 +42,11 @@ def as_float32(x, name: str) -> np.ndarray:
         x = x.astype(np.float32, copy=False)
     else:
         raise TypeError(f"{name} must be float32/float64/int16/int32 audio, got dtype {x.dtype}")
-    # max/min propagate NaN, so one comparison each catches NaN, inf and out-of-range values
-    if x.size and not (x.max() <= MAX_ABS and x.min() >= -MAX_ABS):
-        ok = np.abs(x) <= MAX_ABS
-        bad = np.unravel_index(int(np.argmin(ok)), x.shape)
+    bad = _first_bad_index(x.reshape(-1), np.float32(MAX_ABS)) if x.size else -1
+    if bad >= 0:
+        where = np.unravel_index(bad, x.shape)
         raise ValueError(
             f"{name} contains NaN or inf or a sample beyond +-{MAX_ABS:g} "
-            f"(first at index {tuple(map(int, bad))}: {x[bad]})"
+            f"(first at index {tuple(map(int, where))}: {x[where]})"
         )
     return x
