@@ -240,3 +240,20 @@ def test_restricted_outside_range_keeps_nearest_tempo():
     sub = model.restricted(400.0, 420.0)
     assert len(sub.intervals) == 1 and sub.intervals[0] == model.intervals[0]
     assert sub.log_transitions[0, 0] == 0.0
+
+
+@pytest.mark.parametrize("clip", ["vibe_ace", "lets_go_fishin"])
+def test_default_transition_floor_does_not_change_real_paths(clip):
+    from pathlib import Path
+
+    act = np.load(Path(__file__).parent / "data" / "reference" / clip / "act_m1.npy")
+    log_obs = observation_log_densities(act)
+    sparse = BarPointerModel.from_bpm()
+    full = BarPointerModel.from_bpm(transition_floor=0.0)
+    assert np.isfinite(sparse.log_transitions).sum() < np.isfinite(full.log_transitions).sum()
+    a, b = viterbi_decode(sparse, log_obs), viterbi_decode(full, log_obs)
+    assert a.meter == b.meter
+    np.testing.assert_array_equal(a.position, b.position)
+    np.testing.assert_array_equal(a.tempo_index, b.tempo_index)
+    with pytest.raises(ValueError, match="floor"):
+        BarPointerModel.from_bpm(transition_floor=1.0)
