@@ -55,7 +55,8 @@ def write_atomic(path: Path, text: str, force: bool) -> None:
     """Write ``text`` to ``path`` via a temporary file and a rename.
 
     Without ``force`` an existing ``path`` raises FileExistsError (checked atomically: the
-    temporary file is hard-linked to ``path``, which fails if it exists).
+    temporary file is hard-linked to ``path``, which fails if it exists; on file systems
+    without hard links the check precedes the rename).
     """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -70,6 +71,10 @@ def write_atomic(path: Path, text: str, force: bool) -> None:
                 os.link(tmp, path)
             except FileExistsError:
                 raise FileExistsError(f"{path} exists (use --force to overwrite)") from None
+            except OSError:  # no hard links on this file system: check, then rename
+                if path.exists():
+                    raise FileExistsError(f"{path} exists (use --force to overwrite)") from None
+                os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
