@@ -19,15 +19,19 @@ gets a Gaussian jitter of ``phase_noise_frames`` frames (timing noise of real pe
 The observation model follows from Bayes' rule applied to the network's posterior: the CRNN
 estimates ``P(beat frame | audio)``, so ``p(audio | beat frame) ∝ (a_beat + a_down) / P(beat)``
 and ``p(audio | no-beat frame) ∝ a_nobeat / P(no beat)``.  A particle whose nearest beat is
-``d`` frames away is a beat frame with probability ``g = exp(-d^2 / (2 sigma^2))``
-(``sigma = beat_width_frames``, the label jitter of the training targets), giving the likelihood
+``d`` frames away is a beat frame with probability ``g(d)``, a Gaussian of standard deviation
+``sigma = beat_width_frames`` (the label jitter of the training targets) shifted down by its
+value at ``4 sigma`` and rescaled, so that it is exactly 0 from ``4 sigma`` on; this gives
 ``l = g * (a_beat + a_down) + (1 - g) * nonbeat_weight * a_nobeat`` with ``nonbeat_weight =
 P(beat)/P(no beat)``.  Consecutive 20 ms frames are far from independent, so the likelihood is
 tempered, ``l ** obs_exponent``.  Weights are multiplied by the likelihood, normalised, and the
 particles are resampled (systematic resampling) when the effective sample size
-``1 / sum(w^2)`` falls below ``ess_fraction * N``.  Particles far from any beat (``d > 4 sigma``)
-all share the no-beat likelihood, so only the few near a beat are touched: a frame costs
-``O(N)`` cheap operations and a handful of random numbers.
+``1 / sum(w^2)`` falls below ``ess_fraction * N``.  Particles far from any beat
+(``d >= 4 sigma``) all share the no-beat likelihood, so only the few near a beat are touched, and
+those read the ratio ``(l / l_nobeat) ** obs_exponent`` from a per-frame table of
+``TABLE_SIZE`` points in ``d`` (``0 .. 4 sigma``): the model's ratio is, by definition, the
+piecewise-linear interpolant of that table (it differs from the smooth formula by less than
+0.5 % of the peak ratio).  A frame costs ``O(N)`` cheap operations and a handful of random numbers.
 
 **Point estimate.**  The posterior is often multi-modal (tempo octaves, off-beat phase), so the
 filter reports its mode, not its mean: the heaviest tempo bin of a weighted histogram of the
@@ -36,11 +40,16 @@ cluster the heaviest phase bin (``PHASE_BINS`` circular bins, smoothed), refined
 mean over the particles of the cluster.  ``conf`` multiplies the weight of that cluster by the
 rhythm probability below.
 
-**Rhythm present or not.**  A two-state switching model compares the filter's predictive
-likelihood ``sum_i w_i l_i`` with a "no beats" model in which every frame is a no-beat frame; the
-posterior ``P(rhythm | data)`` (switching probability ``rhythm_switch_prob`` per frame) gates
-beat events: in silence, or on audio without beat evidence, it falls towards 0 and no beats are
-reported.
+**Rhythm present or not.**  A two-state switching model ("the published beat clock is real" /
+"no beats", switching probability ``rhythm_switch_prob`` per frame) compares, every frame, the
+likelihood of the clock's prediction (the previous estimate advanced by one frame, through the
+same tempered likelihood ratio) with the "no beats" model in which every frame is a no-beat
+frame.  The posterior ``P(rhythm | data)`` gates beat events: in silence, or on audio whose
+beats the clock does not predict, it falls towards 0 and no beats are reported.  The same model
+says where a rhythm (re)starts: the tracked state is then new, drawn from the prior.  So before
+each frame a fraction ``rho = P(absent, t-1) * s / P(present, t)`` of the particles (the
+probability that the rhythm has just started) is redrawn from the prior: a lost or silent
+tracker re-seeds itself quickly, a confident one almost never.
 
 **Decisions and the decision delay.**  At frame ``k`` the estimate's last beat crossed at
 ``c = k - phi * tau`` (sub-frame).  A crossing is registered once it is ``decision_delay_frames``
@@ -93,6 +102,8 @@ TABLE_SIZE = 65
 #: Activations kept for the stage-2 evidence (frames); bounds ``decision_delay_frames``.
 RING = 16
 _EPS = 1e-6
+#: exp(-8): the beat kernel's value at 4 sigma, subtracted so that it reaches 0 there.
+_G_FLOOR = math.exp(-8.0)
 
 # indices into the float64 parameter vector
 (_P_TAU_MIN, _P_TAU_MAX, _P_LT_MIN, _P_LT_MAX, _P_TEMPO_SCALE, _P_JUMP, _P_PHASE_NOISE,
@@ -100,8 +111,9 @@ _EPS = 1e-6
  _P_ESS) = range(15)
 _N_PARAMS = 15
 # indices into the float64 scalar-state vector
-_S_FRAME, _S_LAST_CROSS, _S_BEATS, _S_RHYTHM, _S_BAR_STATE, _S_DOWNBEAT_PROB = range(6)
-_N_SCALARS = 6
+(_S_FRAME, _S_LAST_CROSS, _S_BEATS, _S_RHYTHM, _S_BAR_STATE, _S_DOWNBEAT_PROB, _S_EST_PHASE,
+ _S_EST_PERIOD) = range(8)
+_N_SCALARS = 8
 # indices into the float64 output vector
 (_O_REF_FRAME, _O_PHASE, _O_PERIOD, _O_BEATS, _O_CONF, _O_DOWNBEAT_PROB, _O_BEAT_IN_BAR,
  _O_BEATS_PER_BAR, _O_BEAT, _O_BEAT_FRAME, _O_EMIT, _O_DOWNBEAT, _O_RHYTHM) = range(13)
@@ -144,7 +156,7 @@ class FilterConfig:
     obs_exponent: float = 0.5
     meter_switch_prob: float = 0.01
     db_exponent: float = 1.0
-    rhythm_switch_prob: float = 0.005
+    rhythm_switch_prob: float = 0.002
     decision_delay_frames: int = 4
     ess_fraction: float = 0.5
 
@@ -336,8 +348,19 @@ def _likelihood_table(pr, a_beat, a_down, table):
     last = table.size - 1
     for j in range(table.size):
         d = j * reach / last
-        g = math.exp(-0.5 * d * d / (sigma * sigma))
+        g = max((math.exp(-0.5 * d * d / (sigma * sigma)) - _G_FLOOR) / (1.0 - _G_FLOOR), 0.0)
         table[j] = (g * ratio + (1.0 - g)) ** beta
+
+
+@njit(cache=True, inline="always")
+def _table_ratio(table, d, pr):
+    """The likelihood ratio at distance ``d`` (frames) from a beat, from the frame's table."""
+    last = table.size - 1
+    x = d * last / (4.0 * pr[_P_SIGMA])
+    if x >= last:
+        return 1.0
+    j = int(x)
+    return table[j] + (x - j) * (table[j + 1] - table[j])
 
 
 @njit(cache=True)
@@ -345,19 +368,14 @@ def _propagate_weight(phi, tau, inv_tau, tbin, w, rng, pr, table, hist_t):
     """Move every particle one frame and multiply its weight by the frame's likelihood.
 
     ``table`` comes from :func:`_likelihood_table` (linear interpolation in ``d``).  Fills
-    ``hist_t`` with the new weight per tempo bin.  Returns ``(sum w, sum w^2, bayes)`` where
-    ``bayes = sum_i w_i * ratio_i`` over the incoming (normalised) weights: the predictive Bayes
-    factor of "tracked rhythm" against "no beats" for this frame.
+    ``hist_t`` with the new weight per tempo bin.  Returns ``(sum w, sum w^2)``.
     """
     n = phi.size
     reach = 4.0 * pr[_P_SIGMA]
-    last = table.size - 1
-    scale = last / reach
     noise = pr[_P_PHASE_NOISE]
     hist_t[:] = 0.0
     wsum = 0.0
     wsq = 0.0
-    bayes = 0.0
     for i in range(n):
         p_old = phi[i]
         p = p_old + inv_tau[i]
@@ -373,18 +391,15 @@ def _propagate_weight(phi, tau, inv_tau, tbin, w, rng, pr, table, hist_t):
             p += noise * _normal(rng) * inv_tau[i]
             p = min(max(p, 0.0), 0.999999)
         phi[i] = p
-        x = min(p, 1.0 - p) * tau[i] * scale
+        d = min(p, 1.0 - p) * tau[i]
         wi = w[i]
-        if x < last:
-            j = int(x)
-            f = table[j] + (x - j) * (table[j + 1] - table[j])
-            bayes += wi * (f - 1.0)
-            wi *= f
+        if d < reach:
+            wi *= _table_ratio(table, d, pr)
             w[i] = wi
         wsum += wi
         wsq += wi * wi
         hist_t[tbin[i]] += wi
-    return wsum, wsq, 1.0 + bayes
+    return wsum, wsq
 
 
 @njit(cache=True)
@@ -474,6 +489,8 @@ def _mode_estimate(phi, tau, tbin, w, hist_t, hist_p, hist_d, hist_tau):
         return (bp + 0.5) / npb, tau[0], 0.0
     ph = (bp + 0.5 + sd / sw) / npb
     ph -= math.floor(ph)
+    if ph >= 1.0:  # -1e-17 - floor(-1e-17) rounds to 1.0
+        ph = 0.0
     return ph, st / sw, sw
 
 
@@ -529,7 +546,12 @@ def _pf_step(a_beat, a_down, phi, tau, inv_tau, tbin, w, buf_f, buf_i, rng, pr, 
     r = r_prev * (1.0 - s_r) + (1.0 - r_prev) * s_r
     _restart(phi, tau, inv_tau, tbin, rng, pr, (1.0 - r_prev) * s_r / r)
     _likelihood_table(pr, a_beat, a_down, table)
-    wsum, wsq, bayes = _propagate_weight(phi, tau, inv_tau, tbin, w, rng, pr, table, hist_t)
+    bayes = 1.0
+    if k > 0:  # the published clock's prediction for this frame against "no beats"
+        p_clock = sc[_S_EST_PHASE] + 1.0 / sc[_S_EST_PERIOD]
+        p_clock -= math.floor(p_clock)
+        bayes = _table_ratio(table, min(p_clock, 1.0 - p_clock) * sc[_S_EST_PERIOD], pr)
+    wsum, wsq = _propagate_weight(phi, tau, inv_tau, tbin, w, rng, pr, table, hist_t)
     if not (wsum > 0.0) or not math.isfinite(wsum):
         for i in range(n):  # cannot happen with floored likelihoods; keep the filter alive
             w[i] = 1.0 / n
@@ -551,6 +573,8 @@ def _pf_step(a_beat, a_down, phi, tau, inv_tau, tbin, w, buf_f, buf_i, rng, pr, 
     r = min(max(r, 1e-9), 1.0 - 1e-9)
     sc[_S_RHYTHM] = r
 
+    sc[_S_EST_PHASE] = ph
+    sc[_S_EST_PERIOD] = period
     delay = pr[_P_DELAY]
     ref = k - delay
     cross = k - ph * period
