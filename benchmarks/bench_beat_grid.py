@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fractalsync_tracking.beat_grid import beat_grid, grid_from_activations
+from fractalsync_tracking.beat_grid import beat_grid, combine_ensemble, grid_from_activations
 from fractalsync_tracking.viterbi import BarPointerModel, observation_log_densities, viterbi_decode
 
 HOP_US = 20_000.0
@@ -29,7 +29,7 @@ MADMOM_RTF = 12.0  # stated in issue 5, not measured here
 def activations() -> np.ndarray:
     """3000 frames (60 s): ensemble activations of the two reference excerpts back to back."""
     return np.concatenate([
-        sum(np.load(REF / clip / f"act_m{m}.npy") for m in (1, 2, 3)) / 3
+        combine_ensemble([np.load(REF / clip / f"act_m{m}.npy") for m in (1, 2, 3)])
         for clip in ("vibe_ace", "lets_go_fishin")
     ])
 
@@ -133,7 +133,7 @@ def _stages(song, model):
     feats = BeatNetFrontEnd().features(y)
     t.append(time.perf_counter())
     variants = (1, 2, 3) if model == "ensemble" else (model,)
-    act = sum(_crnn(v, str(models_dir())).run(feats) for v in variants) / len(variants)
+    act = combine_ensemble([_crnn(v, str(models_dir())).run(feats) for v in variants])
     t.append(time.perf_counter())
     grid_from_activations(act)
     t.append(time.perf_counter())
