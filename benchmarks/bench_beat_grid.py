@@ -175,3 +175,49 @@ def test_whole_file_real_time_factor(benchmark, converted_models, songs, model, 
         f"\ngrid: tempo {grid.tempo:.2f}, meter {grid.meter}, {len(grid.beats)} beats, "
         f"confidence {grid.confidence:.2f}"
     )
+
+
+def _score(item, grid):
+    """Beat F, downbeat F (beats inside an item's silent gap not scored), meter and tempo ok."""
+    from fractalsync_tracking.metrics import beat_f_measure, downbeat_f_measure
+
+    beats, downs = np.array(grid.beats), np.array(grid.downbeats)
+    if item.gap is not None:
+        beats = beats[(beats < item.gap[0]) | (beats >= item.gap[1])]
+        downs = downs[(downs < item.gap[0]) | (downs >= item.gap[1])]
+    true = item.tempo_bpm
+    tempo_ok = grid.tempo is not None and (
+        abs(grid.tempo / true - 1) <= 0.02
+        or (grid.bpm_alt is not None and abs(grid.bpm_alt / true - 1) <= 0.02))
+    return (beat_f_measure(item.beats, beats), downbeat_f_measure(item.downbeats, downs),
+            grid.meter == item.beats_per_bar, tempo_ok, grid.confidence)
+
+
+def test_synthetic_accuracy_table(benchmark, converted_models):
+    """Accuracy of each CRNN choice with the tempo prior off / ±10 / ±20 BPM (printed table)."""
+    from fractalsync_dsp.frontend import BeatNetFrontEnd
+    from fractalsync_models.paths import models_dir
+    from fractalsync_tracking.beat_grid import _crnn
+    from fractalsync_tracking.synth import synth_set
+
+    items = synth_set()
+    acts = {}
+    for item in items:
+        feats = BeatNetFrontEnd().features(item.audio)
+        probs = [_crnn(v, str(models_dir())).run(feats) for v in (1, 2, 3)]
+        acts[item.name] = {1: probs[0], 2: probs[1], 3: probs[2],
+                           "ensemble": combine_ensemble(probs)}
+    benchmark.pedantic(grid_from_activations, args=(acts[items[0].name]["ensemble"],),
+                       rounds=3, iterations=1)
+    print(f"\nsynthetic set ({len(items)} items x 30 s): mean beat F, min beat F, mean downbeat F,"
+          " meter correct, tempo ok (2 % or octave with bpm_alt), min/median confidence")
+    for model in (1, 2, 3, "ensemble"):
+        for window in (None, 10.0, 20.0):
+            rows = np.array([_score(item, grid_from_activations(acts[item.name][model],
+                                                                tempo_window=window))
+                             for item in items], dtype=np.float64)
+            prior = "off" if window is None else f"±{window:.0f}"
+            print(f"model {model!s:8s} prior {prior:4s}: F {rows[:, 0].mean():.3f} "
+                  f"(min {rows[:, 0].min():.3f}), downbeat F {rows[:, 1].mean():.3f}, "
+                  f"meter {rows[:, 2].mean():.2f}, tempo {rows[:, 3].mean():.2f}, "
+                  f"confidence {rows[:, 4].min():.2f}/{np.median(rows[:, 4]):.2f}")
