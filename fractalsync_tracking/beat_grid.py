@@ -23,9 +23,10 @@ lowest: the tempo-ambiguous 60 BPM item), white/pink noise, speech-like bursts, 
 
 The default CRNN is ``model="ensemble"``: the three BeatNet weight sets combined as a product of
 experts (:func:`combine_ensemble`). On the synthetic set it removes model 1's half/double-tempo
-errors (mean beat F 0.885 -> 0.99, see tests/test_beat_grid.py); the geometric mean was kept over
-the arithmetic mean because it follows the models' agreement (e.g. 88.6 rather than 176 BPM on
-the full "Let's Go Fishin'", where model 1 and BeatNet's own DBN say 88.6).
+errors (mean beat F 0.90 -> 0.996; table in benchmarks/bench_beat_grid.py). The geometric mean
+was kept over the arithmetic mean (same synthetic scores) because it follows the models'
+agreement: 88.6 rather than 176 BPM on the whole "Let's Go Fishin'", the tempo model 1 and
+BeatNet's DBN on the reference excerpt give.
 """
 
 from __future__ import annotations
