@@ -102,9 +102,9 @@ class BeatGrid:
         return json.dumps(self.to_dict(), indent=indent)
 
 
-def _empty_grid(mode: str = "offline") -> BeatGrid:
+def _empty_grid() -> BeatGrid:
     return BeatGrid(tempo=None, downbeat=None, beats=(), downbeats=(), confidence=0.0,
-                    bpm_alt=None, beat_positions=(), meter=None, mode=mode)
+                    bpm_alt=None, beat_positions=(), meter=None, mode="offline")
 
 
 @lru_cache(maxsize=8)
