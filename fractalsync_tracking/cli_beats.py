@@ -156,6 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         def analyse(path: Path) -> BeatGrid:
             return compute(str(path), model=online_model)
     else:
+        if not 0 < args.min_bpm <= args.max_bpm:
+            parser.error("need 0 < --min-bpm <= --max-bpm")
+        if args.tempo_window is not None and not args.tempo_window > 0:
+            parser.error("--tempo-window must be > 0 BPM")
         options = dict(min_bpm=args.min_bpm, max_bpm=args.max_bpm,
                        tempo_window=args.tempo_window)
         offline_model = "ensemble" if model is None else model

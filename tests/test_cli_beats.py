@@ -98,6 +98,9 @@ def test_no_overwrite_without_force(beatnet_models_dir, fractalsync_home, good_d
 def test_usage_errors(fractalsync_home, good_dir, tmp_path):
     several = _run([good_dir / "a.wav", good_dir / "b.wav"], fractalsync_home, tmp_path)
     assert several.returncode == 2 and "--out" in several.stderr
+    bad_range = _run([good_dir / "a.wav", "--min-bpm", "200", "--max-bpm", "100"],
+                     fractalsync_home, tmp_path)
+    assert bad_range.returncode == 2 and "--min-bpm" in bad_range.stderr
     missing = _run([tmp_path / "nope.wav"], fractalsync_home, tmp_path)
     assert missing.returncode == 1 and "nope.wav" in missing.stderr
 
