@@ -221,3 +221,37 @@ def test_synthetic_accuracy_table(benchmark, converted_models):
                   f"(min {rows[:, 0].min():.3f}), downbeat F {rows[:, 1].mean():.3f}, "
                   f"meter {rows[:, 2].mean():.2f}, tempo {rows[:, 3].mean():.2f}, "
                   f"confidence {rows[:, 4].min():.2f}/{np.median(rows[:, 4]):.2f}")
+
+
+_ONE_HOUR = """
+import resource, sys, time
+import numpy as np
+from fractalsync_tracking.beat_grid import grid_from_activations
+act = np.load(sys.argv[1])
+grid_from_activations(act[:200])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+big = np.tile(act, (60, 1))
+t0 = time.perf_counter()
+grid = grid_from_activations(big)
+dt = time.perf_counter() - t0
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(len(big), dt, (after - before) / 1024, len(grid.beats))
+"""
+
+
+def test_one_hour_decode_memory(benchmark, activations, tmp_path):
+    """A 1-hour activation sequence (the 60 s set tiled 60x) in a fresh process: time and peak
+    RSS growth of grid_from_activations (back-pointers + path + per-frame arrays)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "act.npy"
+    np.save(path, activations)
+    benchmark.pedantic(grid_from_activations, args=(activations,), rounds=1, iterations=1)
+    out = subprocess.run([sys.executable, "-c", _ONE_HOUR, str(path)], capture_output=True,
+                         text=True, check=True, timeout=600).stdout.split()
+    frames, seconds, mib, beats = int(out[0]), float(out[1]), float(out[2]), int(out[3])
+    model = BarPointerModel.from_bpm(fps=FPS)
+    print(f"\n1 h of activations ({frames} frames): grid in {seconds:.2f} s "
+          f"({3600 / seconds:,.0f}x real time), peak RSS growth {mib:.0f} MiB "
+          f"(back-pointers {model.backpointer_bytes(frames) / 2**20:.0f} MiB), {beats} beats")
