@@ -83,7 +83,7 @@ def tempo_transition_matrix(
         return np.log(prob)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BarPointerModel:
     """State space and transition model of the bar-pointer HMM.
 
@@ -230,7 +230,7 @@ def observation_log_densities(
     return np.log(np.maximum(probs, PROB_FLOOR))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ViterbiPath:
     """Most likely state sequence of a :class:`BarPointerModel`.
 
