@@ -116,8 +116,8 @@ def _as_curve(tempo: float | Sequence[tuple[float, float]]) -> np.ndarray:
             raise ValueError("tempo must be a BPM number or a sequence of (time_s, bpm) pairs")
     if not np.all(np.isfinite(curve)):
         raise ValueError("tempo contains NaN or infinite values")
-    if np.any(curve[:, 1] <= 0):
-        raise ValueError("tempo values must be > 0 BPM")
+    if np.any((curve[:, 1] < 1.0) | (curve[:, 1] > 1000.0)):
+        raise ValueError("tempo values must be in 1..1000 BPM")
     if np.any(np.diff(curve[:, 0]) < 0):
         raise ValueError("tempo breakpoint times must be non-decreasing")
     return curve
@@ -154,11 +154,14 @@ def _grid_times(curve: np.ndarray, first_beat: float, end: float) -> np.ndarray:
         t_a = max(t_start, first_beat)
         f_a = bpm_start / 60.0 + slope * (t_a - t_start) if slope else bpm_start / 60.0
         while True:
-            tau = 2.0 * remaining / (f_a + np.sqrt(f_a * f_a + 2.0 * slope * remaining))
-            if t_a + tau > t_end:
-                length = t_end - t_a
-                remaining -= f_a * length + 0.5 * slope * length * length
+            length = t_end - t_a
+            in_segment = np.inf if np.isinf(t_end) else f_a * length + 0.5 * slope * length**2
+            if remaining > in_segment:
+                remaining -= in_segment
                 break
+            # The root exists because the segment's phase reaches `remaining`; max() guards
+            # against rounding when the beat lands on the segment end.
+            tau = 2.0 * remaining / (f_a + np.sqrt(max(f_a * f_a + 2.0 * slope * remaining, 0.0)))
             t_a += tau
             f_a += slope * tau
             beats.append(t_a)

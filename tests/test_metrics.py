@@ -158,6 +158,22 @@ def test_trim_matches_mir_eval():
     beats = np.array([0.5, 4.999, 5.0, 7.25, 30.0])
     np.testing.assert_array_equal(trim(beats), mir_eval.beat.trim_beats(beats))
     np.testing.assert_array_equal(trim(beats, 7.0), [7.25, 30.0])
+    assert trim([], 5.0).shape == (0,)
+    with pytest.raises(ValueError, match="min_time"):
+        trim(beats, np.nan)
+
+
+@settings(max_examples=50, deadline=None)
+@given(beat_pairs())
+def test_f_measure_symmetric_and_bounded(pair):
+    ref, est = pair
+    f = beat_f_measure(ref, est)
+    assert 0.0 <= f <= 1.0
+    assert f == beat_f_measure(est, ref)
+    scores = continuity(ref, est)
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    # Any metrical level is at least as good as the correct one.
+    assert scores[2] >= scores[0] and scores[3] >= scores[1]
 
 
 # --- hand-checked cases -------------------------------------------------------------------------
@@ -244,6 +260,24 @@ def test_continuity_broken_by_one_bad_beat():
 def test_time_errors_values():
     errors = beat_time_errors([1.0, 2.0, 3.0], [1.01, 2.0, 3.05, 5.0])
     np.testing.assert_allclose(errors, [0.01, 0.0, 0.05], atol=1e-12)
+    # Plain lists and ints are accepted.
+    np.testing.assert_allclose(beat_time_errors([1, 2], (1, 2)), [0.0, 0.0])
+
+
+def test_window_zero_counts_exact_hits_only():
+    assert beat_f_measure([1.0, 2.0], [1.0, 2.001], window=0.0) == pytest.approx(0.5)
+
+
+def test_evaluate_error_statistics():
+    ref = np.arange(5.0, 25.0, 0.5)
+    est = ref.copy()
+    est[::2] += 0.01  # 20 beats 10 ms late
+    est[1::2] -= 0.03  # 20 beats 30 ms early
+    scores = evaluate(ref, est)
+    assert scores["beat_f"] == 1.0
+    # Sorted errors: 20 x 0.01 then 20 x 0.03 -> median 0.02, 95th percentile 0.03.
+    assert scores["error_median_s"] == pytest.approx(0.02)
+    assert scores["error_p95_s"] == pytest.approx(0.03)
 
 
 def test_evaluate_trims_first_five_seconds():

@@ -3,6 +3,8 @@ tempo curve, the set covers the required scenarios, and generation is determinis
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.signal import butter, hilbert, sosfiltfilt
 
 from fractalsync_tracking.synth import SynthItem, make_item, synth_set
@@ -222,6 +224,39 @@ def test_sample_rate_44100():
     assert np.max(np.abs(rises)) < 0.005
 
 
+@st.composite
+def tempo_curves(draw):
+    """Piecewise-linear tempo breakpoints (time_s, bpm), possibly with steps (equal times)."""
+    n = draw(st.integers(1, 4))
+    times = sorted(draw(st.lists(st.floats(0.0, 8.0), min_size=n, max_size=n)))
+    if n > 1 and draw(st.booleans()):
+        times[1] = times[0]  # a step
+    bpms = draw(st.lists(st.floats(40.0, 240.0), min_size=n, max_size=n))
+    return list(zip(times, bpms, strict=True))
+
+
+@settings(max_examples=30, deadline=None)
+@given(tempo_curves(), st.floats(0.0, 2.0), st.integers(2, 7))
+def test_random_tempo_curves_integrate_to_one_beat(curve, first_beat, meter):
+    it = make_item("prop", curve, beats_per_bar=meter, duration=8.0, first_beat=first_beat)
+    assert it.beats[0] == first_beat
+    assert np.all(np.diff(it.beats) > 0) and it.beats[-1] < 8.0
+    # No whole beat fits between the last annotated beat and the end.
+    t = np.linspace(it.beats[-1], 8.0, 20000)
+    assert np.trapezoid(it.tempo_at(t), t) / 60.0 < 1.0 + 2e-3
+    for a, b in zip(it.beats[:-1], it.beats[1:], strict=True):
+        t = np.linspace(a, b, 20000)
+        assert np.trapezoid(it.tempo_at(t), t) / 60.0 == pytest.approx(1.0, abs=2e-3)
+    np.testing.assert_array_equal(it.beat_positions, np.arange(it.beats.size) % meter + 1)
+    assert np.all(np.isfinite(it.audio))
+
+
+def test_gap_over_everything_is_silent_and_unannotated():
+    it = make_item("all_gap", 120, duration=4.0, gap=(0.0, 4.0))
+    assert it.beats.size == 0 and it.downbeats.size == 0
+    assert np.all(np.isfinite(it.audio)) and np.max(np.abs(it.audio)) < 0.01
+
+
 def test_pickup_beats():
     it = make_item("pickup", 100, beats_per_bar=4, first_position=3, duration=6.0)
     np.testing.assert_array_equal(it.beat_positions[:4], [3, 4, 1, 2])
@@ -232,6 +267,7 @@ def test_pickup_beats():
     ("kwargs", "match"),
     [
         (dict(tempo=0.0), "tempo values"),
+        (dict(tempo=[(0.0, 120.0), (5.0, 1e9)]), "tempo values"),
         (dict(tempo=[(1.0, 120.0), (0.5, 130.0)]), "non-decreasing"),
         (dict(tempo=[[1.0, 2.0, 3.0]]), "pairs"),
         (dict(tempo=np.nan), "NaN"),
