@@ -1,0 +1,203 @@
+"""BeatTracker: the live chain (resampler -> front end -> CRNN -> filter), its timing and errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fractalsync_dsp.frontend import BeatNetFrontEnd
+from fractalsync_dsp.resample import resample
+from fractalsync_models.crnn import BeatNetCRNN
+from fractalsync_tracking.beat_state import BeatClockState, BeatEvent
+from fractalsync_tracking.beat_tracker import BeatTracker
+from fractalsync_tracking.particle_filter import FilterConfig, track_activations
+from fractalsync_tracking.synth import make_item
+
+CLIP = "tests/data/reference/vibe_ace/x22050.npy"
+
+
+@pytest.fixture(scope="module")
+def crnn(beatnet_models_dir):
+    return BeatNetCRNN(path=beatnet_models_dir / "beatnet_m1.onnx")
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return np.load(CLIP)[: 22050 * 8]
+
+
+def run(tracker, x, sr, blocks):
+    """Push x in consecutive blocks of the given sizes (cycled); return (states, events)."""
+    states, events, i, j = [], [], 0, 0
+    while i < len(x):
+        n = blocks[j % len(blocks)]
+        out = tracker.push(x[i : i + n], sr)
+        states += out.states
+        events += out.events
+        i += n
+        j += 1
+    return states, events
+
+
+def test_equals_the_filter_on_batch_activations(crnn, clip):
+    """Streaming through the tracker == batch features -> CRNN.run -> filter, frame for frame."""
+    states, events = run(BeatTracker(crnn=crnn, seed=3), clip, 22050, [1024])
+    act = crnn.run(BeatNetFrontEnd().features(clip))
+    ref = track_activations(act, seed=3)
+    n = len(states) + FilterConfig().decision_delay_frames
+    assert n <= len(ref.frames)
+    live = [f for f in ref.frames[:n] if f.ref_frame >= 0]
+    assert [s.t_sec for s in states] == pytest.approx([f.ref_frame / 50 for f in live], abs=1e-12)
+    assert [s.phase for s in states] == [f.phase for f in live]
+    assert [s.beat_count for s in states] == [f.beat_count for f in live]
+    emitted = [f for f in ref.frames[:n] if f.emitted]
+    assert [e.t_sec for e in events] == pytest.approx([f.beat_frame / 50 for f in emitted],
+                                                      abs=1e-12)
+    assert [e.is_downbeat for e in events] == [f.is_downbeat for f in emitted]
+    assert len(events) > 10
+
+
+@settings(deadline=None, max_examples=5)
+@given(blocks=st.lists(st.integers(0, 9000), min_size=1, max_size=6).filter(any))
+def test_block_sizes_do_not_change_the_result(crnn, clip, blocks):
+    x = clip[: 22050 * 4]
+    a = run(BeatTracker(crnn=crnn), x, 22050, [2048])
+    b = run(BeatTracker(crnn=crnn), x, 22050, blocks)
+    assert b[0] == a[0][: len(b[0])] and len(a[0]) - len(b[0]) <= 1
+    assert b[1] == a[1][: len(b[1])]
+
+
+def test_one_sample_blocks_and_empty_blocks(crnn, clip):
+    x = clip[:9000]
+    a = run(BeatTracker(crnn=crnn), x, 22050, [9000])
+    b = run(BeatTracker(crnn=crnn), x, 22050, [1, 0, 1, 0, 3])
+    assert a == b
+    assert BeatTracker(crnn=crnn).push(np.zeros(0, np.float32), 44100) == ([], [])
+
+
+def test_a_ten_second_block(crnn, clip):
+    out = BeatTracker(crnn=crnn).push(np.tile(clip, 3)[: 10 * 48000], 48000)
+    assert len(out.states) >= 10 * 50 - 10
+    assert all(isinstance(s, BeatClockState) for s in out.states)
+    assert all(isinstance(e, BeatEvent) for e in out.events)
+
+
+@pytest.fixture(scope="module")
+def groove():
+    return make_item("tracker_groove", 120.0, beats_per_bar=4, duration=16.0, first_beat=0.5,
+                     sample_rate=44100)
+
+
+@pytest.mark.parametrize("sr,channels", [(44100, 1), (48000, 2), (22050, 1), (16000, 2)])
+def test_beats_are_reported_at_the_audio_beat_times(crnn, groove, sr, channels):
+    """Any input rate and channel count: beats land on the annotated beats (stream time)."""
+    x = groove.audio if sr == 44100 else resample(groove.audio, 44100, sr)
+    if channels == 2:
+        x = np.stack([x, 0.5 * x], axis=1)
+    _, events = run(BeatTracker(crnn=crnn), x, sr, [1024])
+    times = np.array([e.t_sec for e in events])
+    late = times[times > 5.0]
+    ref = groove.beats[(groove.beats > 5.0) & (groove.beats < 15.5)]
+    err = np.abs(late[:, None] - groove.beats[None, :]).min(axis=1)
+    assert len(late) >= len(ref) - 1
+    assert np.all(err < 0.035)
+    assert np.median(err) < 0.02
+    downs = np.array([e.t_sec for e in events if e.is_downbeat and e.t_sec > 5.0])
+    assert np.all(np.abs(downs[:, None] - groove.downbeats[None, :]).min(axis=1) < 0.035)
+
+
+def test_input_rate_does_not_shift_the_times(crnn, groove):
+    """The same audio at 22050 and 48000 Hz gives beats within 2 ms (resampler timing)."""
+    a = np.array([e.t_sec for e in run(BeatTracker(crnn=crnn), resample(groove.audio, 44100,
+                                                                         22050), 22050, [512])[1]])
+    b = np.array([e.t_sec for e in run(BeatTracker(crnn=crnn), resample(groove.audio, 44100,
+                                                                         48000), 48000, [1024])[1]])
+    a, b = a[a > 5], b[b > 5]
+    assert len(a) == len(b)
+    np.testing.assert_allclose(a, b, atol=0.002)
+
+
+def test_stereo_equals_mono_and_int16_equals_float(crnn, clip):
+    x = clip[: 22050 * 3]
+    mono = run(BeatTracker(crnn=crnn), x, 22050, [700])
+    stereo = run(BeatTracker(crnn=crnn), np.stack([x, x], axis=1), 22050, [700])
+    assert mono == stereo
+    q = np.round(np.clip(x, -1, 1) * 32767).astype(np.int16)
+    as_int = run(BeatTracker(crnn=crnn), q, 22050, [700])
+    as_float = run(BeatTracker(crnn=crnn), q.astype(np.float32) / 32767, 22050, [700])
+    assert as_int == as_float
+
+
+@pytest.mark.parametrize("kind", ["zeros", "noise", "dc"])
+def test_silence_gives_low_confidence_and_no_beats(crnn, kind):
+    n = 48000 * 12
+    x = {"zeros": np.zeros(n, np.float32),
+         "noise": np.random.default_rng(0).normal(0, 1e-3, n).astype(np.float32),
+         "dc": np.full(n, 0.3, np.float32)}[kind]
+    states, events = run(BeatTracker(crnn=crnn), x, 48000, [1024])
+    assert events == []
+    assert max(s.conf for s in states[250:]) < 0.2
+
+
+def test_stream_time_and_reset(crnn, clip):
+    t = BeatTracker(crnn=crnn)
+    x = clip[:22050 * 2]
+    first = run(t, x, 22050, [4096])
+    assert t.stream_time == pytest.approx(2.0)
+    assert t.sample_rate == 22050
+    t.reset()
+    assert t.stream_time == 0.0 and t.sample_rate is None
+    assert run(t, x, 22050, [4096]) == first
+    # after reset a new rate is fine
+    t.reset()
+    t.push(np.zeros(4800, np.float32), 48000)
+    assert t.stream_time == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("stream_sr", [22050, 44100])
+@pytest.mark.parametrize(
+    "block,sr,exc,match",
+    [
+        (np.array([0.0, np.nan, 0.0], np.float32), None, ValueError, "NaN|finite|inf"),
+        (np.array([0.0, np.inf], np.float64), None, ValueError, "NaN|finite|inf"),
+        (np.zeros(10, bool), None, TypeError, "dtype"),
+        (np.zeros(10, np.complex64), None, TypeError, "dtype"),
+        (np.zeros((4, 2, 2), np.float32), None, ValueError, "shape"),
+        (np.zeros(10, np.float32), 0, ValueError, "sample_rate"),
+        (np.zeros(10, np.float32), -44100, ValueError, "sample_rate"),
+        (np.zeros(10, np.float32), float("nan"), ValueError, "sample_rate"),
+        (np.zeros(10, np.float32), "44100", TypeError, "sample_rate"),
+        (np.zeros(10, np.float32), True, TypeError, "sample_rate"),
+    ],
+)
+def test_bad_input_is_refused_and_leaves_the_tracker_unchanged(crnn, clip, stream_sr, block, sr,
+                                                                 exc, match):
+    x = clip[: 22050 * 2]
+    clean = run(BeatTracker(crnn=crnn), x, stream_sr, [3000])
+    t = BeatTracker(crnn=crnn)
+    a = t.push(x[:3000], stream_sr)
+    with pytest.raises(exc, match=match):
+        t.push(block, stream_sr if sr is None else sr)
+    rest = run(t, x[3000:], stream_sr, [3000])
+    assert (a.states + rest[0], a.events + rest[1]) == clean
+
+
+def test_rate_change_within_a_stream_is_refused(crnn):
+    t = BeatTracker(crnn=crnn)
+    t.push(np.zeros(100, np.float32), 44100)
+    with pytest.raises(ValueError, match="changed"):
+        t.push(np.zeros(100, np.float32), 48000)
+
+
+def test_constructor_validation(crnn):
+    with pytest.raises(ValueError, match="fps"):
+        BeatTracker(crnn=crnn, filter_config=FilterConfig(fps=100.0))
+    with pytest.raises(TypeError, match="FilterConfig"):
+        BeatTracker(crnn=crnn, filter_config={"fps": 50})
+
+
+def test_loads_the_model_by_variant(beatnet_models_dir, fractalsync_home):
+    t = BeatTracker(model=1)
+    assert t.push(np.zeros(22050, np.float32), 22050).states
