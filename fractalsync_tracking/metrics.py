@@ -143,9 +143,7 @@ def beat_f_measure(reference: object, estimated: object, window: float = 0.07) -
     return _f_measure(ref, est, _check_window(window))
 
 
-def downbeat_f_measure(
-    ref_downbeats: object, est_downbeats: object, window: float = 0.07
-) -> float:
+def downbeat_f_measure(ref_downbeats: object, est_downbeats: object, window: float = 0.07) -> float:
     """F-measure of estimated downbeats against reference downbeats.
 
     Same matching as :func:`beat_f_measure`, applied to downbeat (bar start) times.

@@ -406,26 +406,47 @@ def synth_set(sample_rate: int = 22050, seed: int = 0) -> list[SynthItem]:
             first_position = 3 if bpm in (128, 110) else 1
             notes = f"steady {meter}/4 at {bpm} BPM, first beat is beat {first_position} of a bar"
             specs.append(
-                dict(name=f"steady_{meter}-4_{bpm}bpm", tempo=bpm, beats_per_bar=meter,
-                     first_position=first_position, notes=notes)
+                dict(
+                    name=f"steady_{meter}-4_{bpm}bpm",
+                    tempo=bpm,
+                    beats_per_bar=meter,
+                    first_position=first_position,
+                    notes=notes,
+                )
             )
     for bpm, meter in ((96, 4), (150, 4), (132, 3)):
         specs.append(
-            dict(name=f"swing_{meter}-4_{bpm}bpm", tempo=bpm, beats_per_bar=meter, swing=2 / 3,
-                 notes="off-beat eighths at 2/3 of the beat (triplet swing); beats exact")
+            dict(
+                name=f"swing_{meter}-4_{bpm}bpm",
+                tempo=bpm,
+                beats_per_bar=meter,
+                swing=2 / 3,
+                notes="off-beat eighths at 2/3 of the beat (triplet swing); beats exact",
+            )
         )
     specs.append(
-        dict(name="ramp_4-4_100-130bpm", tempo=[(0.0, 100.0), (30.0, 130.0)],
-             notes="tempo rises linearly from 100 to 130 BPM over 30 s")
+        dict(
+            name="ramp_4-4_100-130bpm",
+            tempo=[(0.0, 100.0), (30.0, 130.0)],
+            notes="tempo rises linearly from 100 to 130 BPM over 30 s",
+        )
     )
     specs.append(
-        dict(name="change_4-4_120-150bpm", tempo=[(15.0, 120.0), (15.0, 150.0)], first_beat=1.0,
-             notes="tempo jumps from 120 to 150 BPM at 15 s, on a downbeat")
+        dict(
+            name="change_4-4_120-150bpm",
+            tempo=[(15.0, 120.0), (15.0, 150.0)],
+            first_beat=1.0,
+            notes="tempo jumps from 120 to 150 BPM at 15 s, on a downbeat",
+        )
     )
     for bpm, meter in ((115, 4), (96, 3)):
         specs.append(
-            dict(name=f"gap_{meter}-4_{bpm}bpm", tempo=bpm, beats_per_bar=meter,
-                 gap=(13.0, 17.0),
-                 notes="silence (noise floor only) from 13 s to 17 s; the grid keeps running")
+            dict(
+                name=f"gap_{meter}-4_{bpm}bpm",
+                tempo=bpm,
+                beats_per_bar=meter,
+                gap=(13.0, 17.0),
+                notes="silence (noise floor only) from 13 s to 17 s; the grid keeps running",
+            )
         )
     return [make_item(sample_rate=sample_rate, seed=seed, **spec) for spec in specs]
