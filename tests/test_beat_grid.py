@@ -50,6 +50,18 @@ def test_ensemble_activations_agree_with_beatnet_dbn(clip):
     assert beat_f_measure(ref[:, 0], grid_from_activations(act).beats) >= 0.95
 
 
+@pytest.mark.parametrize("model", [1, "ensemble"])
+@pytest.mark.parametrize("clip", CLIPS)
+def test_full_pipeline_on_reference_audio_agrees_with_beatnet_dbn(beatnet_models_dir, clip,
+                                                                   model):
+    """Our front end + ONNX CRNN + decoder on the excerpt audio vs BeatNet's (torch + madmom)."""
+    x = np.load(REFERENCE / clip / "x22050.npy")
+    ref = np.loadtxt(REFERENCE / clip / "beatnet_dbn.txt")
+    grid = beat_grid(x, sr=SR, model=model)
+    assert beat_f_measure(ref[:, 0], grid.beats) >= 0.95
+    assert downbeat_f_measure(ref[ref[:, 1] == 1, 0], grid.downbeats) >= 0.9
+
+
 # ---------------------------------------------------------------- synthetic set, full pipeline
 
 
