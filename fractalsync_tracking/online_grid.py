@@ -1,0 +1,118 @@
+"""Beat grid of a file computed causally, exactly as the live path (``fractalsync-beats --online``).
+
+The file is pushed through :class:`~fractalsync_tracking.beat_tracker.BeatTracker` in blocks of
+:data:`BLOCK` samples at its own rate, as a live input would arrive, followed by
+:data:`TAIL_S` seconds of silence so that beats in the last ~0.2 s (framing lag, resampler
+buffering, decision delay) are decided; beats after the end of the file are dropped.  The grid
+holds the beats the tracker reported, with the bar positions it decided when it reported them.
+``tempo``, ``bpm_alt`` and ``confidence`` summarise them like the offline grid
+(:mod:`fractalsync_tracking.beat_grid`), from the same CRNN activations the tracker saw.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import numpy as np
+
+from .beat_grid import FPS, BeatGrid, grid_confidence
+from .beat_tracker import BeatTracker
+from .tempo import alternative_tempo, dominant_tempo, grid_tempo
+
+__all__ = ["BLOCK", "TAIL_S", "online_beat_grid", "online_grid_from_audio"]
+
+#: Samples per push (a typical audio-device block).
+BLOCK = 1024
+#: Seconds of silence pushed after the file.
+TAIL_S = 0.25
+
+
+class _RecordingCRNN:
+    """Wraps a CRNN and keeps a copy of every output row (the activations the tracker sees)."""
+
+    def __init__(self, crnn) -> None:
+        self.crnn = crnn
+        self.rows: list[np.ndarray] = []
+
+    def reset(self) -> None:
+        self.crnn.reset()
+        self.rows.clear()
+
+    def step(self, frame, out=None):
+        probs = self.crnn.step(frame, out)
+        self.rows.append(np.array(probs, dtype=np.float64))
+        return probs
+
+
+def online_grid_from_audio(x: np.ndarray, sample_rate: float, model: int = 1, seed: int = 0,
+                           crnn=None) -> BeatGrid:
+    """Causal beat grid of audio samples.
+
+    Parameters
+    ----------
+    x : array, shape (n,) or (n, channels)
+        Audio (dtype rules of :class:`BeatTracker`).
+    sample_rate : float
+        Rate of ``x`` in Hz.
+    model : 1, 2 or 3
+        BeatNet weights (ignored when ``crnn`` is given).
+    seed : int
+        Particle-filter seed.
+    crnn : optional ready CRNN (see :class:`BeatTracker`).
+
+    Returns
+    -------
+    BeatGrid with ``mode="online"``; empty (no beats, tempo None, confidence 0) when the tracker
+    reported fewer than 2 beats.
+    """
+    if crnn is None:
+        from fractalsync_models.crnn import BeatNetCRNN
+
+        crnn = BeatNetCRNN(variant=model)
+    recorder = _RecordingCRNN(crnn)
+    tracker = BeatTracker(seed=seed, crnn=recorder)
+    x = np.asarray(x)
+    events = []
+    for start in range(0, x.shape[0], BLOCK):
+        events += tracker.push(x[start:start + BLOCK], sample_rate).events
+    duration = tracker.stream_time
+    tail = np.zeros((int(round(TAIL_S * sample_rate)),) + x.shape[1:], np.float32)
+    for start in range(0, tail.shape[0], BLOCK):
+        events += tracker.push(tail[start:start + BLOCK], sample_rate).events
+    events = [e for e in events if 0.0 <= e.t_sec < duration]
+    if len(events) < 2:
+        return BeatGrid(tempo=None, downbeat=None, beats=(), downbeats=(), confidence=0.0,
+                        bpm_alt=None, beat_positions=(), meter=None, mode="online")
+    times = np.array([e.t_sec for e in events])
+    act = np.array(recorder.rows)[:, :2]
+    beat_act = np.minimum(act.sum(axis=1), 1.0)
+    frames = np.minimum(np.round(times * FPS).astype(np.int64), len(beat_act) - 1)
+    tempo = grid_tempo(times)
+    dominant = dominant_tempo(beat_act, FPS).bpm
+    downbeats = tuple(float(e.t_sec) for e in events if e.is_downbeat)
+    return BeatGrid(
+        tempo=tempo,
+        downbeat=downbeats[0] if downbeats else None,
+        beats=tuple(float(t) for t in times),
+        downbeats=downbeats,
+        confidence=grid_confidence(beat_act, frames),
+        bpm_alt=alternative_tempo(beat_act, frames, tempo, dominant),
+        beat_positions=tuple(e.beat_in_bar for e in events),
+        meter=Counter(e.beats_per_bar for e in events).most_common(1)[0][0],
+        mode="online",
+    )
+
+
+def online_beat_grid(path: str | os.PathLike, model: int = 1, seed: int = 0) -> BeatGrid:
+    """Causal beat grid of an audio file (see the module docstring).
+
+    Raises :class:`fractalsync_dsp.audio_io.AudioLoadError` for an unreadable file, ValueError
+    for a bad ``model``.
+    """
+    if model not in (1, 2, 3):
+        raise ValueError(f"model must be 1, 2 or 3, got {model!r}")
+    from fractalsync_dsp.audio_io import load_audio
+
+    x, sr = load_audio(path)
+    return online_grid_from_audio(x, sr, model=model, seed=seed)
