@@ -196,8 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     raise FileExistsError(f"{target} exists (use --force to overwrite)")
             text = render(analyse(path), args.format)
             if target is None:
-                sys.stdout.write(text)
-                sys.stdout.flush()
+                try:
+                    sys.stdout.write(text)
+                    sys.stdout.flush()
+                except BrokenPipeError:  # reader went away (e.g. `| head`): stop quietly
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                    return EXIT_FAILED
             else:
                 write_atomic(target, text, args.force)
         except (ModelNotFoundError, ContractError) as exc:
