@@ -154,7 +154,7 @@ class FilterConfig:
     beat_width_frames: float = 1.0
     nonbeat_weight: float = 0.5
     obs_exponent: float = 0.5
-    meter_switch_prob: float = 0.01
+    meter_switch_prob: float = 0.002
     db_exponent: float = 1.0
     rhythm_switch_prob: float = 0.002
     decision_delay_frames: int = 4

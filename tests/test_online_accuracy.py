@@ -1,0 +1,215 @@
+"""Accuracy evidence for the online tracker (issue 4, item 7).
+
+1. Reference excerpts: on BeatNet's own activations (``act_m1.npy``), our filter's beats and
+   downbeats, scored against BeatNet's offline DBN decoding (``beatnet_dbn.txt``), beat BeatNet's
+   shipped particle filter (``beatnet_pf.txt``) scored the same way, for every seed tried; also
+   through the whole live chain on the excerpt audio.
+2. The synthetic set (``fractalsync_tracking.synth``) through the real ``--online`` pipeline
+   (44.1 kHz audio pushed in 1024-sample blocks through resampler, front end, CRNN and filter):
+   beat F >= 0.9 and downbeat F >= 0.8 after the first 5 s, lock within 4 s, recovery from the
+   abrupt tempo change within 8 beats, and the beat-time error after lock.
+
+Some synthetic items are beyond what BeatNet's model 1 reports: it marks only every other beat
+at 150–200 BPM (and after the 120 -> 150 BPM change), and its downbeat output on 3/4 grooves
+does not mark beat 1.  Those (item, target) pairs are expected failures (``xfail(strict=True)``,
+listed in ``CRNN_LIMITED``), and :func:`test_crnn_limited_items_defeat_the_offline_decoder_too`
+checks the reason: the offline Viterbi decoder, which sees the whole file, misses the same
+target on the same activations.  ``ONLINE_LIMITED`` lists the targets the online tracker itself
+misses although the offline decoder meets them (also strict expected failures, so a fix shows).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fractalsync_models.crnn import BeatNetCRNN
+from fractalsync_tracking.beat_grid import beat_activations, grid_from_activations
+from fractalsync_tracking.beat_tracker import BeatTracker
+from fractalsync_tracking.metrics import (
+    beat_f_measure,
+    beat_time_errors,
+    downbeat_f_measure,
+    evaluate,
+    trim,
+)
+from fractalsync_tracking.online_grid import online_grid_from_audio
+from fractalsync_tracking.particle_filter import track_activations
+from fractalsync_tracking.synth import synth_set
+
+REF = "tests/data/reference"
+CLIPS = ("vibe_ace", "lets_go_fishin")
+SEEDS = range(5)
+SR = 44100
+
+# targets of issue 4 item 7
+BEAT_F, DOWNBEAT_F, LOCK_S, RECOVERY_BEATS = 0.9, 0.8, 4.0, 8
+ERROR_MEDIAN_S, ERROR_P95_S = 0.010, 0.030
+LOCK_RUN = 4  # locked = this many consecutive annotated beats each matched within 70 ms
+CHANGE_ITEM, CHANGE_AT = "change_4-4_120-150bpm", 15.0
+
+HALF_TEMPO = "the CRNN marks only every other beat at this tempo"
+DOWNBEATS_3_4 = "the CRNN's downbeat output does not mark beat 1 of this 3/4 groove"
+CRNN_LIMITED = {
+    ("steady_4-4_174bpm", "beat_f"): HALF_TEMPO,
+    ("steady_4-4_174bpm", "downbeat_f"): HALF_TEMPO,
+    ("steady_4-4_174bpm", "lock"): HALF_TEMPO,
+    ("steady_4-4_200bpm", "beat_f"): HALF_TEMPO,
+    ("steady_4-4_200bpm", "downbeat_f"): HALF_TEMPO,
+    ("steady_4-4_200bpm", "lock"): HALF_TEMPO,
+    ("swing_4-4_150bpm", "beat_f"): HALF_TEMPO,
+    ("swing_4-4_150bpm", "downbeat_f"): HALF_TEMPO,
+    ("swing_4-4_150bpm", "lock"): HALF_TEMPO,
+    (CHANGE_ITEM, "beat_f"): HALF_TEMPO + " (after the change to 150 BPM)",
+    (CHANGE_ITEM, "recovery"): HALF_TEMPO + " (after the change to 150 BPM)",
+    ("steady_4-4_60bpm", "downbeat_f"): "the CRNN marks beat 3 of this 60 BPM groove as a "
+                                        "downbeat as often as beat 1",
+    ("steady_3-4_110bpm", "downbeat_f"): DOWNBEATS_3_4,
+    ("steady_3-4_140bpm", "downbeat_f"): DOWNBEATS_3_4,
+    ("swing_3-4_132bpm", "downbeat_f"): DOWNBEATS_3_4,
+}
+# Shortfalls of the online tracker itself (the offline decoder, with hindsight, meets these).
+ONLINE_LIMITED = {
+    ("gap_3-4_96bpm", "downbeat_f"): "online shortfall: before the gap the CRNN's downbeat "
+                                     "output alternates between beats 1 and 2 of successive "
+                                     "bars, which reads as 4/4 until the gap; the offline "
+                                     "decoder resolves 3/4 with hindsight",
+}
+
+
+# ------------------------------------------------------------------------------ 1. reference
+
+
+def reference(clip):
+    dbn = np.loadtxt(f"{REF}/{clip}/beatnet_dbn.txt")
+    pf = np.loadtxt(f"{REF}/{clip}/beatnet_pf.txt")
+    return dbn, pf
+
+
+def scores(dbn, beats, downbeats, trimmed):
+    prep = trim if trimmed else np.asarray
+    ref_beats, ref_downs = dbn[:, 0], dbn[dbn[:, 1] == 1, 0]
+    return (beat_f_measure(prep(ref_beats), prep(beats)),
+            downbeat_f_measure(prep(ref_downs), prep(downbeats)))
+
+
+@pytest.mark.parametrize("trimmed", [False, True], ids=["whole", "after5s"])
+@pytest.mark.parametrize("clip", CLIPS)
+def test_beats_beatnet_particle_filter_on_its_own_activations(clip, trimmed):
+    dbn, pf = reference(clip)
+    bar_beat, bar_down = scores(dbn, pf[:, 0], pf[pf[:, 1] == 1, 0], trimmed)
+    act = np.load(f"{REF}/{clip}/act_m1.npy")
+    for seed in SEEDS:
+        tr = track_activations(act, seed=seed)
+        beat, down = scores(dbn, tr.times, tr.times[tr.is_downbeat], trimmed)
+        assert beat > bar_beat, (seed, beat, bar_beat)
+        assert down > bar_down, (seed, down, bar_down)
+
+
+@pytest.mark.parametrize("clip", CLIPS)
+def test_beats_beatnet_particle_filter_through_the_live_chain(clip, beatnet_models_dir):
+    dbn, pf = reference(clip)
+    bar_beat, bar_down = scores(dbn, pf[:, 0], pf[pf[:, 1] == 1, 0], False)
+    crnn = BeatNetCRNN(path=beatnet_models_dir / "beatnet_m1.onnx")
+    x = np.load(f"{REF}/{clip}/x22050.npy")
+    tracker = BeatTracker(crnn=crnn)
+    events = [e for i in range(0, len(x), 1024) for e in tracker.push(x[i:i + 1024], 22050).events]
+    beats = np.array([e.t_sec for e in events])
+    downs = np.array([e.t_sec for e in events if e.is_downbeat])
+    beat, down = scores(dbn, beats, downs, False)
+    assert beat > bar_beat and down > bar_down, (beat, bar_beat, down, bar_down)
+
+
+# ------------------------------------------------------------------------------ 2. synthetic
+
+
+def lock_index(ref, est, start=0.0, window=0.07):
+    """Index (among ref beats >= start) of the first of LOCK_RUN consecutive matched ref beats."""
+    r = ref[ref >= start]
+    hit = np.array([est.size > 0 and np.min(np.abs(est - t)) <= window for t in r])
+    for i in range(len(r) - LOCK_RUN + 1):
+        if hit[i:i + LOCK_RUN].all():
+            return i
+    return None
+
+
+@pytest.fixture(scope="module")
+def synthetic(beatnet_models_dir):
+    """Every synthetic item through online_grid_from_audio (the --online path), scored."""
+    crnn = BeatNetCRNN(path=beatnet_models_dir / "beatnet_m1.onnx")
+    results = {}
+    for item in synth_set(sample_rate=SR):
+        grid = online_grid_from_audio(item.audio, SR, crnn=crnn)
+        est, est_down = np.array(grid.beats), np.array(grid.downbeats)
+        m = evaluate(item.beats, est, item.downbeats, est_down)
+        i = lock_index(item.beats, est)
+        lock_t = None if i is None else item.beats[i] - item.beats[0]
+        errors = (beat_time_errors(item.beats[i:], est[est >= item.beats[i] - 0.07])
+                  if i is not None else np.zeros(0))
+        recovery = lock_index(item.beats, est, CHANGE_AT) if item.name == CHANGE_ITEM else None
+        results[item.name] = dict(item=item, beat_f=m["beat_f"], downbeat_f=m["downbeat_f"],
+                                  lock=lock_t, errors=errors, recovery=recovery)
+    return results
+
+
+def names():
+    return [item.name for item in synth_set(sample_rate=8000)]
+
+
+def target_case(name, target):
+    reason = CRNN_LIMITED.get((name, target)) or ONLINE_LIMITED.get((name, target))
+    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+    return pytest.param(name, marks=marks, id=name)
+
+
+@pytest.mark.parametrize("name", [target_case(n, "beat_f") for n in names()])
+def test_synthetic_beat_f(synthetic, name):
+    assert synthetic[name]["beat_f"] >= BEAT_F
+
+
+@pytest.mark.parametrize("name", [target_case(n, "downbeat_f") for n in names()])
+def test_synthetic_downbeat_f(synthetic, name):
+    assert synthetic[name]["downbeat_f"] >= DOWNBEAT_F
+
+
+@pytest.mark.parametrize("name", [target_case(n, "lock") for n in names()])
+def test_synthetic_lock_within_4s(synthetic, name):
+    lock = synthetic[name]["lock"]
+    assert lock is not None and lock <= LOCK_S
+
+
+@pytest.mark.parametrize("name", [target_case(CHANGE_ITEM, "recovery")])
+def test_recovery_from_the_abrupt_tempo_change(synthetic, name):
+    recovery = synthetic[name]["recovery"]
+    assert recovery is not None and recovery <= RECOVERY_BEATS
+
+
+def test_beat_time_error_after_lock(synthetic):
+    """Pooled absolute error of matched beats after lock, all items that lock."""
+    errors = np.concatenate([r["errors"] for r in synthetic.values()])
+    assert errors.size > 400
+    assert np.median(errors) <= ERROR_MEDIAN_S
+    assert np.percentile(errors, 95) <= ERROR_P95_S
+
+
+def test_crnn_limited_items_defeat_the_offline_decoder_too(beatnet_models_dir):
+    """Every expected failure is one the offline Viterbi grid shows on the same activations."""
+    items = {item.name: item for item in synth_set(sample_rate=SR)}
+    for name in sorted({n for n, _ in CRNN_LIMITED}):
+        item = items[name]
+        grid = grid_from_activations(beat_activations(item.audio, SR, model=1))
+        est = np.array(grid.beats)
+        m = evaluate(item.beats, est, item.downbeats, np.array(grid.downbeats))
+        for (n, target) in CRNN_LIMITED:
+            if n != name:
+                continue
+            if target == "beat_f":
+                assert m["beat_f"] < BEAT_F, name
+            elif target == "downbeat_f":
+                assert m["downbeat_f"] < DOWNBEAT_F, name
+            elif target == "lock":
+                i = lock_index(item.beats, est)
+                assert i is None or item.beats[i] - item.beats[0] > LOCK_S, name
+            else:
+                i = lock_index(item.beats, est, CHANGE_AT)
+                assert i is None or i > RECOVERY_BEATS, name
