@@ -35,7 +35,7 @@ from fractalsync_tracking.metrics import (
 )
 from fractalsync_tracking.online_grid import online_grid_from_audio
 from fractalsync_tracking.particle_filter import track_activations
-from fractalsync_tracking.synth import synth_set
+from fractalsync_tracking.synth import make_item, synth_set
 
 REF = "tests/data/reference"
 CLIPS = ("vibe_ace", "lets_go_fishin")
@@ -181,6 +181,17 @@ def test_synthetic_lock_within_4s(synthetic, name):
 @pytest.mark.parametrize("name", [target_case(CHANGE_ITEM, "recovery")])
 def test_recovery_from_the_abrupt_tempo_change(synthetic, name):
     recovery = synthetic[name]["recovery"]
+    assert recovery is not None and recovery <= RECOVERY_BEATS
+
+
+@pytest.mark.parametrize("before,after", [(100, 130), (130, 100), (90, 120), (128, 100)])
+def test_recovery_from_abrupt_changes_the_crnn_follows(beatnet_models_dir, before, after):
+    """Abrupt changes (on a downbeat at 15 s) between tempi the CRNN marks at the beat level."""
+    crnn = BeatNetCRNN(path=beatnet_models_dir / "beatnet_m1.onnx")
+    item = make_item(f"change_{before}_{after}", [(CHANGE_AT, before), (CHANGE_AT, after)],
+                     first_beat=1.0, sample_rate=SR)
+    est = np.array(online_grid_from_audio(item.audio, SR, crnn=crnn).beats)
+    recovery = lock_index(item.beats, est, CHANGE_AT)
     assert recovery is not None and recovery <= RECOVERY_BEATS
 
 
