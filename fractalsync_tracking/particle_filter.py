@@ -13,8 +13,8 @@ fps*60/min_bpm``).  Per frame the phase advances by ``1/tau``.  When a particle'
 ``tau' = tau * (1 + e)``, ``p(e) ∝ exp(-tempo_lambda * |e|)`` (madmom's exponential tempo
 transition, made continuous), and with probability ``tempo_jump_prob`` it instead jumps to a
 period drawn log-uniformly from the whole range (the music may change tempo abruptly).  The time
-since the beat is kept across a period change.  When a particle passes half a beat its phase
-gets a Gaussian jitter of ``phase_noise_frames`` frames (timing noise of real performances).
+since the beat is kept across a period change; the tempo changes are also what lets the phase
+follow timing deviations.
 
 The observation model follows from Bayes' rule applied to the network's posterior: the CRNN
 estimates ``P(beat frame | audio)``, so ``p(audio | beat frame) ∝ (a_beat + a_down) / P(beat)``
@@ -106,10 +106,9 @@ _EPS = 1e-6
 _G_FLOOR = math.exp(-8.0)
 
 # indices into the float64 parameter vector
-(_P_TAU_MIN, _P_TAU_MAX, _P_LT_MIN, _P_LT_MAX, _P_TEMPO_SCALE, _P_JUMP, _P_PHASE_NOISE,
- _P_SIGMA, _P_KAPPA, _P_BETA, _P_METER_SWITCH, _P_DB_BETA, _P_RHYTHM_SWITCH, _P_DELAY,
- _P_ESS) = range(15)
-_N_PARAMS = 15
+(_P_TAU_MIN, _P_TAU_MAX, _P_LT_MIN, _P_LT_MAX, _P_TEMPO_SCALE, _P_JUMP, _P_SIGMA, _P_KAPPA,
+ _P_BETA, _P_METER_SWITCH, _P_DB_BETA, _P_RHYTHM_SWITCH, _P_DELAY, _P_ESS) = range(14)
+_N_PARAMS = 14
 # indices into the float64 scalar-state vector
 (_S_FRAME, _S_LAST_CROSS, _S_BEATS, _S_RHYTHM, _S_BAR_STATE, _S_DOWNBEAT_PROB, _S_EST_PHASE,
  _S_EST_PERIOD) = range(8)
@@ -132,7 +131,6 @@ class FilterConfig:
     beats_per_bar : meters tracked by stage 2.
     tempo_lambda : sharpness of the per-beat tempo change (larger = steadier tempo).
     tempo_jump_prob : probability per beat of jumping to an arbitrary tempo.
-    phase_noise_frames : timing jitter per beat, frames (standard deviation).
     beat_width_frames : standard deviation of a beat's extent in frames.
     nonbeat_weight : prior odds ``P(beat frame) / P(no-beat frame)``.
     obs_exponent : tempering exponent of the frame likelihood (0 < x <= 1).
@@ -150,7 +148,6 @@ class FilterConfig:
     beats_per_bar: tuple[int, ...] = (2, 3, 4)
     tempo_lambda: float = 100.0
     tempo_jump_prob: float = 0.01
-    phase_noise_frames: float = 0.5
     beat_width_frames: float = 1.0
     nonbeat_weight: float = 0.5
     obs_exponent: float = 0.5
@@ -177,8 +174,6 @@ class FilterConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0.0 <= v < 1.0):
                 bad(f"{name} must be a probability in [0, 1), got {v!r}")
-        if not (isinstance(self.phase_noise_frames, (int, float)) and self.phase_noise_frames >= 0):
-            bad(f"phase_noise_frames must be >= 0, got {self.phase_noise_frames!r}")
         if not (0.0 < self.ess_fraction <= 1.0):
             bad(f"ess_fraction must be in (0, 1], got {self.ess_fraction!r}")
         if not (isinstance(self.n_particles, int) and self.n_particles >= 1):
@@ -263,12 +258,6 @@ def _uniform(rng):
 
 
 @njit(cache=True, inline="always")
-def _normal(rng):
-    """A standard normal variate (Box-Muller, one of the pair)."""
-    return math.sqrt(-2.0 * math.log(_uniform(rng))) * math.cos(2.0 * math.pi * _uniform(rng))
-
-
-@njit(cache=True, inline="always")
 def _laplace(rng, scale):
     """A Laplace(0, scale) variate."""
     u = _uniform(rng) - 0.5
@@ -349,14 +338,16 @@ def _likelihood_table(pr, a_beat, a_down, table):
     for j in range(table.size):
         d = j * reach / last
         g = max((math.exp(-0.5 * d * d / (sigma * sigma)) - _G_FLOOR) / (1.0 - _G_FLOOR), 0.0)
-        table[j] = (g * ratio + (1.0 - g)) ** beta
+        x = g * ratio + (1.0 - g)
+        table[j] = math.sqrt(x) if beta == 0.5 else x ** beta  # sqrt: 10x cheaper than pow
+    table[last] = 1.0  # g(4 sigma) = 0, without rounding
 
 
 @njit(cache=True, inline="always")
-def _table_ratio(table, d, pr):
-    """The likelihood ratio at distance ``d`` (frames) from a beat, from the frame's table."""
+def _table_at(table, x):
+    """The likelihood ratio at fractional table index ``x = d * (TABLE_SIZE - 1) / (4 sigma)``
+    (linear interpolation; 1 beyond the table, where ``d >= 4 sigma``)."""
     last = table.size - 1
-    x = d * last / (4.0 * pr[_P_SIGMA])
     if x >= last:
         return 1.0
     j = int(x)
@@ -371,14 +362,14 @@ def _propagate_weight(phi, tau, inv_tau, tbin, w, rng, pr, table, hist_t):
     ``hist_t`` with the new weight per tempo bin.  Returns ``(sum w, sum w^2)``.
     """
     n = phi.size
-    reach = 4.0 * pr[_P_SIGMA]
-    noise = pr[_P_PHASE_NOISE]
+    last_j = table.size - 2
+    last = table.size - 1.0
+    scale = last / (4.0 * pr[_P_SIGMA])
     hist_t[:] = 0.0
     wsum = 0.0
     wsq = 0.0
     for i in range(n):
-        p_old = phi[i]
-        p = p_old + inv_tau[i]
+        p = phi[i] + inv_tau[i]
         if p >= 1.0:
             p -= 1.0
             t_old = tau[i]
@@ -387,15 +378,13 @@ def _propagate_weight(phi, tau, inv_tau, tbin, w, rng, pr, table, hist_t):
             tau[i] = t_new
             inv_tau[i] = 1.0 / t_new
             tbin[i] = _tempo_bin(t_new, pr, TEMPO_BINS)
-        elif p_old < 0.5 <= p and noise > 0.0:
-            p += noise * _normal(rng) * inv_tau[i]
-            p = min(max(p, 0.0), 0.999999)
         phi[i] = p
-        d = min(p, 1.0 - p) * tau[i]
-        wi = w[i]
-        if d < reach:
-            wi *= _table_ratio(table, d, pr)
-            w[i] = wi
+        # branch-free (a mispredicted branch per particle costs more than the lookup): beyond
+        # the table x is clamped to its last point, whose ratio is exactly 1
+        x = min(min(p, 1.0 - p) * tau[i] * scale, last)
+        j = min(int(x), last_j)
+        wi = w[i] * (table[j] + (x - j) * (table[j + 1] - table[j]))
+        w[i] = wi
         wsum += wi
         wsq += wi * wi
         hist_t[tbin[i]] += wi
@@ -404,29 +393,38 @@ def _propagate_weight(phi, tau, inv_tau, tbin, w, rng, pr, table, hist_t):
 
 @njit(cache=True)
 def _resample_systematic(phi, tau, inv_tau, tbin, w, buf_f, buf_i, rng):
-    """Systematic resampling of normalised weights ``w`` (in place); weights become 1/N."""
+    """Systematic resampling of normalised weights ``w`` (in place); weights become 1/N.
+
+    Output ``i`` copies the first particle ``j`` with ``n * cumsum(w)[j] - U >= i`` (one
+    uniform ``U``).  Branch-free: particle ``j``'s first output slot is
+    ``K[j-1] = floor(n * cumsum(w)[j-1] - U) + 1`` (clipped to [0, n]); every particle writes
+    its index there in order, so the last writer of a slot is the one that owns it, and a running
+    maximum fills the slots after it.  ``buf_i`` needs ``n + 1`` entries.
+    """
     n = phi.size
-    step = 1.0 / n
-    u = _uniform(rng) * step
-    cum = w[0]
-    j = 0
-    for i in range(n):
-        while u > cum and j < n - 1:
-            j += 1
-            cum += w[j]
-        buf_i[i] = j
-        u += step
+    u = _uniform(rng)
+    buf_i[:] = 0
+    cum = 0.0
+    first = 0
+    for j in range(n):
+        buf_i[first] = j
+        cum += w[j]
+        first = min(max(int(math.floor(cum * n - u)) + 1, 0), n)
+    buf_i[first] = n - 1  # slots left over by rounding go to the last particle
+    for i in range(1, n):
+        buf_i[i] = max(buf_i[i], buf_i[i - 1])
     for i in range(n):
         buf_f[i] = phi[buf_i[i]]
-    phi[:] = buf_f
+    phi[:] = buf_f[:n]
     for i in range(n):
         buf_f[i] = tau[buf_i[i]]
-    tau[:] = buf_f
+    tau[:] = buf_f[:n]
     for i in range(n):
         buf_f[i] = inv_tau[buf_i[i]]
-    inv_tau[:] = buf_f
+    inv_tau[:] = buf_f[:n]
     for i in range(n):
         buf_f[i] = tbin[buf_i[i]]
+    step = 1.0 / n
     for i in range(n):
         tbin[i] = int(buf_f[i])
         w[i] = step
@@ -550,7 +548,8 @@ def _pf_step(a_beat, a_down, phi, tau, inv_tau, tbin, w, buf_f, buf_i, rng, pr, 
     if k > 0:  # the published clock's prediction for this frame against "no beats"
         p_clock = sc[_S_EST_PHASE] + 1.0 / sc[_S_EST_PERIOD]
         p_clock -= math.floor(p_clock)
-        bayes = _table_ratio(table, min(p_clock, 1.0 - p_clock) * sc[_S_EST_PERIOD], pr)
+        bayes = _table_at(table, min(p_clock, 1.0 - p_clock) * sc[_S_EST_PERIOD]
+                          * (table.size - 1) / (4.0 * pr[_P_SIGMA]))
     wsum, wsq = _propagate_weight(phi, tau, inv_tau, tbin, w, rng, pr, table, hist_t)
     if not (wsum > 0.0) or not math.isfinite(wsum):
         for i in range(n):  # cannot happen with floored likelihoods; keep the filter alive
@@ -658,7 +657,7 @@ class ParticleFilter:
         self._tbin = np.empty(n, np.int64)
         self._w = np.empty(n, np.float64)
         self._buf_f = np.empty(n, np.float64)
-        self._buf_i = np.empty(n, np.int64)
+        self._buf_i = np.empty(n + 1, np.int64)
         self._rng = np.zeros(4, np.uint64)
         self._hist_t = np.zeros(TEMPO_BINS, np.float64)
         self._hist_p = np.zeros(PHASE_BINS, np.float64)
@@ -691,7 +690,6 @@ class ParticleFilter:
         pr[_P_LT_MAX] = math.log(cfg.max_period)
         pr[_P_TEMPO_SCALE] = 1.0 / cfg.tempo_lambda
         pr[_P_JUMP] = cfg.tempo_jump_prob
-        pr[_P_PHASE_NOISE] = cfg.phase_noise_frames
         pr[_P_SIGMA] = cfg.beat_width_frames
         pr[_P_KAPPA] = cfg.nonbeat_weight
         pr[_P_BETA] = cfg.obs_exponent

@@ -45,7 +45,9 @@ SR = 44100
 # targets of issue 4 item 7
 BEAT_F, DOWNBEAT_F, LOCK_S, RECOVERY_BEATS = 0.9, 0.8, 4.0, 8
 ERROR_MEDIAN_S, ERROR_P95_S = 0.010, 0.030
-LOCK_RUN = 4  # locked = this many consecutive annotated beats each matched within 70 ms
+# locked = this many consecutive annotated beats each matched within 70 ms (long enough that a
+# lucky start which is then lost does not count); the lock time is the first of them
+LOCK_RUN = 8
 CHANGE_ITEM, CHANGE_AT = "change_4-4_120-150bpm", 15.0
 
 HALF_TEMPO = "the CRNN marks only every other beat at this tempo"
@@ -61,6 +63,7 @@ CRNN_LIMITED = {
     ("swing_4-4_150bpm", "downbeat_f"): HALF_TEMPO,
     ("swing_4-4_150bpm", "lock"): HALF_TEMPO,
     (CHANGE_ITEM, "beat_f"): HALF_TEMPO + " (after the change to 150 BPM)",
+    (CHANGE_ITEM, "downbeat_f"): HALF_TEMPO + " (after the change to 150 BPM)",
     (CHANGE_ITEM, "recovery"): HALF_TEMPO + " (after the change to 150 BPM)",
     ("steady_4-4_60bpm", "downbeat_f"): "the CRNN marks beat 3 of this 60 BPM groove as a "
                                         "downbeat as often as beat 1",
@@ -184,12 +187,7 @@ def test_recovery_from_the_abrupt_tempo_change(synthetic, name):
     assert recovery is not None and recovery <= RECOVERY_BEATS
 
 
-@pytest.mark.parametrize("before,after", [
-    (100, 130), (130, 100), (128, 100),
-    pytest.param(90, 120, marks=pytest.mark.xfail(strict=True, reason=(
-        "online shortfall: locks onto half the new tempo (in phase) after 3 beats and needs 9 "
-        "beats to reach the full tempo"))),
-])
+@pytest.mark.parametrize("before,after", [(100, 130), (130, 100), (128, 100), (90, 120)])
 def test_recovery_from_abrupt_changes_the_crnn_follows(beatnet_models_dir, before, after):
     """Abrupt changes (on a downbeat at 15 s) between tempi the CRNN marks at the beat level."""
     crnn = BeatNetCRNN(path=beatnet_models_dir / "beatnet_m1.onnx")
