@@ -26,12 +26,12 @@ value at ``4 sigma`` and rescaled, so that it is exactly 0 from ``4 sigma`` on; 
 P(beat)/P(no beat)``.  Consecutive 20 ms frames are far from independent, so the likelihood is
 tempered, ``l ** obs_exponent``.  Weights are multiplied by the likelihood, normalised, and the
 particles are resampled (systematic resampling) when the effective sample size
-``1 / sum(w^2)`` falls below ``ess_fraction * N``.  Particles far from any beat
-(``d >= 4 sigma``) all share the no-beat likelihood, so only the few near a beat are touched, and
-those read the ratio ``(l / l_nobeat) ** obs_exponent`` from a per-frame table of
-``TABLE_SIZE`` points in ``d`` (``0 .. 4 sigma``): the model's ratio is, by definition, the
-piecewise-linear interpolant of that table (it differs from the smooth formula by less than
-0.5 % of the peak ratio).  A frame costs ``O(N)`` cheap operations and a handful of random numbers.
+``1 / sum(w^2)`` falls below ``ess_fraction * N``.  Only the ratio to the no-beat likelihood,
+``(l / l_nobeat) ** obs_exponent``, matters; every particle reads it from a per-frame table of
+``TABLE_SIZE`` points in ``d`` (``0 .. 4 sigma``; exactly 1 beyond): the model's ratio is, by
+definition, the piecewise-linear interpolant of that table (it differs from the smooth formula
+by less than 0.5 % of the peak ratio).  A frame costs ``O(N)`` branch-free operations plus a
+few random numbers for the particles that pass a beat.
 
 **Point estimate.**  The posterior is often multi-modal (tempo octaves, off-beat phase), so the
 filter reports its mode, not its mean: the heaviest tempo bin of a weighted histogram of the
@@ -62,11 +62,19 @@ A crossing within half a period of the previous one is the same beat and is not 
 ``m`` in ``beats_per_bar`` (2, 3, 4 by default), ``0 <= b < m``, is discrete and small (9 states),
 so it is filtered exactly (the limit of infinitely many particles) and advanced once per
 registered beat: ``b -> b + 1 mod m`` with probability ``1 - meter_switch_prob``, otherwise to
-any state of another meter.  The observation is the beat's activation mass around the crossing,
-``D = sum_j g_j a_down[j]`` and ``B = sum_j g_j a_beat[j]`` (same kernel as stage 1), with
+any state of another meter.  The observation is the beat's activation mass around the crossing
+``c``, ``D = sum_j g_j a_down[j]`` and ``B = sum_j g_j a_beat[j]`` over the frames ``j`` within
+``2 sigma`` of ``c``, ``g_j = exp(-(j - c)^2 / (2 sigma^2))``, with
 likelihood ``D ** db_exponent`` for the downbeat position and ``B ** db_exponent`` for the other
 positions.  The beat's position is the maximum a posteriori state; ``downbeat_prob`` is the
 posterior probability of position 0.
+
+**Compared with BeatNet's filter** (FACTS.md section 3): no information gate (a fixed 0.4
+threshold there) — weak activations simply carry little weight, and the rhythm/no-rhythm model
+decides when to stop reporting; no particle injection — new hypotheses enter through the tempo
+jump and rhythm-restart components of the transition model; resampling only when the
+effective sample size drops; the meter filtered exactly instead of with 250 particles; and the
+reported beat times are sub-frame and delay-corrected.
 
 **Randomness.**  Each filter owns a xoshiro256+ generator seeded with ``seed`` (splitmix64
 expansion), so the same activations and seed give bit-identical output, independently of any
