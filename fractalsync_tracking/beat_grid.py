@@ -47,6 +47,7 @@ __all__ = [
     "beat_activations",
     "beat_grid",
     "combine_ensemble",
+    "file_activations",
     "grid_confidence",
     "grid_from_activations",
 ]
@@ -57,6 +58,10 @@ SALIENCE_REF = 0.5
 SUPPORT_BEATS = 8
 MODELS = (1, 2, 3, "ensemble")
 ENSEMBLE_FLOOR = 1e-9
+READ_AHEAD = 8
+"""Decoded blocks the decoder thread may queue ahead of the analysis (bounds the memory)."""
+CRNN_PIECE = 64
+"""Feature frames gathered before the CRNN members are run on them (1.28 s)."""
 
 
 @dataclass(frozen=True)
@@ -245,6 +250,18 @@ def combine_ensemble(probs: list[np.ndarray]) -> np.ndarray:
     return (geo / geo.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def _members(model: int | str) -> list:
+    """The loaded CRNN(s) of ``model``: one weight set, or the three of the ensemble."""
+    from fractalsync_models.paths import models_dir
+
+    variants = (1, 2, 3) if model == "ensemble" else (model,)
+    return [_crnn(v, str(models_dir())) for v in variants]
+
+
+def _combine(probs: list[np.ndarray]) -> np.ndarray:
+    return probs[0] if len(probs) == 1 else combine_ensemble(probs)
+
+
 def beat_activations(x: np.ndarray, sr: float, model: int | str = "ensemble") -> np.ndarray:
     """BeatNet CRNN activations of an audio signal.
 
@@ -256,19 +273,104 @@ def beat_activations(x: np.ndarray, sr: float, model: int | str = "ensemble") ->
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
     from fractalsync_dsp.frontend import BeatNetFrontEnd
     from fractalsync_dsp.resample import resample, to_mono
-    from fractalsync_models.paths import models_dir
 
     mono = to_mono(x)
     if mono.size == 0:
         return np.zeros((0, 3), dtype=np.float32)
     features = BeatNetFrontEnd().features(resample(mono, sr, BEATNET_SR))
-    if model != "ensemble":
-        return _crnn(model, str(models_dir())).run(features)
-    # The three sessions run on their own threads (onnxruntime releases the GIL): on the 2-core
-    # dev machine this took 3000 frames x 3 models from ~100 ms to ~68 ms.
-    members = [_crnn(v, str(models_dir())) for v in (1, 2, 3)]
+    members = _members(model)
+    # The members run on their own threads (onnxruntime releases the GIL): on the 2-core dev
+    # machine this took 3000 frames x 3 models from ~100 ms to ~68 ms.
     with ThreadPoolExecutor(max_workers=len(members)) as pool:
-        return combine_ensemble(list(pool.map(lambda crnn: crnn.run(features), members)))
+        return _combine(list(pool.map(lambda crnn: crnn.run(features), members)))
+
+
+class _ChunkedRuns:
+    """CRNN members fed a feature sequence in pieces, each on its own worker thread.
+
+    Every member's pieces run in order on its single-thread executor, which carries the LSTM
+    state from one piece to the next; the concatenated outputs are those of one ``run`` over
+    the whole sequence (bit for bit with onnxruntime 1.31's CPU kernels, tests/test_beat_grid.py).
+    A context manager: leaving it cancels the pieces not started yet and waits for the rest.
+    """
+
+    def __init__(self, members: list, min_frames: int) -> None:
+        self._members = members
+        self._min_frames = min_frames
+        self._pools = [ThreadPoolExecutor(max_workers=1) for _ in members]
+        self._futures: list[list] = [[] for _ in members]
+        self._states: list = [None] * len(members)
+        self._pending: list[np.ndarray] = []
+        self._pending_frames = 0
+
+    def __enter__(self) -> _ChunkedRuns:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for pool in self._pools:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def feed(self, features: np.ndarray) -> None:
+        """Queue (k, 272) features; start the members once ``min_frames`` have gathered."""
+        if len(features):
+            self._pending.append(features)
+            self._pending_frames += len(features)
+        if self._pending_frames >= self._min_frames:
+            self._dispatch()
+
+    def results(self) -> list[np.ndarray]:
+        """Run what is left and return each member's (N, 3) probabilities for all pieces."""
+        self._dispatch()
+        return [np.concatenate([f.result() for f in futures]) if futures
+                else np.zeros((0, 3), np.float32) for futures in self._futures]
+
+    def _dispatch(self) -> None:
+        if not self._pending:
+            return
+        piece = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending, self._pending_frames = [], 0
+        for i, pool in enumerate(self._pools):
+            self._futures[i].append(pool.submit(self._run, i, piece))
+
+    def _run(self, i: int, piece: np.ndarray) -> np.ndarray:
+        probs, self._states[i] = self._members[i].run(piece, state=self._states[i],
+                                                       return_state=True)
+        return probs
+
+
+def file_activations(path: str | os.PathLike, model: int | str = "ensemble") -> np.ndarray:
+    """:func:`beat_activations` of an audio file, decoding it while it is being analysed.
+
+    A background thread decodes the file (:class:`~fractalsync_dsp.audio_io.AudioReader`,
+    libsndfile runs without the GIL) into a bounded queue of :data:`READ_AHEAD` blocks of
+    ``fractalsync_dsp.audio_io.BLOCK_FRAMES`` frames, the blocks ``load_audio`` reads; this
+    thread streams each block through the HQ
+    :class:`~fractalsync_dsp.resample.StreamResampler` and the streaming front end, and the CRNN
+    members run on pieces of at least :data:`CRNN_PIECE` frames on their own threads. The
+    result equals ``beat_activations(*load_audio(path), model)`` exactly (streamed resampling,
+    streamed features and pieced CRNN runs are each bit-identical to their batch forms; tested
+    in tests/test_beat_grid.py), while the whole audio is never held in memory.
+
+    Raises :class:`~fractalsync_dsp.audio_io.AudioLoadError` as ``load_audio`` does, also for
+    an error the decoder meets part-way (after the blocks before it were analysed); the
+    background threads have ended when it returns or raises.
+    """
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    from fractalsync_dsp.audio_io import AudioReader
+    from fractalsync_dsp.frontend import BeatNetFrontEnd
+    from fractalsync_dsp.resample import StreamResampler
+
+    with AudioReader(path) as reader:  # an unreadable file fails first, then a missing model
+        members = _members(model)
+        resampler = StreamResampler(reader.sample_rate, BEATNET_SR, quality="HQ")
+        front_end = BeatNetFrontEnd()
+        with _ChunkedRuns(members, CRNN_PIECE) as runs:
+            for block in reader.blocks(read_ahead=READ_AHEAD):
+                runs.feed(front_end.push(resampler.push(block)))
+            runs.feed(front_end.push(resampler.flush()))
+            runs.feed(front_end.flush())
+            return _combine(runs.results())
 
 
 def beat_grid(
@@ -299,11 +401,9 @@ def beat_grid(
     if isinstance(path_or_array, (str, os.PathLike)):
         if sr is not None:
             raise ValueError("sr must not be given with a file path (the file has its own rate)")
-        from fractalsync_dsp.audio_io import load_audio
-
-        x, sr = load_audio(path_or_array)
+        activations = file_activations(path_or_array, model)
     else:
         if sr is None:
             raise ValueError("sr (Hz) is required when passing an array")
-        x = path_or_array
-    return grid_from_activations(beat_activations(x, sr, model), FPS, **options)
+        activations = beat_activations(path_or_array, sr, model)
+    return grid_from_activations(activations, FPS, **options)

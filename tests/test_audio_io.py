@@ -1,14 +1,16 @@
-"""Tests for fractalsync_dsp.audio_io.load_audio and AudioLoadError."""
+"""Tests for fractalsync_dsp.audio_io: load_audio, AudioReader (block-wise, with or without a
+read-ahead thread) and AudioLoadError."""
 
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from fractalsync_dsp.audio_io import AudioLoadError, load_audio
+from fractalsync_dsp.audio_io import BLOCK_FRAMES, AudioLoadError, AudioReader, load_audio
 
 SR = 44100
 
@@ -64,7 +66,18 @@ def test_lossy_roundtrip(tmp_path, ext, fmt, subtype, channels):
         assert 0.3 < np.sqrt(np.mean(y[SR // 4 : 3 * SR // 4, c] ** 2)) / np.sqrt(0.125) < 1.5
 
 
+def _read_all(path, block_frames: int, read_ahead: int) -> np.ndarray:
+    with AudioReader(path) as reader:
+        return np.concatenate(list(reader.blocks(block_frames, read_ahead=read_ahead)))
+
+
+def _reader_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("AudioReader(")]
+
+
 def _expect_error(path, reason_part: str) -> AudioLoadError:
+    """load_audio and the block reader (direct and read-ahead, default block size) fail with
+    the same error."""
     with pytest.raises(AudioLoadError) as info:
         load_audio(path)
     err = info.value
@@ -72,6 +85,11 @@ def _expect_error(path, reason_part: str) -> AudioLoadError:
     assert err.path == os.fspath(path)
     assert os.fspath(path) in str(err)
     assert reason_part in err.reason and err.reason in str(err)
+    for read_ahead in (0, 2):
+        with pytest.raises(AudioLoadError) as info:
+            _read_all(path, BLOCK_FRAMES, read_ahead)
+        assert (info.value.path, info.value.reason) == (err.path, err.reason)
+    assert _reader_threads() == []
     return err
 
 
@@ -132,3 +150,160 @@ def test_non_finite_float_wav(tmp_path, bad):
 def test_path_type_checked():
     with pytest.raises(TypeError, match="path must be"):
         load_audio(123)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- block reader
+
+
+@pytest.mark.parametrize("read_ahead", [0, 1, 3])
+@pytest.mark.parametrize("block_frames", [100, 1153, 44100, BLOCK_FRAMES])
+@pytest.mark.parametrize(
+    ("ext", "fmt", "subtype", "channels"),
+    [("wav", "WAV", "PCM_16", 2), ("flac", "FLAC", "PCM_24", 1), ("ogg", "OGG", "VORBIS", 2),
+     ("mp3", "MP3", "MPEG_LAYER_III", 1)],
+)
+def test_blocks_equal_load_audio(tmp_path, ext, fmt, subtype, channels, block_frames, read_ahead):
+    path = tmp_path / f"a.{ext}"
+    sf.write(path, _sine(3 * SR, channels), SR, format=fmt, subtype=subtype)
+    whole, sr = load_audio(path)
+    with AudioReader(path) as reader:
+        assert (reader.sample_rate, reader.channels) == (sr, channels)
+        blocks = list(reader.blocks(block_frames, read_ahead=read_ahead))
+    assert all(b.dtype == np.float32 and b.ndim == 2 and b.flags.c_contiguous for b in blocks)
+    assert all(len(b) == block_frames for b in blocks[:-1]) and 1 <= len(blocks[-1]) <= block_frames
+    np.testing.assert_array_equal(np.concatenate(blocks), whole)
+    assert _reader_threads() == []
+
+
+def test_second_blocks_call_continues(tmp_path):
+    path = tmp_path / "a.wav"
+    sf.write(path, _sine(1000, 1), SR, subtype="FLOAT")
+    with AudioReader(path) as reader:
+        head = next(reader.blocks(300))
+        rest = np.concatenate(list(reader.blocks(300, read_ahead=2)))
+        assert list(reader.blocks(300)) == []  # exhausted: no error, no blocks
+    np.testing.assert_array_equal(np.concatenate([head, rest]), load_audio(path)[0])
+
+
+def test_non_finite_sample_named_by_file_frame_in_a_later_block(tmp_path):
+    x = _sine(20000, 2)
+    x[12345, 0] = np.nan
+    path = tmp_path / "late_nan.wav"
+    sf.write(path, x, SR, subtype="FLOAT")
+    _expect_error(path, "at frame 12345")
+    with AudioReader(path) as reader:
+        got = []
+        with pytest.raises(AudioLoadError, match="at frame 12345"):
+            for block in reader.blocks(4096, read_ahead=2):
+                got.append(block)
+    assert sum(len(b) for b in got) == 3 * 4096  # the clean blocks before it were delivered
+
+
+def _truncated_flac(tmp_path) -> tuple[str, np.ndarray]:
+    x = _sine(3 * SR, 2)
+    path = tmp_path / "cut.flac"
+    sf.write(path, x, SR, subtype="PCM_16")
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.9)])
+    return os.fspath(path), x
+
+
+def test_truncated_flac_fails_part_way(tmp_path):
+    path, x = _truncated_flac(tmp_path)
+    err = _expect_error(path, "decoding failed after frame")
+    assert "libsndfile" in err.reason
+    with AudioReader(path) as reader:
+        got = []
+        with pytest.raises(AudioLoadError) as info:
+            for block in reader.blocks(8192, read_ahead=2):
+                got.append(block)
+    decoded = np.concatenate(got)
+    assert info.value.reason.startswith(f"decoding failed after frame {len(decoded)} (libsndfile:")
+    assert 0 < len(decoded) < len(x)
+    np.testing.assert_allclose(decoded, x[: len(decoded)], atol=1.0 / 32768)
+
+
+def _finishes(fn, timeout: float = 60.0):
+    """Run fn on a thread; fail (instead of hanging the suite) if it does not return in time."""
+    out: dict = {}
+
+    def target():
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # handed to the test thread
+            out["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"did not finish within {timeout} s"
+    if "error" in out:
+        raise out["error"]
+    return out.get("value")
+
+
+def test_consumer_stopping_early_ends_the_read_ahead_thread(tmp_path):
+    path = tmp_path / "long.wav"
+    sf.write(path, _sine(50000, 2), SR)
+
+    def stop_after_one_block():
+        with AudioReader(path) as reader:
+            blocks = reader.blocks(100, read_ahead=2)
+            next(blocks)
+            assert len(_reader_threads()) == 1
+            raise KeyError("consumer failed")  # the producer is blocked on a full queue
+
+    with pytest.raises(KeyError, match="consumer failed"):
+        _finishes(stop_after_one_block)
+    assert _reader_threads() == []
+
+
+def test_decoder_thread_exception_reaches_the_consumer(tmp_path, monkeypatch):
+    path = tmp_path / "a.wav"
+    sf.write(path, _sine(5000, 1), SR)
+    calls = {"n": 0}
+    real_read_into = AudioReader._read_into
+
+    def failing_read_into(self, block):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise MemoryError(f"injected on {threading.current_thread().name}")
+        return real_read_into(self, block)
+
+    monkeypatch.setattr(AudioReader, "_read_into", failing_read_into)
+
+    def consume():
+        got = []
+        with AudioReader(path) as reader:
+            for block in reader.blocks(1000, read_ahead=4):
+                got.append(block)
+        return got
+
+    with pytest.raises(MemoryError, match=r"injected on AudioReader\(a.wav\)"):
+        _finishes(consume)
+    assert calls["n"] == 3
+    assert _reader_threads() == []
+
+
+def test_block_argument_errors(tmp_path):
+    path = tmp_path / "a.wav"
+    sf.write(path, _sine(100, 1), SR)
+    with AudioReader(path) as reader:
+        for bad in (0, -5, 2.5, True, None):
+            with pytest.raises(ValueError, match="block_frames"):
+                reader.blocks(bad)
+        for bad in (-1, 1.0, False):
+            with pytest.raises(ValueError, match="read_ahead"):
+                reader.blocks(10, read_ahead=bad)
+        first = reader.blocks(10, read_ahead=1)
+        next(first)
+        with pytest.raises(ValueError, match="already has a read-ahead"):
+            reader.blocks(10, read_ahead=1)
+    assert _reader_threads() == []
+
+
+def test_reader_open_errors_match_load_audio(tmp_path):
+    with pytest.raises(TypeError, match="path must be"):
+        AudioReader(3.5)  # type: ignore[arg-type]
+    with pytest.raises(AudioLoadError, match="is a directory"):
+        AudioReader(tmp_path)
