@@ -558,20 +558,14 @@ def _pf_step(a_beat, a_down, phi, tau, inv_tau, tbin, w, buf_f, buf_i, rng, pr, 
         p_clock -= math.floor(p_clock)
         bayes = _table_at(table, min(p_clock, 1.0 - p_clock) * sc[_S_EST_PERIOD]
                           * (table.size - 1) / (4.0 * pr[_P_SIGMA]))
+    # wsum > 0: the largest weight is >= 1/N and every table entry is >= (1e-6 / max(1,
+    # nonbeat_weight)) ** obs_exponent > 0
     wsum, wsq = _propagate_weight(phi, tau, inv_tau, tbin, w, rng, pr, table, hist_t)
-    if not (wsum > 0.0) or not math.isfinite(wsum):
-        for i in range(n):  # cannot happen with floored likelihoods; keep the filter alive
-            w[i] = 1.0 / n
-        hist_t[:] = 0.0
-        for i in range(n):
-            hist_t[tbin[i]] += w[i]
-        wsq = wsum = 1.0
-    else:
-        inv = 1.0 / wsum
-        for i in range(n):
-            w[i] *= inv
-        for b in range(hist_t.size):
-            hist_t[b] *= inv
+    inv = 1.0 / wsum
+    for i in range(n):
+        w[i] *= inv
+    for b in range(hist_t.size):
+        hist_t[b] *= inv
     ph, period, mass = _mode_estimate(phi, tau, tbin, w, hist_t, hist_p, hist_d, hist_tau)
     if wsum * wsum / wsq < pr[_P_ESS] * n:
         _resample_systematic(phi, tau, inv_tau, tbin, w, buf_f, buf_i, rng)

@@ -207,6 +207,20 @@ def test_rng_matches_reference(seed, n):
     assert pfm._laplace(rng, 0.3) == pytest.approx(ref.laplace(0.3), rel=1e-12, abs=1e-12)
 
 
+@settings(deadline=None, max_examples=20)
+@given(seed=st.integers(0, 2**63 - 1), n=st.integers(1, 50))
+def test_prior_draw_matches_reference(seed, n):
+    pf = ParticleFilter(FilterConfig(n_particles=n), seed)
+    ref = PyRng.from_seed(seed)
+    lo, hi = math.log(CFG.min_period), math.log(CFG.max_period)
+    for i in range(n):
+        assert pf._phi[i] == ref.uniform()
+        assert pf._tau[i] == pytest.approx(math.exp(lo + (hi - lo) * ref.uniform()), rel=1e-12)
+    np.testing.assert_allclose(pf._inv_tau, 1.0 / pf._tau, rtol=1e-15)
+    assert pf._tbin.tolist() == [ref_tempo_bin(t, CFG) for t in pf._tau]
+    np.testing.assert_array_equal(pf._w, np.full(n, 1.0 / n))
+
+
 def test_rng_moments():
     rng = np.zeros(4, np.uint64)
     pfm._splitmix64_seed(7, rng)
@@ -530,3 +544,87 @@ def test_single_particle_and_single_meter_work():
     act, _ = click_activations(120, 10)
     tr = track_activations(act, FilterConfig(n_particles=1, beats_per_bar=(4,)))
     assert all(f.beats_per_bar == 4 for f in tr.frames)
+
+
+# ------------------------------------------------------------------------------ the whole step
+
+
+def ref_pf_step(pf, a_beat, a_down):
+    """One frame of ParticleFilter, orchestrated in Python from the (separately verified)
+    kernels on the filter's own arrays; returns the FilterFrame fields as a tuple."""
+    cfg, pr, sc = pf.config, pf._pr, pf._sc
+    n = pf._phi.size
+    k = int(sc[pfm._S_FRAME])
+    pf._ring_b[k % pfm.RING], pf._ring_d[k % pfm.RING] = a_beat, a_down
+    s, r_prev = cfg.rhythm_switch_prob, sc[pfm._S_RHYTHM]
+    r = r_prev * (1 - s) + (1 - r_prev) * s
+    pfm._restart(pf._phi, pf._tau, pf._inv_tau, pf._tbin, pf._rng, pr, (1 - r_prev) * s / r)
+    pfm._likelihood_table(pr, a_beat, a_down, pf._table)
+    bayes = 1.0
+    if k > 0:
+        period = sc[pfm._S_EST_PERIOD]
+        p = (sc[pfm._S_EST_PHASE] + 1.0 / period) % 1.0
+        bayes = ref_interp_ratio(min(p, 1 - p) * period, a_beat, a_down, cfg)
+    wsum, wsq = pfm._propagate_weight(pf._phi, pf._tau, pf._inv_tau, pf._tbin, pf._w, pf._rng,
+                                      pr, pf._table, pf._hist_t)
+    pf._w /= wsum
+    pf._hist_t /= wsum
+    ph, period, mass = pfm._mode_estimate(pf._phi, pf._tau, pf._tbin, pf._w, pf._hist_t,
+                                          pf._hist_p, pf._hist_d, pf._hist_tau)
+    if wsum**2 / wsq < cfg.ess_fraction * n:
+        pfm._resample_systematic(pf._phi, pf._tau, pf._inv_tau, pf._tbin, pf._w, pf._buf_f,
+                                 pf._buf_i, pf._rng)
+    r = min(max(r * bayes / (r * bayes + 1 - r), 1e-9), 1 - 1e-9)
+    sc[pfm._S_RHYTHM], sc[pfm._S_EST_PHASE], sc[pfm._S_EST_PERIOD] = r, ph, period
+    ref = k - cfg.decision_delay_frames
+    cross = k - ph * period
+    beat = emit = down = False
+    beat_frame = 0.0
+    if cross <= ref + 1e-9 and cross > sc[pfm._S_LAST_CROSS] + 0.5 * period:
+        sc[pfm._S_LAST_CROSS] = cross
+        if cross >= k - pfm.RING + 3:
+            beat, beat_frame = True, cross
+            sc[pfm._S_BEATS] += 1
+            sig = cfg.beat_width_frames
+            js = np.arange(max(math.floor(cross - 2 * sig), k - pfm.RING + 1, 0),
+                           min(math.ceil(cross + 2 * sig), k) + 1)
+            g = np.exp(-0.5 * (js - cross) ** 2 / sig**2)
+            ev_d = float(np.sum(g * pf._ring_d[js % pfm.RING]))
+            ev_b = float(np.sum(g * pf._ring_b[js % pfm.RING]))
+            bar = ref_bar_update(pf._bar_p.copy(), cfg.beats_per_bar, cfg.meter_switch_prob, ev_d,
+                                 ev_b, cfg.db_exponent)
+            pf._bar_p[:] = bar
+            sc[pfm._S_BAR_STATE] = int(np.argmax(bar))
+            sc[pfm._S_DOWNBEAT_PROB] = float(bar[pf._st_pos == 0].sum())
+            emit = r > 0.5
+            down = pf._st_pos[int(sc[pfm._S_BAR_STATE])] == 0
+    last = cross if cross <= ref + 1e-9 else cross - period
+    phase = min(max((ref - last) / period, 0.0), 1.0 - 1e-12)
+    s_map = int(sc[pfm._S_BAR_STATE])
+    sc[pfm._S_FRAME] = k + 1
+    return (ref, phase, period, int(sc[pfm._S_BEATS]), min(max(mass * r, 0.0), 1.0),
+            sc[pfm._S_DOWNBEAT_PROB], int(pf._st_pos[s_map]) + 1,
+            int(pf._meter_value[pf._st_meter[s_map]]), beat, beat_frame, emit, down, r)
+
+
+@settings(deadline=None, max_examples=25)
+@given(
+    acts=st.lists(activations(), min_size=1, max_size=120),
+    n=st.sampled_from([1, 7, 64]),
+    seed=st.integers(0, 2**32),
+    meters=st.sampled_from([(4,), (2, 3, 4)]),
+    delay=st.sampled_from([0, 4, 12]),
+)
+def test_step_matches_python_orchestration(acts, n, seed, meters, delay):
+    cfg = FilterConfig(n_particles=n, beats_per_bar=meters, decision_delay_frames=delay)
+    # a click pattern under the random activations, so that beats get registered
+    pattern = [(0.9, 0.05) if i % 20 in (0, 1) else a for i, a in enumerate(acts * 3)]
+    kernel, ref = ParticleFilter(cfg, seed), ParticleFilter(cfg, seed)
+    for b, d in pattern:
+        got = tuple(kernel.step(b, d))
+        want = ref_pf_step(ref, b, d)
+        assert got[0] == want[0] and got[3] == want[3] and got[6:9] == want[6:9]
+        assert got[10:12] == want[10:12]
+        np.testing.assert_allclose([got[i] for i in (1, 2, 4, 5, 9, 12)],
+                                   [want[i] for i in (1, 2, 4, 5, 9, 12)], rtol=1e-9, atol=1e-12)
+        np.testing.assert_array_equal(kernel._phi, ref._phi)
