@@ -286,22 +286,26 @@ def beat_activations(x: np.ndarray, sr: float, model: int | str = "ensemble") ->
 
 
 class _ChunkedRuns:
-    """CRNN members fed a feature sequence in pieces, each on its own worker thread.
+    """CRNN members fed a feature sequence in pieces, each member on its own worker thread.
 
     Every member's pieces run in order on its single-thread executor, which carries the LSTM
     state from one piece to the next; the concatenated outputs are those of one ``run`` over
     the whole sequence (bit for bit with onnxruntime 1.31's CPU kernels, tests/test_beat_grid.py).
-    A context manager: leaving it cancels the pieces not started yet and waits for the rest.
+    The first exception in a worker stops the remaining pieces and is raised by the next
+    :meth:`feed` or :meth:`results`. A context manager: leaving it cancels the pieces not
+    started yet and waits for the running ones.
     """
 
     def __init__(self, members: list, min_frames: int) -> None:
         self._members = members
         self._min_frames = min_frames
-        self._pools = [ThreadPoolExecutor(max_workers=1) for _ in members]
+        self._pools = [ThreadPoolExecutor(max_workers=1, thread_name_prefix="beat_grid-crnn")
+                       for _ in members]
         self._futures: list[list] = [[] for _ in members]
         self._states: list = [None] * len(members)
         self._pending: list[np.ndarray] = []
         self._pending_frames = 0
+        self._error: BaseException | None = None
 
     def __enter__(self) -> _ChunkedRuns:
         return self
@@ -312,6 +316,8 @@ class _ChunkedRuns:
 
     def feed(self, features: np.ndarray) -> None:
         """Queue (k, 272) features; start the members once ``min_frames`` have gathered."""
+        if self._error is not None:
+            raise self._error
         if len(features):
             self._pending.append(features)
             self._pending_frames += len(features)
@@ -330,7 +336,16 @@ class _ChunkedRuns:
         piece = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending, self._pending_frames = [], 0
         for i, pool in enumerate(self._pools):
-            self._futures[i].append(pool.submit(self._run, i, piece))
+            self._futures[i].append(pool.submit(self._guarded, i, piece))
+
+    def _guarded(self, i: int, piece: np.ndarray) -> np.ndarray:
+        if self._error is not None:
+            raise self._error
+        try:
+            return self._run(i, piece)
+        except BaseException as exc:
+            self._error = exc
+            raise
 
     def _run(self, i: int, piece: np.ndarray) -> np.ndarray:
         probs, self._states[i] = self._members[i].run(piece, state=self._states[i],

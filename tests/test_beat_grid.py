@@ -301,3 +301,132 @@ def test_combine_ensemble():
     assert np.all(np.isfinite(combine_ensemble([np.zeros((4, 3))])))
     with pytest.raises(ValueError):
         combine_ensemble([np.zeros((4, 2))])
+
+
+# ---------------------------------------------------------------- pipelined file analysis
+
+DEMO_SONG = Path(__file__).parent.parent / "data" / "audio" / "Kevin_MacLeod_-_Vibe_Ace.ogg"
+
+
+def _reader_threads() -> list:
+    """Live decoder threads and CRNN workers of the pipelined path."""
+    import threading
+
+    return [t for t in threading.enumerate()
+            if t.name.startswith(("AudioReader(", "beat_grid-crnn"))]
+
+
+def _within(fn, *args, timeout: float = 120.0, **kwargs):
+    """fn(*args) on a worker thread; TimeoutError instead of a hung suite."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(fn, *args, **kwargs).result(timeout=timeout)
+    finally:
+        pool.shutdown(wait=False)
+
+
+@pytest.mark.parametrize("model", [1, "ensemble"])
+def test_pipelined_demo_ogg_equals_in_memory(beatnet_models_dir, model):
+    """Decoder thread + streamed resampler/front end + pieced CRNN == load_audio + batch path,
+    to the bit (activations) and exactly (grid)."""
+    from fractalsync_dsp.audio_io import load_audio
+    from fractalsync_tracking.beat_grid import file_activations
+
+    x, sr = load_audio(DEMO_SONG)
+    in_memory = beat_activations(x, sr, model)
+    pipelined = file_activations(DEMO_SONG, model)
+    assert pipelined.dtype == np.float32 and pipelined.shape == in_memory.shape
+    np.testing.assert_array_equal(pipelined, in_memory)
+    grid = beat_grid(DEMO_SONG, model=model)
+    assert grid == grid_from_activations(in_memory) == beat_grid(x, sr=sr, model=model)
+    assert len(grid.beats) > 100 and _reader_threads() == []
+
+
+@pytest.mark.parametrize("piece", [1, 7, 500])
+def test_pipelined_generated_stereo_flac_equals_in_memory(beatnet_models_dir, tmp_path,
+                                                          monkeypatch, piece):
+    """48 kHz stereo (different channels) through many blocks and CRNN pieces of any size."""
+    import soundfile as sf
+
+    import fractalsync_tracking.beat_grid as bg
+    from fractalsync_dsp.audio_io import load_audio
+    from fractalsync_dsp.resample import resample
+
+    item = synth_set(sample_rate=SR)[5]
+    left = resample(item.audio, SR, 48000)
+    noise = np.random.default_rng(1).standard_normal(left.size).astype(np.float32)
+    stereo = np.stack([left, 0.5 * left + 0.01 * noise], axis=1)
+    path = tmp_path / "stereo.flac"
+    sf.write(path, stereo, 48000, subtype="PCM_24")
+    monkeypatch.setattr(bg, "CRNN_PIECE", piece)
+    monkeypatch.setattr(bg, "READ_AHEAD", 1)
+    x, sr = load_audio(path)
+    for model in (2, "ensemble"):
+        np.testing.assert_array_equal(bg.file_activations(path, model),
+                                      beat_activations(x, sr, model))
+    assert beat_grid(path) == beat_grid(x, sr=sr)
+
+
+def _truncated_flac(tmp_path):
+    import soundfile as sf
+
+    item = synth_set(sample_rate=SR)[3]
+    path = tmp_path / "cut.flac"
+    sf.write(path, np.stack([item.audio, item.audio], axis=1), SR, subtype="PCM_16")
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.8)])
+    return path
+
+
+def test_pipelined_file_errors_are_load_audio_errors(beatnet_models_dir, tmp_path):
+    """Errors the decoder thread meets part-way reach the caller as load_audio's error."""
+    import soundfile as sf
+
+    from fractalsync_dsp.audio_io import AudioLoadError, load_audio
+
+    item = synth_set(sample_rate=SR)[3]
+    nan_wav = tmp_path / "nan.wav"
+    audio = item.audio.copy()
+    audio[20 * SR + 17] = np.nan  # far past the first decoded blocks
+    sf.write(nan_wav, audio, SR, subtype="FLOAT")
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros((0, 1), np.float32), SR)
+    for path in (_truncated_flac(tmp_path), nan_wav, empty, tmp_path / "missing.ogg"):
+        with pytest.raises(AudioLoadError) as expected:
+            load_audio(path)
+        with pytest.raises(AudioLoadError) as got:
+            _within(beat_grid, path)
+        assert (got.value.path, got.value.reason) == (expected.value.path, expected.value.reason)
+        assert _reader_threads() == []
+    with pytest.raises(AudioLoadError, match=f"frame {20 * SR + 17}"):
+        beat_grid(nan_wav)
+    with pytest.raises(AudioLoadError, match="decoding failed after frame"):
+        beat_grid(_truncated_flac(tmp_path))
+
+
+@pytest.mark.parametrize("where", ["crnn", "front_end"])
+def test_pipelined_exception_mid_way_stops_all_threads(beatnet_models_dir, monkeypatch, where):
+    """An exception in a CRNN worker or in the front end part-way through the file propagates;
+    the decoder thread (blocked on its full queue) and the CRNN workers end, nothing hangs."""
+    import fractalsync_tracking.beat_grid as bg
+    from fractalsync_dsp.frontend import BeatNetFrontEnd
+
+    calls = {"n": 0}
+    target = (bg._ChunkedRuns, "_run") if where == "crnn" else (BeatNetFrontEnd, "push")
+    real = getattr(*target)
+
+    def failing(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise RuntimeError(f"injected in {where}")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(*target, failing)
+    monkeypatch.setattr(bg, "READ_AHEAD", 1)
+    with pytest.raises(RuntimeError, match=f"injected in {where}"):
+        _within(beat_grid, DEMO_SONG)
+    # it stops there: at most the other two members' pieces already running also ran
+    assert 5 <= calls["n"] <= (7 if where == "crnn" else 5)
+    assert _reader_threads() == []
