@@ -17,7 +17,7 @@ from collections import Counter
 import numpy as np
 
 from .beat_grid import FPS, BeatGrid, grid_confidence
-from .beat_tracker import BeatTracker
+from .beat_tracker import BeatTracker, load_crnn
 from .tempo import alternative_tempo, dominant_tempo, grid_tempo
 
 __all__ = ["BLOCK", "TAIL_S", "online_beat_grid", "online_grid_from_audio"]
@@ -45,8 +45,8 @@ class _RecordingCRNN:
         return probs
 
 
-def online_grid_from_audio(x: np.ndarray, sample_rate: float, model: int = 1, seed: int = 0,
-                           crnn=None) -> BeatGrid:
+def online_grid_from_audio(x: np.ndarray, sample_rate: float, model: int | str = 1,
+                           seed: int = 0, crnn=None) -> BeatGrid:
     """Causal beat grid of audio samples.
 
     Parameters
@@ -55,7 +55,7 @@ def online_grid_from_audio(x: np.ndarray, sample_rate: float, model: int = 1, se
         Audio (dtype rules of :class:`BeatTracker`).
     sample_rate : float
         Rate of ``x`` in Hz.
-    model : 1, 2 or 3
+    model : 1, 2, 3 or "ensemble"
         BeatNet weights (ignored when ``crnn`` is given).
     seed : int
         Particle-filter seed.
@@ -66,11 +66,7 @@ def online_grid_from_audio(x: np.ndarray, sample_rate: float, model: int = 1, se
     BeatGrid with ``mode="online"``; empty (no beats, tempo None, confidence 0) when the tracker
     reported fewer than 2 beats.
     """
-    if crnn is None:
-        from fractalsync_models.crnn import BeatNetCRNN
-
-        crnn = BeatNetCRNN(variant=model)
-    recorder = _RecordingCRNN(crnn)
+    recorder = _RecordingCRNN(load_crnn(model) if crnn is None else crnn)
     tracker = BeatTracker(seed=seed, crnn=recorder)
     x = np.asarray(x)
     events = []
@@ -104,14 +100,15 @@ def online_grid_from_audio(x: np.ndarray, sample_rate: float, model: int = 1, se
     )
 
 
-def online_beat_grid(path: str | os.PathLike, model: int = 1, seed: int = 0) -> BeatGrid:
+def online_beat_grid(path: str | os.PathLike, model: int | str = 1, seed: int = 0) -> BeatGrid:
     """Causal beat grid of an audio file (see the module docstring).
 
-    Raises :class:`fractalsync_dsp.audio_io.AudioLoadError` for an unreadable file, ValueError
-    for a bad ``model``.
+    ``model``: 1, 2, 3 or "ensemble" (see :class:`BeatTracker`).  Raises
+    :class:`fractalsync_dsp.audio_io.AudioLoadError` for an unreadable file, ValueError for a bad
+    ``model``.
     """
-    if model not in (1, 2, 3):
-        raise ValueError(f"model must be 1, 2 or 3, got {model!r}")
+    if model not in (1, 2, 3, "ensemble"):
+        raise ValueError(f"model must be 1, 2, 3 or 'ensemble', got {model!r}")
     from fractalsync_dsp.audio_io import load_audio
 
     x, sr = load_audio(path)

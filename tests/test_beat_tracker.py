@@ -16,7 +16,7 @@ from fractalsync_dsp.frontend import BeatNetFrontEnd
 from fractalsync_dsp.resample import resample
 from fractalsync_models.crnn import BeatNetCRNN
 from fractalsync_tracking.beat_state import BeatClockState, BeatEvent
-from fractalsync_tracking.beat_tracker import BeatTracker
+from fractalsync_tracking.beat_tracker import BeatTracker, EnsembleCRNN, load_crnn
 from fractalsync_tracking.cli_beats import main as cli_main
 from fractalsync_tracking.online_grid import BLOCK, TAIL_S, online_beat_grid
 from fractalsync_tracking.particle_filter import FilterConfig, track_activations
@@ -292,3 +292,32 @@ def test_cli_online_json(groove_wav, beatnet_models_dir, capsys):
     d = json.loads(capsys.readouterr().out)
     assert d["mode"] == "online"
     assert d["beats"] == [round(t, 4) for t in online_beat_grid(groove_wav).beats]
+
+
+def test_ensemble_averages_its_members(beatnet_models_dir, clip):
+    members = [BeatNetCRNN(path=beatnet_models_dir / f"beatnet_m{v}.onnx") for v in (1, 2, 3)]
+    singles = [BeatNetCRNN(path=beatnet_models_dir / f"beatnet_m{v}.onnx") for v in (1, 2, 3)]
+    ens = EnsembleCRNN(members)
+    out = np.empty(3, np.float32)
+    for frame in BeatNetFrontEnd().features(clip[:22050])[:20]:
+        want = np.mean([s.step(frame) for s in singles], axis=0)
+        np.testing.assert_allclose(ens.step(frame, out), want, rtol=1e-6)
+    ens.reset()
+    for s in singles:
+        s.reset()
+    frame = BeatNetFrontEnd().features(clip[:22050])[0]
+    np.testing.assert_allclose(ens.step(frame, out), np.mean([s.step(frame) for s in singles],
+                                                            axis=0), rtol=1e-6)
+    with pytest.raises(ValueError, match="member"):
+        EnsembleCRNN([])
+
+
+def test_load_crnn_by_name(beatnet_models_dir, fractalsync_home):
+    assert isinstance(load_crnn("ensemble"), EnsembleCRNN)
+    assert isinstance(load_crnn(2), BeatNetCRNN)
+    with pytest.raises(ValueError, match="model"):
+        load_crnn(4)
+    with pytest.raises(ValueError, match="model"):
+        BeatTracker(model="all")
+    out = BeatTracker(model="ensemble").push(np.zeros(22050, np.float32), 22050)
+    assert len(out.states) > 0
