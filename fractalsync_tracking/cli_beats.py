@@ -28,6 +28,7 @@ from fractalsync_models.contract import ContractError
 from fractalsync_models.crnn import ModelNotFoundError
 
 from .beat_grid import MODELS, BeatGrid, beat_grid
+from .online_grid import online_beat_grid
 
 __all__ = ["main"]
 
@@ -98,15 +99,6 @@ def _expand(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
     return files, errors
 
 
-def _online_grid_function():
-    """``online_beat_grid`` from the online tracker, or None if it is not installed."""
-    try:
-        from .online_grid import online_beat_grid
-    except ImportError:
-        return None
-    return online_beat_grid
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fractalsync-beats",
@@ -143,18 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = args.model if args.model is None or not args.model.isdigit() else int(args.model)
 
     if args.online:
-        compute = _online_grid_function()
-        if compute is None:
-            print("fractalsync-beats: error: --online is not available yet "
-                  "(fractalsync_tracking.online_grid is not installed); "
-                  "run without --online for the offline grid", file=sys.stderr)
-            return EXIT_USAGE
-        if model == "ensemble":
-            parser.error("--online supports --model 1, 2 or 3")
         online_model = 1 if model is None else model
 
         def analyse(path: Path) -> BeatGrid:
-            return compute(str(path), model=online_model)
+            return online_beat_grid(path, model=online_model)
     else:
         if not 0 < args.min_bpm <= args.max_bpm:
             parser.error("need 0 < --min-bpm <= --max-bpm")

@@ -105,16 +105,14 @@ def test_usage_errors(fractalsync_home, good_dir, tmp_path):
     assert missing.returncode == 1 and "nope.wav" in missing.stderr
 
 
-def test_online_hook(beatnet_models_dir, fractalsync_home, good_dir, tmp_path):
-    res = _run([good_dir / "a.wav", "--online"], fractalsync_home, tmp_path)
-    try:
-        import fractalsync_tracking.online_grid  # noqa: F401
-    except ImportError:
-        assert res.returncode == 2
-        assert "not available yet" in res.stderr and res.stdout == ""
-    else:
-        assert res.returncode == 0, res.stderr
-        assert json.loads(res.stdout)["mode"] == "online"
+@pytest.mark.parametrize("model", [[], ["--model", "ensemble"]])
+def test_online_grid(beatnet_models_dir, fractalsync_home, good_dir, tmp_path, model):
+    res = _run([good_dir / "a.wav", "--online", *model], fractalsync_home, tmp_path)
+    assert res.returncode == 0, res.stderr
+    grid = json.loads(res.stdout)
+    assert grid["mode"] == "online"
+    assert set(grid) >= {"tempo", "downbeat", "beats", "downbeats", "beat_positions", "meter",
+                         "confidence", "bpm_alt"}
 
 
 def test_missing_models_stop_with_the_export_command(good_dir, tmp_path):
