@@ -6,6 +6,12 @@ decodes the bar-pointer HMM of :mod:`fractalsync_tracking.viterbi` and reads the
 Viterbi path. Times are seconds from the start of the signal: offline frame ``i`` is centred on
 sample ``i * 441`` at 22050 Hz, i.e. on ``i / 50`` s, so no delay correction is needed.
 
+For a file path the stages up to the CRNN run as a pipeline (:func:`file_activations`): a
+background thread decodes the file while the blocks already decoded are resampled, turned into
+features and run through the CRNN, with results identical to the array path on the loaded file.
+On the 2-core dev machine this took the 61.5 s demo OGG from ~235 ms (serial, ~260x real time)
+to ~175 ms best (~350x; numbers and command in benchmarks/bench_beat_grid.py).
+
 ``confidence`` (in [0, 1]) is ``salience * contrast * support``, computed on the per-frame beat
 probability ``a = beat + downbeat`` (see :func:`grid_confidence`):
 
@@ -60,8 +66,6 @@ MODELS = (1, 2, 3, "ensemble")
 ENSEMBLE_FLOOR = 1e-9
 READ_AHEAD = 8
 """Decoded blocks the decoder thread may queue ahead of the analysis (bounds the memory)."""
-CRNN_PIECE = 64
-"""Feature frames gathered before the CRNN members are run on them (1.28 s)."""
 
 
 @dataclass(frozen=True)
@@ -285,90 +289,52 @@ def beat_activations(x: np.ndarray, sr: float, model: int | str = "ensemble") ->
         return _combine(list(pool.map(lambda crnn: crnn.run(features), members)))
 
 
-class _ChunkedRuns:
-    """CRNN members fed a feature sequence in pieces, each member on its own worker thread.
+class _PieceRuns:
+    """The CRNN members run on consecutive pieces of a feature sequence, one after the other.
 
-    Every member's pieces run in order on its single-thread executor, which carries the LSTM
-    state from one piece to the next; the concatenated outputs are those of one ``run`` over
-    the whole sequence (bit for bit with onnxruntime 1.31's CPU kernels, tests/test_beat_grid.py).
-    The first exception in a worker stops the remaining pieces and is raised by the next
-    :meth:`feed` or :meth:`results`. A context manager: leaving it cancels the pieces not
-    started yet and waits for the running ones.
+    Each member carries its LSTM state from one piece to the next, so the concatenated outputs
+    are those of one ``run`` over the whole sequence (bit for bit with onnxruntime 1.31's CPU
+    kernels, for any piece sizes; tests/test_beat_grid.py).
     """
 
-    def __init__(self, members: list, min_frames: int) -> None:
+    def __init__(self, members: list) -> None:
         self._members = members
-        self._min_frames = min_frames
-        self._pools = [ThreadPoolExecutor(max_workers=1, thread_name_prefix="beat_grid-crnn")
-                       for _ in members]
-        self._futures: list[list] = [[] for _ in members]
         self._states: list = [None] * len(members)
-        self._pending: list[np.ndarray] = []
-        self._pending_frames = 0
-        self._error: BaseException | None = None
-
-    def __enter__(self) -> _ChunkedRuns:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        for pool in self._pools:
-            pool.shutdown(wait=True, cancel_futures=True)
+        self._probs: list[list[np.ndarray]] = [[] for _ in members]
 
     def feed(self, features: np.ndarray) -> None:
-        """Queue (k, 272) features; start the members once ``min_frames`` have gathered."""
-        if self._error is not None:
-            raise self._error
-        if len(features):
-            self._pending.append(features)
-            self._pending_frames += len(features)
-        if self._pending_frames >= self._min_frames:
-            self._dispatch()
+        """Run every member on the next (k, 272) features (k may be 0)."""
+        if len(features) == 0:
+            return
+        for i, crnn in enumerate(self._members):
+            probs, self._states[i] = crnn.run(features, state=self._states[i], return_state=True)
+            self._probs[i].append(probs)
 
     def results(self) -> list[np.ndarray]:
-        """Run what is left and return each member's (N, 3) probabilities for all pieces."""
-        self._dispatch()
-        return [np.concatenate([f.result() for f in futures]) if futures
-                else np.zeros((0, 3), np.float32) for futures in self._futures]
-
-    def _dispatch(self) -> None:
-        if not self._pending:
-            return
-        piece = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
-        self._pending, self._pending_frames = [], 0
-        for i, pool in enumerate(self._pools):
-            self._futures[i].append(pool.submit(self._guarded, i, piece))
-
-    def _guarded(self, i: int, piece: np.ndarray) -> np.ndarray:
-        if self._error is not None:
-            raise self._error
-        try:
-            return self._run(i, piece)
-        except BaseException as exc:
-            self._error = exc
-            raise
-
-    def _run(self, i: int, piece: np.ndarray) -> np.ndarray:
-        probs, self._states[i] = self._members[i].run(piece, state=self._states[i],
-                                                       return_state=True)
-        return probs
+        """Each member's (N, 3) probabilities for all pieces fed so far."""
+        return [np.concatenate(p) if p else np.zeros((0, 3), np.float32) for p in self._probs]
 
 
 def file_activations(path: str | os.PathLike, model: int | str = "ensemble") -> np.ndarray:
     """:func:`beat_activations` of an audio file, decoding it while it is being analysed.
 
-    A background thread decodes the file (:class:`~fractalsync_dsp.audio_io.AudioReader`,
-    libsndfile runs without the GIL) into a bounded queue of :data:`READ_AHEAD` blocks of
-    ``fractalsync_dsp.audio_io.BLOCK_FRAMES`` frames, the blocks ``load_audio`` reads; this
-    thread streams each block through the HQ
-    :class:`~fractalsync_dsp.resample.StreamResampler` and the streaming front end, and the CRNN
-    members run on pieces of at least :data:`CRNN_PIECE` frames on their own threads. The
-    result equals ``beat_activations(*load_audio(path), model)`` exactly (streamed resampling,
-    streamed features and pieced CRNN runs are each bit-identical to their batch forms; tested
-    in tests/test_beat_grid.py), while the whole audio is never held in memory.
+    A background thread decodes the file (:class:`~fractalsync_dsp.audio_io.AudioReader`;
+    libsndfile runs without the GIL) into a queue of at most :data:`READ_AHEAD` blocks of
+    ``fractalsync_dsp.audio_io.BLOCK_FRAMES`` frames, the blocks ``load_audio`` reads. Meanwhile
+    this thread takes each block through the HQ :class:`~fractalsync_dsp.resample.StreamResampler`,
+    the streaming front end and the CRNN member(s), which carry their LSTM state from block to
+    block. The result equals ``beat_activations(*load_audio(path), model)`` to the bit: streamed
+    resampling, streamed features and pieced CRNN runs each equal their batch forms (tested in
+    tests/test_beat_grid.py). The whole audio is never held in memory.
+
+    Decoding is the longest stage on one core (~100 ms for the 61.5 s demo OGG against ~40 ms
+    for resampling and features and ~100 ms for the three CRNNs), so the two threads are about
+    balanced; running the CRNN members on threads of their own instead was measured no faster
+    (more threads than cores slow the decoder down).
 
     Raises :class:`~fractalsync_dsp.audio_io.AudioLoadError` as ``load_audio`` does, also for
-    an error the decoder meets part-way (after the blocks before it were analysed); the
-    background threads have ended when it returns or raises.
+    an error the decoder meets part-way (raised after the blocks before it were analysed); the
+    decoder thread has ended when this returns or raises.
     """
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
@@ -377,15 +343,14 @@ def file_activations(path: str | os.PathLike, model: int | str = "ensemble") -> 
     from fractalsync_dsp.resample import StreamResampler
 
     with AudioReader(path) as reader:  # an unreadable file fails first, then a missing model
-        members = _members(model)
+        runs = _PieceRuns(_members(model))
         resampler = StreamResampler(reader.sample_rate, BEATNET_SR, quality="HQ")
         front_end = BeatNetFrontEnd()
-        with _ChunkedRuns(members, CRNN_PIECE) as runs:
-            for block in reader.blocks(read_ahead=READ_AHEAD):
-                runs.feed(front_end.push(resampler.push(block)))
-            runs.feed(front_end.push(resampler.flush()))
-            runs.feed(front_end.flush())
-            return _combine(runs.results())
+        for block in reader.blocks(read_ahead=READ_AHEAD):
+            runs.feed(front_end.push(resampler.push(block)))
+        runs.feed(front_end.push(resampler.flush()))
+        runs.feed(front_end.flush())
+    return _combine(runs.results())
 
 
 def beat_grid(

@@ -309,11 +309,10 @@ DEMO_SONG = Path(__file__).parent.parent / "data" / "audio" / "Kevin_MacLeod_-_V
 
 
 def _reader_threads() -> list:
-    """Live decoder threads and CRNN workers of the pipelined path."""
+    """Live decoder threads of the pipelined path."""
     import threading
 
-    return [t for t in threading.enumerate()
-            if t.name.startswith(("AudioReader(", "beat_grid-crnn"))]
+    return [t for t in threading.enumerate() if t.name.startswith("AudioReader(")]
 
 
 def _within(fn, *args, timeout: float = 120.0, **kwargs):
@@ -344,10 +343,9 @@ def test_pipelined_demo_ogg_equals_in_memory(beatnet_models_dir, model):
     assert len(grid.beats) > 100 and _reader_threads() == []
 
 
-@pytest.mark.parametrize("piece", [1, 7, 500])
 def test_pipelined_generated_stereo_flac_equals_in_memory(beatnet_models_dir, tmp_path,
-                                                          monkeypatch, piece):
-    """48 kHz stereo (different channels) through many blocks and CRNN pieces of any size."""
+                                                          monkeypatch):
+    """48 kHz stereo (different channels), 22 decoded blocks, a read-ahead queue of 1."""
     import soundfile as sf
 
     import fractalsync_tracking.beat_grid as bg
@@ -360,13 +358,33 @@ def test_pipelined_generated_stereo_flac_equals_in_memory(beatnet_models_dir, tm
     stereo = np.stack([left, 0.5 * left + 0.01 * noise], axis=1)
     path = tmp_path / "stereo.flac"
     sf.write(path, stereo, 48000, subtype="PCM_24")
-    monkeypatch.setattr(bg, "CRNN_PIECE", piece)
     monkeypatch.setattr(bg, "READ_AHEAD", 1)
     x, sr = load_audio(path)
     for model in (2, "ensemble"):
         np.testing.assert_array_equal(bg.file_activations(path, model),
                                       beat_activations(x, sr, model))
     assert beat_grid(path) == beat_grid(x, sr=sr)
+
+
+def test_crnn_pieces_with_state_equal_one_run(beatnet_models_dir):
+    """The members fed a feature sequence in pieces of any size (0 and 1 included), carrying
+    their LSTM state, give the whole-sequence ``run`` to the bit."""
+    from fractalsync_dsp.frontend import BeatNetFrontEnd
+    from fractalsync_models.crnn import BeatNetCRNN
+    from fractalsync_tracking.beat_grid import _PieceRuns
+
+    features = BeatNetFrontEnd().features(np.load(REFERENCE / "vibe_ace" / "x22050.npy"))
+    members = [BeatNetCRNN(variant=v) for v in (1, 2, 3)]
+    whole = [crnn.run(features) for crnn in members]
+    rng = np.random.default_rng(7)
+    for sizes in ([len(features)], [1, 0, 1, 2, 3, 50], list(rng.integers(0, 300, 40))):
+        runs = _PieceRuns(members)
+        cuts = np.minimum(np.cumsum([0, *sizes]), len(features))
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+            runs.feed(features[a:b])
+        runs.feed(features[cuts[-1]:])
+        for got, want in zip(runs.results(), whole, strict=True):
+            np.testing.assert_array_equal(got, want)
 
 
 def _truncated_flac(tmp_path):
@@ -407,14 +425,15 @@ def test_pipelined_file_errors_are_load_audio_errors(beatnet_models_dir, tmp_pat
 
 
 @pytest.mark.parametrize("where", ["crnn", "front_end"])
-def test_pipelined_exception_mid_way_stops_all_threads(beatnet_models_dir, monkeypatch, where):
-    """An exception in a CRNN worker or in the front end part-way through the file propagates;
-    the decoder thread (blocked on its full queue) and the CRNN workers end, nothing hangs."""
+def test_pipelined_exception_mid_way_stops_the_decoder(beatnet_models_dir, monkeypatch, where):
+    """An exception in the CRNN or the front end part-way through the file propagates at once;
+    the decoder thread (blocked on its full queue) ends and nothing hangs."""
     import fractalsync_tracking.beat_grid as bg
     from fractalsync_dsp.frontend import BeatNetFrontEnd
+    from fractalsync_models.crnn import BeatNetCRNN
 
     calls = {"n": 0}
-    target = (bg._ChunkedRuns, "_run") if where == "crnn" else (BeatNetFrontEnd, "push")
+    target = (BeatNetCRNN, "run") if where == "crnn" else (BeatNetFrontEnd, "push")
     real = getattr(*target)
 
     def failing(self, *args, **kwargs):
@@ -427,6 +446,5 @@ def test_pipelined_exception_mid_way_stops_all_threads(beatnet_models_dir, monke
     monkeypatch.setattr(bg, "READ_AHEAD", 1)
     with pytest.raises(RuntimeError, match=f"injected in {where}"):
         _within(beat_grid, DEMO_SONG)
-    # it stops there: at most the other two members' pieces already running also ran
-    assert 5 <= calls["n"] <= (7 if where == "crnn" else 5)
+    assert calls["n"] == 5
     assert _reader_threads() == []
