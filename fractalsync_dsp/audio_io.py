@@ -18,7 +18,8 @@ import math
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -130,7 +131,12 @@ class AudioReader:
         self._stop_thread()
         self._file.close()
 
-    def blocks(self, block_frames: int = BLOCK_FRAMES, read_ahead: int = 0) -> Iterator[np.ndarray]:
+    def blocks(
+        self,
+        block_frames: int = BLOCK_FRAMES,
+        read_ahead: int = 0,
+        transform: Callable[[np.ndarray], Any] | None = None,
+    ) -> Iterator[Any]:
         """Decode the file as consecutive blocks (from the start; a second call goes on from
         where the first one stopped).
 
@@ -144,10 +150,14 @@ class AudioReader:
             caller's work on another core) into a queue of at most ``k`` blocks; an error on
             that thread is raised to the caller at the position in the stream where it
             happened. One read-ahead at a time per reader.
+        transform : callable, optional
+            Applied to each block, in order, before it is yielded; with ``read_ahead > 0`` on
+            the background thread, so that its work overlaps the caller's too (e.g. a
+            resampler's ``push``). Its exceptions reach the caller like decoding errors.
 
         Yields
         ------
-        np.ndarray, float32, shape (n, channels), C-contiguous, n >= 1
+        np.ndarray, float32, shape (n, channels), C-contiguous, n >= 1 (or ``transform`` of it)
             Integer PCM scaled to [-1, 1) by libsndfile (divided by 2**(bits-1)); float
             files as stored, cast to float32. The samples do not depend on `block_frames`
             (tested for WAV, FLAC, OGG/Vorbis and MP3).
@@ -159,16 +169,21 @@ class AudioReader:
             (possible in float files; the message names the frame), or the file gives no frames.
         ValueError
             For a bad `block_frames` or `read_ahead`, or a second concurrent read-ahead.
+        TypeError
+            For a `transform` that is not callable.
         """
         if isinstance(block_frames, bool) or not isinstance(block_frames, int) or block_frames < 1:
             raise ValueError(f"block_frames must be an int >= 1, got {block_frames!r}")
         if isinstance(read_ahead, bool) or not isinstance(read_ahead, int) or read_ahead < 0:
             raise ValueError(f"read_ahead must be an int >= 0, got {read_ahead!r}")
-        if read_ahead == 0:
-            return self._decode(block_frames)
-        if self._thread is not None:
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable, got {transform!r}")
+        if read_ahead > 0 and self._thread is not None:
             raise ValueError("this AudioReader already has a read-ahead thread")
-        return self._read_ahead(block_frames, read_ahead)
+        source = self._decode(block_frames)
+        if transform is not None:
+            source = map(transform, source)
+        return self._read_ahead(source, read_ahead) if read_ahead > 0 else source
 
     def _decode(self, block_frames: int) -> Iterator[np.ndarray]:
         """The next blocks of the file, each checked (the one copy of these checks)."""
@@ -204,12 +219,12 @@ class AudioReader:
         self._frames_read += n
         return n
 
-    def _read_ahead(self, block_frames: int, depth: int) -> Iterator[np.ndarray]:
-        """`_decode` on a background thread through a bounded queue (see :meth:`blocks`)."""
+    def _read_ahead(self, source: Iterator[Any], depth: int) -> Iterator[Any]:
+        """``source`` run on a background thread through a bounded queue (see :meth:`blocks`)."""
         items: queue.Queue = queue.Queue(maxsize=depth)
         self._stop.clear()
         self._thread = threading.Thread(
-            target=self._produce, args=(self._decode(block_frames), items),
+            target=self._produce, args=(source, items),
             name=f"AudioReader({os.path.basename(self.path)})", daemon=True,
         )
         self._thread.start()
@@ -224,7 +239,7 @@ class AudioReader:
         finally:
             self._stop_thread()
 
-    def _produce(self, blocks: Iterator[np.ndarray], items: queue.Queue) -> None:
+    def _produce(self, blocks: Iterator[Any], items: queue.Queue) -> None:
         """Thread body: put every block, then `_End` or the exception that stopped decoding."""
         try:
             for block in blocks:

@@ -346,8 +346,9 @@ def file_activations(path: str | os.PathLike, model: int | str = "ensemble") -> 
         runs = _PieceRuns(_members(model))
         resampler = StreamResampler(reader.sample_rate, BEATNET_SR, quality="HQ")
         front_end = BeatNetFrontEnd()
-        for block in reader.blocks(read_ahead=READ_AHEAD):
-            runs.feed(front_end.push(resampler.push(block)))
+        # the decoder thread also resamples: it has the lighter load (see below)
+        for samples in reader.blocks(read_ahead=READ_AHEAD, transform=resampler.push):
+            runs.feed(front_end.push(samples))
         runs.feed(front_end.push(resampler.flush()))
         runs.feed(front_end.flush())
     return _combine(runs.results())

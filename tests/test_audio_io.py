@@ -285,6 +285,43 @@ def test_decoder_thread_exception_reaches_the_consumer(tmp_path, monkeypatch):
     assert _reader_threads() == []
 
 
+@pytest.mark.parametrize("read_ahead", [0, 2])
+def test_transform_applied_in_order_on_the_decoding_thread(tmp_path, read_ahead):
+    path = tmp_path / "a.wav"
+    sf.write(path, _sine(10000, 2), SR, subtype="FLOAT")
+    seen = []
+
+    def transform(block):
+        seen.append(threading.current_thread().name)
+        return block[:, 1] - block[:, 0]
+
+    with AudioReader(path) as reader:
+        out = list(reader.blocks(3000, read_ahead=read_ahead, transform=transform))
+    whole = load_audio(path)[0]
+    np.testing.assert_array_equal(np.concatenate(out), whole[:, 1] - whole[:, 0])
+    assert [len(o) for o in out] == [3000, 3000, 3000, 1000]
+    main = threading.current_thread().name
+    assert seen == ([main] * 4 if read_ahead == 0 else ["AudioReader(a.wav)"] * 4)
+
+
+def test_transform_exception_reaches_the_consumer(tmp_path):
+    path = tmp_path / "a.wav"
+    sf.write(path, _sine(10000, 1), SR)
+
+    def transform(block):
+        if block[0, 0] != 0.0:  # every block but the first
+            raise ArithmeticError("transform failed")
+        return block
+
+    def consume():
+        with AudioReader(path) as reader:
+            return list(reader.blocks(1000, read_ahead=3, transform=transform))
+
+    with pytest.raises(ArithmeticError, match="transform failed"):
+        _finishes(consume)
+    assert _reader_threads() == []
+
+
 def test_block_argument_errors(tmp_path):
     path = tmp_path / "a.wav"
     sf.write(path, _sine(100, 1), SR)
@@ -295,6 +332,8 @@ def test_block_argument_errors(tmp_path):
         for bad in (-1, 1.0, False):
             with pytest.raises(ValueError, match="read_ahead"):
                 reader.blocks(10, read_ahead=bad)
+        with pytest.raises(TypeError, match="transform must be callable"):
+            reader.blocks(10, transform=3)
         first = reader.blocks(10, read_ahead=1)
         next(first)
         with pytest.raises(ValueError, match="already has a read-ahead"):
