@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
@@ -66,6 +67,11 @@ MODELS = (1, 2, 3, "ensemble")
 ENSEMBLE_FLOOR = 1e-9
 READ_AHEAD = 8
 """Decoded blocks the decoder thread may queue ahead of the analysis (bounds the memory)."""
+THREADS_BELOW = 0.6
+"""The CRNN members of a file move to worker threads when the decoder thread's CPU time per
+block is below this fraction of the analysis thread's (:func:`file_activations`)."""
+DECIDE_AFTER = 4
+"""Blocks analysed before that choice is made (the first blocks carry start-up costs)."""
 
 
 @dataclass(frozen=True)
@@ -290,47 +296,115 @@ def beat_activations(x: np.ndarray, sr: float, model: int | str = "ensemble") ->
 
 
 class _PieceRuns:
-    """The CRNN members run on consecutive pieces of a feature sequence, one after the other.
+    """The CRNN members run on consecutive pieces of a feature sequence.
 
     Each member carries its LSTM state from one piece to the next, so the concatenated outputs
     are those of one ``run`` over the whole sequence (bit for bit with onnxruntime 1.31's CPU
-    kernels, for any piece sizes; tests/test_beat_grid.py).
+    kernels, for any piece sizes; tests/test_beat_grid.py). The pieces run on the calling
+    thread until :meth:`use_threads`, then each member's on a worker thread of its own, in
+    order. The first exception in a worker stops that worker's remaining pieces and is raised
+    by the next :meth:`feed` or by :meth:`results`. A context manager: leaving it cancels the
+    pieces not started yet and waits for the running ones.
     """
 
     def __init__(self, members: list) -> None:
         self._members = members
         self._states: list = [None] * len(members)
-        self._probs: list[list[np.ndarray]] = [[] for _ in members]
+        self._outputs: list[list] = [[] for _ in members]  # arrays, or futures of arrays
+        self._pools: list[ThreadPoolExecutor] | None = None
+        self._error: BaseException | None = None
+
+    def __enter__(self) -> _PieceRuns:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for pool in self._pools or ():
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    @property
+    def threaded(self) -> bool:
+        """Whether the members now run on worker threads."""
+        return self._pools is not None
+
+    def use_threads(self) -> None:
+        """Run the next pieces of each member on a worker thread of its own."""
+        if self._pools is None:
+            self._pools = [ThreadPoolExecutor(max_workers=1, thread_name_prefix="beat_grid-crnn")
+                           for _ in self._members]
 
     def feed(self, features: np.ndarray) -> None:
-        """Run every member on the next (k, 272) features (k may be 0)."""
+        """Run (or queue) every member on the next (k, 272) features (k may be 0)."""
+        if self._error is not None:
+            raise self._error
         if len(features) == 0:
             return
-        for i, crnn in enumerate(self._members):
-            probs, self._states[i] = crnn.run(features, state=self._states[i], return_state=True)
-            self._probs[i].append(probs)
+        for i, outputs in enumerate(self._outputs):
+            if self._pools is None:
+                outputs.append(self._run(i, features))
+            else:
+                outputs.append(self._pools[i].submit(self._guarded, i, features))
 
     def results(self) -> list[np.ndarray]:
         """Each member's (N, 3) probabilities for all pieces fed so far."""
-        return [np.concatenate(p) if p else np.zeros((0, 3), np.float32) for p in self._probs]
+        return [np.concatenate([o.result() if isinstance(o, Future) else o for o in outputs])
+                if outputs else np.zeros((0, 3), np.float32) for outputs in self._outputs]
+
+    def _guarded(self, i: int, features: np.ndarray) -> np.ndarray:
+        if self._error is not None:
+            raise self._error
+        try:
+            return self._run(i, features)
+        except BaseException as exc:
+            self._error = exc
+            raise
+
+    def _run(self, i: int, features: np.ndarray) -> np.ndarray:
+        probs, self._states[i] = self._members[i].run(features, state=self._states[i],
+                                                       return_state=True)
+        return probs
+
+
+class _TimedTransform:
+    """Wraps the decoder thread's per-block step; records that thread's CPU time per block."""
+
+    def __init__(self, step) -> None:
+        self._step = step
+        self.blocks = 0
+        self.cpu = 0.0  # CPU seconds of the decoder thread up to its latest block
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        out = self._step(block)
+        self.cpu = time.thread_time()
+        self.blocks += 1
+        return out
+
+    def per_block(self) -> float:
+        return self.cpu / max(self.blocks, 1)
 
 
 def file_activations(path: str | os.PathLike, model: int | str = "ensemble") -> np.ndarray:
     """:func:`beat_activations` of an audio file, decoding it while it is being analysed.
 
     A background thread decodes the file (:class:`~fractalsync_dsp.audio_io.AudioReader`;
-    libsndfile runs without the GIL) into a queue of at most :data:`READ_AHEAD` blocks of
-    ``fractalsync_dsp.audio_io.BLOCK_FRAMES`` frames, the blocks ``load_audio`` reads. Meanwhile
-    this thread takes each block through the HQ :class:`~fractalsync_dsp.resample.StreamResampler`,
-    the streaming front end and the CRNN member(s), which carry their LSTM state from block to
-    block. The result equals ``beat_activations(*load_audio(path), model)`` to the bit: streamed
-    resampling, streamed features and pieced CRNN runs each equal their batch forms (tested in
+    libsndfile runs without the GIL) in the blocks ``load_audio`` reads
+    (``fractalsync_dsp.audio_io.BLOCK_FRAMES`` frames) and resamples each with the HQ
+    :class:`~fractalsync_dsp.resample.StreamResampler` into a queue of at most
+    :data:`READ_AHEAD` blocks. Meanwhile this thread takes each block through the streaming front
+    end and the CRNN member(s), which carry their LSTM state from block to block. The result
+    equals ``beat_activations(*load_audio(path), model)`` to the bit: streamed resampling,
+    streamed features and pieced CRNN runs each equal their batch forms (tested in
     tests/test_beat_grid.py). The whole audio is never held in memory.
 
-    Decoding is the longest stage on one core (~100 ms for the 61.5 s demo OGG against ~40 ms
-    for resampling and features and ~100 ms for the three CRNNs), so the two threads are about
-    balanced; running the CRNN members on threads of their own instead was measured no faster
-    (more threads than cores slow the decoder down).
+    Where the CRNN members run depends on how costly decoding is. After :data:`DECIDE_AFTER`
+    blocks, if the decoder thread has used less than :data:`THREADS_BELOW` of this thread's CPU
+    time per block, its core is mostly idle and the members move to worker threads of their
+    own; otherwise they stay on this thread, because more busy threads than cores slow the
+    decoder, the longest stage, down. Measured on the 61.5 s demo song (2-core dev machine,
+    per-stage timers): OGG/Vorbis decoding ~100 ms + resampling ~11 ms on the decoder thread
+    against ~28 ms of features + ~108 ms for the three CRNNs here: members here 169 ms best /
+    184 ms median against 183/198 on workers; 16-bit WAV (decoding ~12 ms): 167/175 here
+    against 112/131 on workers. FLAC and MP3 decode in about half the Vorbis time. Either way
+    the result is the same to the bit.
 
     Raises :class:`~fractalsync_dsp.audio_io.AudioLoadError` as ``load_audio`` does, also for
     an error the decoder meets part-way (raised after the blocks before it were analysed); the
@@ -343,15 +417,21 @@ def file_activations(path: str | os.PathLike, model: int | str = "ensemble") -> 
     from fractalsync_dsp.resample import StreamResampler
 
     with AudioReader(path) as reader:  # an unreadable file fails first, then a missing model
-        runs = _PieceRuns(_members(model))
+        members = _members(model)
         resampler = StreamResampler(reader.sample_rate, BEATNET_SR, quality="HQ")
         front_end = BeatNetFrontEnd()
-        # the decoder thread also resamples: it has the lighter load (see below)
-        for samples in reader.blocks(read_ahead=READ_AHEAD, transform=resampler.push):
-            runs.feed(front_end.push(samples))
-        runs.feed(front_end.push(resampler.flush()))
-        runs.feed(front_end.flush())
-    return _combine(runs.results())
+        decoder = _TimedTransform(resampler.push)  # resampling also runs on the decoder thread
+        start = time.thread_time()
+        with _PieceRuns(members) as runs:
+            blocks = reader.blocks(read_ahead=READ_AHEAD, transform=decoder)
+            for n, samples in enumerate(blocks, start=1):
+                runs.feed(front_end.push(samples))
+                if n == DECIDE_AFTER and decoder.per_block() < (
+                        THREADS_BELOW * (time.thread_time() - start) / n):
+                    runs.use_threads()
+            runs.feed(front_end.push(resampler.flush()))
+            runs.feed(front_end.flush())
+            return _combine(runs.results())
 
 
 def beat_grid(

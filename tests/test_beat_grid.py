@@ -309,10 +309,29 @@ DEMO_SONG = Path(__file__).parent.parent / "data" / "audio" / "Kevin_MacLeod_-_V
 
 
 def _reader_threads() -> list:
-    """Live decoder threads of the pipelined path."""
+    """Live decoder threads and CRNN workers of the pipelined path."""
     import threading
 
-    return [t for t in threading.enumerate() if t.name.startswith("AudioReader(")]
+    return [t for t in threading.enumerate()
+            if t.name.startswith(("AudioReader(", "beat_grid-crnn"))]
+
+
+@pytest.fixture(params=["here", "threads"])
+def crnn_placement(request, monkeypatch):
+    """Forces where file_activations runs the CRNN members; yields the list of switches made."""
+    import fractalsync_tracking.beat_grid as bg
+
+    monkeypatch.setattr(bg, "THREADS_BELOW", 0.0 if request.param == "here" else float("inf"))
+    monkeypatch.setattr(bg, "DECIDE_AFTER", 2)
+    switches = []
+    real = bg._PieceRuns.use_threads
+
+    def spy(self):
+        switches.append(request.param)
+        real(self)
+
+    monkeypatch.setattr(bg._PieceRuns, "use_threads", spy)
+    yield request.param, switches
 
 
 def _within(fn, *args, timeout: float = 120.0, **kwargs):
@@ -327,15 +346,17 @@ def _within(fn, *args, timeout: float = 120.0, **kwargs):
 
 
 @pytest.mark.parametrize("model", [1, "ensemble"])
-def test_pipelined_demo_ogg_equals_in_memory(beatnet_models_dir, model):
+def test_pipelined_demo_ogg_equals_in_memory(beatnet_models_dir, crnn_placement, model):
     """Decoder thread + streamed resampler/front end + pieced CRNN == load_audio + batch path,
-    to the bit (activations) and exactly (grid)."""
+    to the bit (activations) and exactly (grid), with the CRNN members here or on threads."""
     from fractalsync_dsp.audio_io import load_audio
     from fractalsync_tracking.beat_grid import file_activations
 
+    placement, switches = crnn_placement
     x, sr = load_audio(DEMO_SONG)
     in_memory = beat_activations(x, sr, model)
     pipelined = file_activations(DEMO_SONG, model)
+    assert switches == ([] if placement == "here" else ["threads"])
     assert pipelined.dtype == np.float32 and pipelined.shape == in_memory.shape
     np.testing.assert_array_equal(pipelined, in_memory)
     grid = beat_grid(DEMO_SONG, model=model)
@@ -344,7 +365,7 @@ def test_pipelined_demo_ogg_equals_in_memory(beatnet_models_dir, model):
 
 
 def test_pipelined_generated_stereo_flac_equals_in_memory(beatnet_models_dir, tmp_path,
-                                                          monkeypatch):
+                                                          monkeypatch, crnn_placement):
     """48 kHz stereo (different channels), 22 decoded blocks, a read-ahead queue of 1."""
     import soundfile as sf
 
@@ -377,14 +398,18 @@ def test_crnn_pieces_with_state_equal_one_run(beatnet_models_dir):
     members = [BeatNetCRNN(variant=v) for v in (1, 2, 3)]
     whole = [crnn.run(features) for crnn in members]
     rng = np.random.default_rng(7)
-    for sizes in ([len(features)], [1, 0, 1, 2, 3, 50], list(rng.integers(0, 300, 40))):
-        runs = _PieceRuns(members)
-        cuts = np.minimum(np.cumsum([0, *sizes]), len(features))
-        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
-            runs.feed(features[a:b])
-        runs.feed(features[cuts[-1]:])
-        for got, want in zip(runs.results(), whole, strict=True):
-            np.testing.assert_array_equal(got, want)
+    for sizes, switch in (([len(features)], 0), ([1, 0, 1, 2, 3, 50], 3),
+                          (list(rng.integers(0, 300, 40)), 0), (list(rng.integers(0, 300, 40)), 5)):
+        with _PieceRuns(members) as runs:
+            cuts = np.minimum(np.cumsum([0, *sizes]), len(features))
+            for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
+                if k == switch:  # from here on, on worker threads
+                    runs.use_threads()
+                runs.feed(features[a:b])
+            runs.feed(features[cuts[-1]:])
+            assert runs.threaded == (switch < len(sizes))
+            for got, want in zip(runs.results(), whole, strict=True):
+                np.testing.assert_array_equal(got, want)
 
 
 def _truncated_flac(tmp_path):
@@ -425,9 +450,10 @@ def test_pipelined_file_errors_are_load_audio_errors(beatnet_models_dir, tmp_pat
 
 
 @pytest.mark.parametrize("where", ["crnn", "front_end"])
-def test_pipelined_exception_mid_way_stops_the_decoder(beatnet_models_dir, monkeypatch, where):
+def test_pipelined_exception_mid_way_stops_all_threads(beatnet_models_dir, monkeypatch,
+                                                       crnn_placement, where):
     """An exception in the CRNN or the front end part-way through the file propagates at once;
-    the decoder thread (blocked on its full queue) ends and nothing hangs."""
+    the decoder thread (blocked on its full queue) and the CRNN workers end, nothing hangs."""
     import fractalsync_tracking.beat_grid as bg
     from fractalsync_dsp.frontend import BeatNetFrontEnd
     from fractalsync_models.crnn import BeatNetCRNN
@@ -438,7 +464,7 @@ def test_pipelined_exception_mid_way_stops_the_decoder(beatnet_models_dir, monke
 
     def failing(self, *args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 5:
+        if calls["n"] == 10:
             raise RuntimeError(f"injected in {where}")
         return real(self, *args, **kwargs)
 
@@ -446,5 +472,7 @@ def test_pipelined_exception_mid_way_stops_the_decoder(beatnet_models_dir, monke
     monkeypatch.setattr(bg, "READ_AHEAD", 1)
     with pytest.raises(RuntimeError, match=f"injected in {where}"):
         _within(beat_grid, DEMO_SONG)
-    assert calls["n"] == 5
+    # it stops there; on threads, the other two members' pieces already running also finish
+    threads = crnn_placement[0] == "threads" and where == "crnn"
+    assert 10 <= calls["n"] <= (12 if threads else 10)
     assert _reader_threads() == []
