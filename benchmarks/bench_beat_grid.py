@@ -110,15 +110,18 @@ def test_grid_from_activations(benchmark, activations):
 
 @pytest.fixture(scope="module")
 def songs(tmp_path_factory):
-    """The demo song as shipped (OGG/Vorbis) and as 16-bit WAV (cheap to decode)."""
+    """The demo song as shipped (OGG/Vorbis), as 16-bit WAV (cheap to decode), FLAC and MP3."""
     import soundfile as sf
 
     from fractalsync_dsp.audio_io import load_audio
 
     x, sr = load_audio(SONG)
-    wav = tmp_path_factory.mktemp("song") / f"{SONG.stem}.wav"
-    sf.write(wav, x, sr, subtype="PCM_16")
-    return {"ogg": SONG, "wav": wav}
+    folder = tmp_path_factory.mktemp("song")
+    songs = {"ogg": SONG}
+    for fmt, subtype in (("wav", "PCM_16"), ("flac", "PCM_16"), ("mp3", "MPEG_LAYER_III")):
+        songs[fmt] = folder / f"{SONG.stem}.{fmt}"
+        sf.write(songs[fmt], x, sr, subtype=subtype)
+    return songs
 
 
 def _stages(song, model):
@@ -207,6 +210,46 @@ def test_whole_file_real_time_factor(benchmark, converted_models, songs, model, 
         f"\ngrid: tempo {grid.tempo:.2f}, meter {grid.meter}, {len(grid.beats)} beats, "
         f"confidence {grid.confidence:.2f}"
     )
+
+
+def test_crnn_placement_by_format(benchmark, converted_models, songs, monkeypatch):
+    """file_activations' choice of where the CRNN members run (``THREADS_BELOW``, decided after
+    ``DECIDE_AFTER`` blocks): each format
+    with the members forced onto the analysis thread, forced onto worker threads, and chosen
+    by the rule; 5 interleaved rounds, best and median wall time of ``beat_grid(path)``."""
+    import fractalsync_tracking.beat_grid as bg
+
+    switches = []
+    use_threads = bg._PieceRuns.use_threads
+
+    def spy(self):
+        switches.append(True)
+        use_threads(self)
+
+    monkeypatch.setattr(bg._PieceRuns, "use_threads", spy)
+    placements = {"here": (10**9, 0.0), "threads": (2, float("inf")),
+                  "rule": (bg.DECIDE_AFTER, bg.THREADS_BELOW)}
+    times = {(fmt, p): [] for fmt in songs for p in placements}
+    chosen = {fmt: 0 for fmt in songs}
+    for fmt in songs:
+        beat_grid(songs[fmt])  # warm-up
+    for _ in range(5):
+        for (fmt, placement), runs in times.items():
+            monkeypatch.setattr(bg, "DECIDE_AFTER", placements[placement][0])
+            monkeypatch.setattr(bg, "THREADS_BELOW", placements[placement][1])
+            switches.clear()
+            t0 = time.perf_counter()
+            beat_grid(songs[fmt])
+            runs.append(time.perf_counter() - t0)
+            if placement == "rule":
+                chosen[fmt] += bool(switches)
+    benchmark.pedantic(beat_grid, args=(songs["ogg"],), rounds=1, iterations=1)
+    print("\nbeat_grid(path) wall ms, best / median of 5: CRNN members on the analysis thread | "
+          "on worker threads | as the rule chooses (threads chosen in k of 5 runs)")
+    for fmt in songs:
+        cells = " | ".join(f"{1e3 * min(times[fmt, p]):.0f} / {1e3 * np.median(times[fmt, p]):.0f}"
+                           for p in placements)
+        print(f"{fmt:5s}: {cells} (threads {chosen[fmt]}/5)")
 
 
 def _score(item, grid):

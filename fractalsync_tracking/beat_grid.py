@@ -70,8 +70,9 @@ READ_AHEAD = 8
 THREADS_BELOW = 0.6
 """The CRNN members of a file move to worker threads when the decoder thread's CPU time per
 block is below this fraction of the analysis thread's (:func:`file_activations`)."""
-DECIDE_AFTER = 4
-"""Blocks analysed before that choice is made (the first blocks carry start-up costs)."""
+DECIDE_AFTER = 8
+"""Blocks analysed before that choice is made (>= 2; 12 s at 44.1 kHz; timed from the end of
+the 1st block, which carries start-up costs). Shorter files keep the members on one thread."""
 
 
 @dataclass(frozen=True)
@@ -365,21 +366,29 @@ class _PieceRuns:
 
 
 class _TimedTransform:
-    """Wraps the decoder thread's per-block step; records that thread's CPU time per block."""
+    """Wraps the decoder thread's per-block step and records that thread's CPU use."""
 
     def __init__(self, step) -> None:
         self._step = step
-        self.blocks = 0
-        self.cpu = 0.0  # CPU seconds of the decoder thread up to its latest block
+        self.progress = (0.0, 0)  # (thread CPU seconds, blocks), replaced in one assignment
 
     def __call__(self, block: np.ndarray) -> np.ndarray:
         out = self._step(block)
-        self.cpu = time.thread_time()
-        self.blocks += 1
+        self.progress = (time.thread_time(), self.progress[1] + 1)
         return out
 
-    def per_block(self) -> float:
-        return self.cpu / max(self.blocks, 1)
+
+def _decoding_is_cheap(decoder: _TimedTransform, since: tuple, analysed: int) -> bool:
+    """Whether the decoder thread has used less than :data:`THREADS_BELOW` of this thread's CPU
+    time per block since ``since = (this thread's CPU time, decoder.progress, blocks analysed)``;
+    ``analysed`` blocks have been analysed now. A decoder that has made no progress meanwhile
+    has finished (or waits on the full queue): its core is idle, so it counts as cheap."""
+    analysis_cpu, (decoder_cpu, decoded), analysed_then = since
+    now_cpu, now_decoded = decoder.progress
+    if now_decoded == decoded:
+        return True
+    return (now_cpu - decoder_cpu) / (now_decoded - decoded) < THREADS_BELOW * (
+        time.thread_time() - analysis_cpu) / (analysed - analysed_then)
 
 
 def file_activations(path: str | os.PathLike, model: int | str = "ensemble") -> np.ndarray:
@@ -421,13 +430,13 @@ def file_activations(path: str | os.PathLike, model: int | str = "ensemble") -> 
         resampler = StreamResampler(reader.sample_rate, BEATNET_SR, quality="HQ")
         front_end = BeatNetFrontEnd()
         decoder = _TimedTransform(resampler.push)  # resampling also runs on the decoder thread
-        start = time.thread_time()
         with _PieceRuns(members) as runs:
             blocks = reader.blocks(read_ahead=READ_AHEAD, transform=decoder)
             for n, samples in enumerate(blocks, start=1):
                 runs.feed(front_end.push(samples))
-                if n == DECIDE_AFTER and decoder.per_block() < (
-                        THREADS_BELOW * (time.thread_time() - start) / n):
+                if n == 1:  # the first block carries start-up costs: compare from here on
+                    since = (time.thread_time(), decoder.progress, n)
+                elif n == DECIDE_AFTER and _decoding_is_cheap(decoder, since, n):
                     runs.use_threads()
             runs.feed(front_end.push(resampler.flush()))
             runs.feed(front_end.flush())

@@ -321,8 +321,11 @@ def crnn_placement(request, monkeypatch):
     """Forces where file_activations runs the CRNN members; yields the list of switches made."""
     import fractalsync_tracking.beat_grid as bg
 
-    monkeypatch.setattr(bg, "THREADS_BELOW", 0.0 if request.param == "here" else float("inf"))
-    monkeypatch.setattr(bg, "DECIDE_AFTER", 2)
+    if request.param == "here":
+        monkeypatch.setattr(bg, "DECIDE_AFTER", 10**9)  # never decides
+    else:
+        monkeypatch.setattr(bg, "DECIDE_AFTER", 2)
+        monkeypatch.setattr(bg, "THREADS_BELOW", float("inf"))
     switches = []
     real = bg._PieceRuns.use_threads
 
