@@ -9,8 +9,9 @@ sample ``i * 441`` at 22050 Hz, i.e. on ``i / 50`` s, so no delay correction is 
 For a file path the stages up to the CRNN run as a pipeline (:func:`file_activations`): a
 background thread decodes the file while the blocks already decoded are resampled, turned into
 features and run through the CRNN, with results identical to the array path on the loaded file.
-On the 2-core dev machine this took the 61.5 s demo OGG from ~235 ms (serial, ~260x real time)
-to ~175 ms best (~350x; numbers and command in benchmarks/bench_beat_grid.py).
+On the 2-core dev machine, in one run of benchmarks/bench_beat_grid.py, the 61.5 s demo OGG
+took 166 ms best / 160-204 ms median of 7 (371x / 300-384x real time) against 280 ms (220x)
+for the same stages one after the other; as 16-bit WAV, 115 / 128 ms (535x / 481x).
 
 ``confidence`` (in [0, 1]) is ``salience * contrast * support``, computed on the per-frame beat
 probability ``a = beat + downbeat`` (see :func:`grid_confidence`):
@@ -408,12 +409,11 @@ def file_activations(path: str | os.PathLike, model: int | str = "ensemble") -> 
     blocks, if the decoder thread has used less than :data:`THREADS_BELOW` of this thread's CPU
     time per block, its core is mostly idle and the members move to worker threads of their
     own; otherwise they stay on this thread, because more busy threads than cores slow the
-    decoder, the longest stage, down. Measured on the 61.5 s demo song (2-core dev machine,
-    per-stage timers): OGG/Vorbis decoding ~100 ms + resampling ~11 ms on the decoder thread
-    against ~28 ms of features + ~108 ms for the three CRNNs here: members here 169 ms best /
-    184 ms median against 183/198 on workers; 16-bit WAV (decoding ~12 ms): 167/175 here
-    against 112/131 on workers. FLAC and MP3 decode in about half the Vorbis time. Either way
-    the result is the same to the bit.
+    decoder down. Per block of the demo song, Vorbis decoding + resampling took 0.75-0.8 of the
+    analysis thread's CPU time, MP3 0.35-0.4, FLAC 0.35-0.5, 16-bit WAV 0.15-0.2. Wall times
+    of ``beat_grid(path)``, best / median of 5, members here | on threads (placement table in
+    benchmarks/bench_beat_grid.py): OGG 160/162 | 170/185, WAV 161/163 | 117/127, FLAC
+    156/167 | 128/148, MP3 159/171 | 127/136 ms. Either way the result is the same to the bit.
 
     Raises :class:`~fractalsync_dsp.audio_io.AudioLoadError` as ``load_audio`` does, also for
     an error the decoder meets part-way (raised after the blocks before it were analysed); the
