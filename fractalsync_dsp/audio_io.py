@@ -149,7 +149,8 @@ class AudioReader:
             background thread (libsndfile runs without the GIL, so decoding overlaps the
             caller's work on another core) into a queue of at most ``k`` blocks; an error on
             that thread is raised to the caller at the position in the stream where it
-            happened. One read-ahead at a time per reader.
+            happened. One read-ahead at a time per reader (a second one raises ValueError
+            when iterated); the thread starts with the iteration.
         transform : callable, optional
             Applied to each block, in order, before it is yielded; with ``read_ahead > 0`` on
             the background thread, so that its work overlaps the caller's too (e.g. a
@@ -168,7 +169,8 @@ class AudioReader:
             If decoding fails part-way (e.g. a truncated FLAC file), a sample is NaN or inf
             (possible in float files; the message names the frame), or the file gives no frames.
         ValueError
-            For a bad `block_frames` or `read_ahead`, or a second concurrent read-ahead.
+            For a bad `block_frames` or `read_ahead`, a closed reader, or a second concurrent
+            read-ahead.
         TypeError
             For a `transform` that is not callable.
         """
@@ -178,8 +180,8 @@ class AudioReader:
             raise ValueError(f"read_ahead must be an int >= 0, got {read_ahead!r}")
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable, got {transform!r}")
-        if read_ahead > 0 and self._thread is not None:
-            raise ValueError("this AudioReader already has a read-ahead thread")
+        if self._file.closed:
+            raise ValueError(f"AudioReader({self.path!r}) is closed")
         source = self._decode(block_frames)
         if transform is not None:
             source = map(transform, source)
@@ -221,6 +223,8 @@ class AudioReader:
 
     def _read_ahead(self, source: Iterator[Any], depth: int) -> Iterator[Any]:
         """``source`` run on a background thread through a bounded queue (see :meth:`blocks`)."""
+        if self._thread is not None:
+            raise ValueError("this AudioReader already has a read-ahead thread")
         items: queue.Queue = queue.Queue(maxsize=depth)
         self._stop.clear()
         self._thread = threading.Thread(

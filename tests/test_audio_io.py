@@ -336,9 +336,13 @@ def test_block_argument_errors(tmp_path):
             reader.blocks(10, transform=3)
         first = reader.blocks(10, read_ahead=1)
         next(first)
+        second = reader.blocks(10, read_ahead=1)
         with pytest.raises(ValueError, match="already has a read-ahead"):
-            reader.blocks(10, read_ahead=1)
+            next(second)
+        assert len(next(first)) == 10  # the first one goes on
     assert _reader_threads() == []
+    with pytest.raises(ValueError, match="is closed"):
+        reader.blocks()
 
 
 def test_reader_open_errors_match_load_audio(tmp_path):
