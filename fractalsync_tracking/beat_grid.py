@@ -382,8 +382,8 @@ class _TimedTransform:
 def _decoding_is_cheap(decoder: _TimedTransform, since: tuple, analysed: int) -> bool:
     """Whether the decoder thread has used less than :data:`THREADS_BELOW` of this thread's CPU
     time per block since ``since = (this thread's CPU time, decoder.progress, blocks analysed)``;
-    ``analysed`` blocks have been analysed now. A decoder that has made no progress meanwhile
-    has finished (or waits on the full queue): its core is idle, so it counts as cheap."""
+    ``analysed`` blocks have been analysed now. A decoder that has decoded nothing meanwhile
+    has finished: its core is idle, so it counts as cheap."""
     analysis_cpu, (decoder_cpu, decoded), analysed_then = since
     now_cpu, now_decoded = decoder.progress
     if now_decoded == decoded:
@@ -417,7 +417,7 @@ def file_activations(path: str | os.PathLike, model: int | str = "ensemble") -> 
 
     Raises :class:`~fractalsync_dsp.audio_io.AudioLoadError` as ``load_audio`` does, also for
     an error the decoder meets part-way (raised after the blocks before it were analysed); the
-    decoder thread has ended when this returns or raises.
+    decoder thread and any CRNN worker threads have ended when this returns or raises.
     """
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
