@@ -212,6 +212,47 @@ def test_whole_file_real_time_factor(benchmark, converted_models, songs, model, 
     )
 
 
+def _spin(seconds: float) -> int:
+    """Pure-Python loop iterations in ``seconds`` (needs the GIL throughout)."""
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        n += 1
+    return n
+
+
+def test_decoding_releases_the_gil(benchmark):
+    """libsndfile decoding through AudioReader (one cffi call for the whole OGG) on a thread,
+    while this thread runs a pure-Python loop: if the call held the GIL, the loop would stall
+    for the ~100 ms of decoding."""
+    import threading
+
+    from fractalsync_dsp.audio_io import AudioReader
+
+    def decode(times: list) -> None:
+        with AudioReader(SONG) as reader:
+            out = np.empty((reader.frames, reader.channels), np.float32)
+            t0 = time.perf_counter()
+            reader._read_into(out)
+            times.append(time.perf_counter() - t0)
+
+    rows = []
+    for _ in range(3):
+        alone: list = []
+        decode(alone)
+        solo = _spin(0.1)
+        threaded: list = []
+        thread = threading.Thread(target=decode, args=(threaded,))
+        thread.start()
+        during = _spin(0.1)
+        thread.join()
+        rows.append((alone[0], threaded[0], during / solo))
+    benchmark.pedantic(decode, args=([],), rounds=1, iterations=1)
+    print("\nOGG decode alone | on a thread while this thread runs Python | that Python loop's "
+          "progress meanwhile, relative to alone:")
+    for alone_s, threaded_s, ratio in rows:
+        print(f"  {1e3 * alone_s:.0f} ms | {1e3 * threaded_s:.0f} ms | {ratio:.2f}")
+
+
 def test_crnn_placement_by_format(benchmark, converted_models, songs, monkeypatch):
     """file_activations' choice of where the CRNN members run (``THREADS_BELOW``, decided after
     ``DECIDE_AFTER`` blocks): each format
