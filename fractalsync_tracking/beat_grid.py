@@ -10,8 +10,8 @@ For a file path the stages up to the CRNN run as a pipeline (:func:`file_activat
 background thread decodes the file while the blocks already decoded are resampled, turned into
 features and run through the CRNN, with results identical to the array path on the loaded file.
 On the 2-core dev machine, in one run of benchmarks/bench_beat_grid.py, the 61.5 s demo OGG
-took 166 ms best / 160-204 ms median of 7 (371x / 300-384x real time) against 280 ms (220x)
-for the same stages one after the other; as 16-bit WAV, 115 / 128 ms (535x / 481x).
+took 165 ms best / 176 ms median of 7 (372x / 350x real time) against 291 ms (212x) for the
+same stages one after the other; as 16-bit WAV, 119 / 122 ms (516x / 504x).
 
 ``confidence`` (in [0, 1]) is ``salience * contrast * support``, computed on the per-frame beat
 probability ``a = beat + downbeat`` (see :func:`grid_confidence`):
