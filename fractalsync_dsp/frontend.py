@@ -20,15 +20,14 @@ Samples follow :mod:`fractalsync_dsp.sample_format`: float used as it is, int16 
 32767 as madmom does; NaN, inf and magnitudes above 1e30 are rejected with a ``ValueError``
 naming the first bad sample, never silently zeroed.
 
-The spectra run through ``scipy.fft.rfft`` in float32; the filterbank, log and difference run in
-one private numba kernel with a fixed summation order, which is what makes batch and streaming
-agree exactly.
+Staging, the float32 FFT (rocket-fft's pocketfft, compiled into numba), the filterbank, log and
+difference run in one private numba kernel; batch mode is a fresh stream pushed and flushed, so
+batch and streaming agree bit for bit by construction.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import scipy.fft
 from numba import njit
 
 from fractalsync_dsp.filterbank import SparseFilterbank, log_filterbank
@@ -106,6 +105,33 @@ def _stage_frames(buf, fill, block, window, frames):
     return k, fill - used
 
 
+@njit(cache=True)
+def _push_block(buf, fill, block, window, frames, indptr, bins, weights, prev, started, out,
+                mags):
+    """Run a whole block through staging, FFT and bands; returns the new ``fill``.
+
+    The block is consumed in pieces of ``len(buf) - FRAME`` samples so that the buffers never
+    overflow; ``out`` (and ``mags`` unless it is (0, 0)) has exactly one row per completed
+    frame. The FFT is rocket-fft's pocketfft, compiled into this kernel, so a 20 ms hop is one
+    native call.
+    """
+    n = block.shape[0]
+    step = buf.shape[0] - FRAME
+    pos = 0
+    row = 0
+    while True:
+        take = min(step, n - pos)
+        k, fill = _stage_frames(buf, fill, block[pos : pos + take], window, frames)
+        if k > 0:
+            spec = np.fft.rfft(frames[:k], axis=1)
+            part = mags[row : row + k] if mags.shape[0] > 0 else mags
+            _bands_log_diff(spec, indptr, bins, weights, prev, started, out[row : row + k], part)
+            row += k
+        pos += take
+        if pos >= n:
+            return fill
+
+
 def _as_samples(x) -> np.ndarray:
     """Validate a mono block (rules in :mod:`fractalsync_dsp.sample_format`) -> float32 (n,)."""
     arr = as_float32(x, "samples")
@@ -136,23 +162,14 @@ class _FrameStream:
         k_total = self.ready_after(samples.shape[0])
         out = np.empty((k_total, DIM), dtype=np.float32)
         mags = np.empty((k_total, N_BINS), np.float32) if return_magnitudes else self.fe._no_mags
-        fb, row, step = self.fb_arrays(), 0, _CHUNK * HOP
-        for s in range(0, max(samples.shape[0], 1), step):
-            k, self.fill = _stage_frames(
-                self.buf, self.fill, samples[s : s + step], self.fe.window, self.frames
-            )
-            if k:
-                spec = scipy.fft.rfft(self.frames[:k], axis=1)
-                part = mags[row : row + k] if return_magnitudes else mags
-                _bands_log_diff(spec, *fb, self.prev, self.started, out[row : row + k], part)
-                row += k
+        fb = self.fe.filterbank
+        self.fill = _push_block(
+            self.buf, self.fill, samples, self.fe.window, self.frames,
+            fb.indptr, fb.bins, fb.weights, self.prev, self.started, out, mags,
+        )
         self.frames_emitted += k_total
         self.samples_pushed += samples.shape[0]
         return (out, mags) if return_magnitudes else out
-
-    def fb_arrays(self):
-        fb = self.fe.filterbank
-        return fb.indptr, fb.bins, fb.weights
 
     def flush(self, return_magnitudes: bool):
         """Zero-pad so that every frame of the centred batch framing is emitted."""

@@ -15,6 +15,7 @@ from fractalsync_dsp.frontend import (
     N_BANDS,
     BeatNetFrontEnd,
     _bands_log_diff,
+    _stage_frames,
 )
 from fractalsync_dsp.reference import NaiveStreamingFrontEnd, naive_features
 
@@ -140,6 +141,24 @@ def test_batch_matches_numpy_reference(fe, n, seed, kind):
     np.testing.assert_allclose(out, naive_features(x), rtol=1e-4, atol=1e-5)
 
 
+@settings(max_examples=40, deadline=None)
+@given(fill=st.integers(0, FRAME - 1), n=st.integers(0, 3 * FRAME), seed=st.integers(0, 2**32 - 1))
+def test_stage_frames_matches_numpy_reference(fill, n, seed):
+    rng = np.random.default_rng(seed)
+    buf = np.zeros(FRAME + 4 * FRAME, np.float32)
+    buf[:fill] = rng.standard_normal(fill)
+    block = rng.standard_normal(n).astype(np.float32)
+    window = np.hanning(FRAME).astype(np.float32)
+    frames = np.full((16, FRAME), np.nan, np.float32)  # the caller sizes it: up to 13 frames
+    joined = np.concatenate([buf[:fill], block])
+    k, new_fill = _stage_frames(buf, fill, block, window, frames)
+    want_k = (len(joined) - FRAME) // HOP + 1 if len(joined) >= FRAME else 0
+    assert k == want_k and new_fill == len(joined) - k * HOP
+    for j in range(k):
+        np.testing.assert_array_equal(frames[j], joined[j * HOP : j * HOP + FRAME] * window)
+    np.testing.assert_array_equal(buf[:new_fill], joined[k * HOP :])
+
+
 # --- streaming == batch -----------------------------------------------------------------------
 
 block_sizes = st.lists(
@@ -245,6 +264,18 @@ def test_wrong_shape_and_dtype(fe):
         fe.features(np.zeros(100, dtype=bool))
     with pytest.raises(TypeError, match="dtype"):
         fe.push(np.array(["a", "b"]))
+
+
+@settings(max_examples=15, deadline=None)
+@given(sizes=st.lists(st.integers(0, 2000), max_size=8), seed=st.integers(0, 2**32 - 1))
+def test_streaming_matches_naive_streaming_reference(sizes, seed):
+    x = (np.random.default_rng(seed).standard_normal(sum(sizes)) * 0.3).astype(np.float32)
+    fast, naive, start = BeatNetFrontEnd(), NaiveStreamingFrontEnd(), 0
+    for size in sizes:
+        got, want = fast.push(x[start : start + size]), naive.push(x[start : start + size])
+        start += size
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_naive_streaming_reference_agrees_with_naive_batch():
