@@ -9,7 +9,7 @@ Example:
     >>> feats = BeatNetFrontEnd().features(x)                 # (ceil(n/441), 272) float32
 """
 
-from fractalsync_dsp.audio_io import AudioLoadError, load_audio
+from fractalsync_dsp.audio_io import BLOCK_FRAMES, AudioLoadError, AudioReader, load_audio
 from fractalsync_dsp.feature_ring import FeatureRing
 from fractalsync_dsp.filterbank import SparseFilterbank, log_filterbank
 from fractalsync_dsp.frontend import FRAME, HOP, LAG_SAMPLES, SAMPLE_RATE, BeatNetFrontEnd
@@ -19,6 +19,7 @@ from fractalsync_dsp.sample_format import MAX_ABS, as_float32
 
 __all__ = [
     "BAND_EDGES_HZ",
+    "BLOCK_FRAMES",
     "FRAME",
     "HOP",
     "LAG_SAMPLES",
@@ -27,6 +28,7 @@ __all__ = [
     "QUALITIES",
     "SAMPLE_RATE",
     "AudioLoadError",
+    "AudioReader",
     "BeatNetFrontEnd",
     "FeatureRing",
     "MicroFeatures",

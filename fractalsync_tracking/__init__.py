@@ -1,4 +1,63 @@
 """fractalsync_tracking: beat/meter tracking (online and offline), state bus, metrics and CLIs.
 
 May use fractalsync_dsp and fractalsync_models.
+
+Offline grid of a file (Viterbi decoding of the BeatNet activations)::
+
+    >>> from fractalsync_tracking import beat_grid
+    >>> grid = beat_grid("song.ogg")          # BeatGrid: tempo, beats, downbeats, meter, ...
+    >>> grid.to_json()
+
+Live tracking (particle filter), one audio block at a time::
+
+    >>> from fractalsync_tracking import BeatTracker, PhasePredictor
+    >>> tracker, clock = BeatTracker(), PhasePredictor()
+    >>> out = tracker.push(block, 48000)      # states (BeatClockState per 20 ms) and beat events
+    >>> for state in out.states:
+    ...     clock.update(state)
+    >>> clock.query(now)                      # phase, beat_count, beat_in_bar, next_beat_t
+
+Note: ``fractalsync_tracking.beat_grid`` is the function; the module of the same name is
+``importlib.import_module("fractalsync_tracking.beat_grid")``.
 """
+
+from .beat_grid import BeatGrid, beat_grid, grid_from_activations
+from .beat_state import BeatClockState, BeatEvent
+from .beat_tracker import BeatTracker, TrackerOutput
+from .metrics import (
+    beat_f_measure,
+    beat_time_errors,
+    continuity,
+    downbeat_f_measure,
+    evaluate,
+    trim,
+)
+from .online_grid import online_beat_grid
+from .particle_filter import FilterConfig, ParticleFilter, track_activations
+from .phase_predictor import PhasePredictor, PhaseQuery
+from .synth import SynthItem, make_item, synth_set
+
+__all__ = [
+    "BeatClockState",
+    "BeatEvent",
+    "BeatGrid",
+    "BeatTracker",
+    "FilterConfig",
+    "ParticleFilter",
+    "PhasePredictor",
+    "PhaseQuery",
+    "SynthItem",
+    "TrackerOutput",
+    "beat_f_measure",
+    "beat_grid",
+    "beat_time_errors",
+    "continuity",
+    "downbeat_f_measure",
+    "evaluate",
+    "grid_from_activations",
+    "make_item",
+    "online_beat_grid",
+    "synth_set",
+    "track_activations",
+    "trim",
+]
