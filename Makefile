@@ -33,7 +33,7 @@ test: $(VENV)/.dev models
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.dev
-	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-columns=min,median,max,mean,rounds -q
+	$(BIN)/python -m pytest benchmarks --benchmark-only -s -q --benchmark-columns=min,median,max,rounds
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
