@@ -120,9 +120,36 @@ class BeatGrid:
         return json.dumps(self.to_dict(), indent=indent)
 
 
-def _empty_grid() -> BeatGrid:
+def empty_grid(mode: str = "offline") -> BeatGrid:
+    """The grid of audio without a beat: no beats, tempo None, confidence 0."""
     return BeatGrid(tempo=None, downbeat=None, beats=(), downbeats=(), confidence=0.0,
-                    bpm_alt=None, beat_positions=(), meter=None, mode="offline")
+                    bpm_alt=None, beat_positions=(), meter=None, mode=mode)
+
+
+def assemble_grid(times: np.ndarray, positions: np.ndarray, meter: int, beat_act: np.ndarray,
+                  frames: np.ndarray, dominant_bpm: float | None, mode: str,
+                  **alt_options) -> BeatGrid:
+    """Summarise tracked beats as a :class:`BeatGrid` (shared by the offline and online grids).
+
+    ``times`` (B,) beat times in s, ``positions`` (B,) 1-based beat in bar, ``meter`` beats per
+    bar, ``beat_act`` (N,) per-frame beat activation, ``frames`` (B,) the beats' frame indices in
+    it, ``dominant_bpm`` the activation's dominant tempo; ``alt_options`` go to
+    :func:`~fractalsync_tracking.tempo.alternative_tempo`. Tempo is the grid's own
+    (:func:`~fractalsync_tracking.tempo.grid_tempo`), confidence :func:`grid_confidence`.
+    """
+    tempo = grid_tempo(times)
+    downbeats = tuple(float(t) for t, p in zip(times, positions, strict=True) if p == 1)
+    return BeatGrid(
+        tempo=tempo,
+        downbeat=downbeats[0] if downbeats else None,
+        beats=tuple(float(t) for t in times),
+        downbeats=downbeats,
+        confidence=grid_confidence(beat_act, frames),
+        bpm_alt=alternative_tempo(beat_act, frames, tempo, dominant_bpm, **alt_options),
+        beat_positions=tuple(int(p) for p in positions),
+        meter=int(meter),
+        mode=mode,
+    )
 
 
 @lru_cache(maxsize=8)
@@ -211,7 +238,7 @@ def grid_from_activations(
     peak_act = act.max(axis=1)
     active = np.nonzero(peak_act >= threshold)[0]
     if active.size == 0:
-        return _empty_grid()
+        return empty_grid()
     first, last = int(active[0]), int(active[-1]) + 1
     model = _model(float(fps), float(min_bpm), float(max_bpm), tuple(int(m) for m in meters),
                    float(transition_lambda), int(observation_lambda))
@@ -222,23 +249,9 @@ def grid_from_activations(
     frames, positions = _beat_frames(model, path, peak_act[first:last])
     frames = frames + first
     if frames.size < 2:
-        return _empty_grid()  # a lone beat (e.g. a transient in silence) is not a grid
-    times = frames / float(fps)
-    is_down = positions == 1
-    tempo = grid_tempo(times)
-    bpm_alt = alternative_tempo(beat_act, frames, tempo, dominant, alt_ratio, min_bpm, max_bpm)
-    downbeats = tuple(float(t) for t in times[is_down])
-    return BeatGrid(
-        tempo=tempo,
-        downbeat=downbeats[0] if downbeats else None,
-        beats=tuple(float(t) for t in times),
-        downbeats=downbeats,
-        confidence=grid_confidence(beat_act, frames),
-        bpm_alt=bpm_alt,
-        beat_positions=tuple(int(p) for p in positions),
-        meter=int(path.meter),
-        mode="offline",
-    )
+        return empty_grid()  # a lone beat (e.g. a transient in silence) is not a grid
+    return assemble_grid(frames / float(fps), positions, path.meter, beat_act, frames, dominant,
+                         "offline", ratio=alt_ratio, min_bpm=min_bpm, max_bpm=max_bpm)
 
 
 @lru_cache(maxsize=6)

@@ -16,9 +16,9 @@ from collections import Counter
 
 import numpy as np
 
-from .beat_grid import FPS, BeatGrid, grid_confidence
+from .beat_grid import FPS, BeatGrid, assemble_grid, empty_grid
 from .beat_tracker import BeatTracker, load_crnn
-from .tempo import alternative_tempo, dominant_tempo, grid_tempo
+from .tempo import dominant_tempo
 
 __all__ = ["BLOCK", "TAIL_S", "online_beat_grid", "online_grid_from_audio"]
 
@@ -78,26 +78,14 @@ def online_grid_from_audio(x: np.ndarray, sample_rate: float, model: int | str =
         events += tracker.push(tail[start:start + BLOCK], sample_rate).events
     events = [e for e in events if 0.0 <= e.t_sec < duration]
     if len(events) < 2:
-        return BeatGrid(tempo=None, downbeat=None, beats=(), downbeats=(), confidence=0.0,
-                        bpm_alt=None, beat_positions=(), meter=None, mode="online")
+        return empty_grid("online")
     times = np.array([e.t_sec for e in events])
     act = np.array(recorder.rows)[:, :2]
     beat_act = np.minimum(act.sum(axis=1), 1.0)
     frames = np.minimum(np.round(times * FPS).astype(np.int64), len(beat_act) - 1)
-    tempo = grid_tempo(times)
-    dominant = dominant_tempo(beat_act, FPS).bpm
-    downbeats = tuple(float(e.t_sec) for e in events if e.is_downbeat)
-    return BeatGrid(
-        tempo=tempo,
-        downbeat=downbeats[0] if downbeats else None,
-        beats=tuple(float(t) for t in times),
-        downbeats=downbeats,
-        confidence=grid_confidence(beat_act, frames),
-        bpm_alt=alternative_tempo(beat_act, frames, tempo, dominant),
-        beat_positions=tuple(e.beat_in_bar for e in events),
-        meter=Counter(e.beats_per_bar for e in events).most_common(1)[0][0],
-        mode="online",
-    )
+    meter = Counter(e.beats_per_bar for e in events).most_common(1)[0][0]
+    return assemble_grid(times, np.array([e.beat_in_bar for e in events]), meter, beat_act,
+                         frames, dominant_tempo(beat_act, FPS).bpm, "online")
 
 
 def online_beat_grid(path: str | os.PathLike, model: int | str = 1, seed: int = 0) -> BeatGrid:
