@@ -29,8 +29,13 @@ models: $(VENV)/.core
 demo: $(VENV)/.core models
 	$(BIN)/python examples/frontend_demo.py --out demo_output/frontend.png
 
+# Lint, the test suite, then every benchmark with the fewest rounds (a smoke run, so that they cannot
+# rot; its timings are not the figures quoted in the README: those come from `make bench`).
 test: $(VENV)/.dev models
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest benchmarks -q --benchmark-min-rounds=1 --benchmark-max-time=0.0001 \
+		--benchmark-warmup=off --benchmark-columns=min,max
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m pytest benchmarks --benchmark-only -s -q --benchmark-columns=min,median,max,rounds
