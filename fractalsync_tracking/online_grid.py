@@ -16,6 +16,8 @@ from collections import Counter
 
 import numpy as np
 
+from fractalsync_dsp.audio_io import AudioReader
+
 from .beat_grid import FPS, BeatGrid, assemble_grid, empty_grid
 from .beat_tracker import BeatTracker, load_crnn
 from .tempo import dominant_tempo
@@ -66,14 +68,22 @@ def online_grid_from_audio(x: np.ndarray, sample_rate: float, model: int | str =
     BeatGrid with ``mode="online"``; empty (no beats, tempo None, confidence 0) when the tracker
     reported fewer than 2 beats.
     """
+    return _grid_from_blocks([np.asarray(x)], sample_rate, model, seed, crnn)
+
+
+def _grid_from_blocks(blocks, sample_rate: float, model, seed: int, crnn) -> BeatGrid:
+    """Push each block of ``blocks`` ((n,) or (n, channels) arrays) in :data:`BLOCK`-sample
+    pieces, then :data:`TAIL_S` of silence, and summarise the beats."""
     recorder = _RecordingCRNN(load_crnn(model) if crnn is None else crnn)
     tracker = BeatTracker(seed=seed, crnn=recorder)
-    x = np.asarray(x)
     events = []
-    for start in range(0, x.shape[0], BLOCK):
-        events += tracker.push(x[start:start + BLOCK], sample_rate).events
+    shape = (0,)
+    for x in blocks:
+        shape = x.shape
+        for start in range(0, x.shape[0], BLOCK):
+            events += tracker.push(x[start:start + BLOCK], sample_rate).events
     duration = tracker.stream_time
-    tail = np.zeros((int(round(TAIL_S * sample_rate)),) + x.shape[1:], np.float32)
+    tail = np.zeros((int(round(TAIL_S * sample_rate)),) + shape[1:], np.float32)
     for start in range(0, tail.shape[0], BLOCK):
         events += tracker.push(tail[start:start + BLOCK], sample_rate).events
     events = [e for e in events if 0.0 <= e.t_sec < duration]
@@ -91,13 +101,16 @@ def online_grid_from_audio(x: np.ndarray, sample_rate: float, model: int | str =
 def online_beat_grid(path: str | os.PathLike, model: int | str = 1, seed: int = 0) -> BeatGrid:
     """Causal beat grid of an audio file (see the module docstring).
 
+    The file is decoded block by block on a background thread (:class:`AudioReader` read-ahead)
+    while the tracker runs, so memory stays bounded on long files and decoding overlaps
+    tracking; the result equals :func:`online_grid_from_audio` of the whole decoded file.
+
     ``model``: 1, 2, 3 or "ensemble" (see :class:`BeatTracker`).  Raises
     :class:`fractalsync_dsp.audio_io.AudioLoadError` for an unreadable file, ValueError for a bad
     ``model``.
     """
     if model not in (1, 2, 3, "ensemble"):
         raise ValueError(f"model must be 1, 2, 3 or 'ensemble', got {model!r}")
-    from fractalsync_dsp.audio_io import load_audio
-
-    x, sr = load_audio(path)
-    return online_grid_from_audio(x, sr, model=model, seed=seed)
+    with AudioReader(path) as reader:
+        return _grid_from_blocks(reader.blocks(read_ahead=4), reader.sample_rate, model, seed,
+                                 None)
