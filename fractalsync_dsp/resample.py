@@ -12,7 +12,9 @@ Input conventions shared by every function here:
   (rules shared with the front end, in :mod:`fractalsync_dsp.sample_format`).
   (Rejecting rather than zeroing keeps a broken upstream visible; a rejected block leaves a
   `StreamResampler` untouched.)
-- Rates: must be finite and > 0, else ValueError.
+- Rates: must be finite and > 0, else ValueError; so must their ratio stay within
+  ``[1 / MAX_RATIO, MAX_RATIO]`` (soxr 1.1.0 segfaults or runs for minutes far beyond it,
+  e.g. 0.001 -> 22050 Hz crashes, 2.2e16 -> 22050 Hz does not return).
 """
 
 from __future__ import annotations
@@ -24,10 +26,14 @@ import soxr
 
 from fractalsync_dsp.sample_format import MAX_ABS, as_float32
 
-__all__ = ["MAX_ABS", "QUALITIES", "StreamResampler", "resample", "to_mono"]
+__all__ = ["MAX_ABS", "MAX_RATIO", "QUALITIES", "StreamResampler", "resample", "to_mono"]
 
 QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
 """soxr quality names, fastest/lowest first."""
+
+MAX_RATIO = 4096.0
+"""Largest accepted ``sr_out / sr_in`` and ``sr_in / sr_out`` (22050 Hz output: inputs of 5.4 Hz
+to 90 MHz)."""
 
 def _check_rate(rate, name: str) -> float:
     try:
@@ -37,6 +43,15 @@ def _check_rate(rate, name: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be finite and > 0, got {rate!r}")
     return value
+
+
+def _check_rates(sr_in, sr_out) -> tuple[float, float]:
+    sr_in, sr_out = _check_rate(sr_in, "sr_in"), _check_rate(sr_out, "sr_out")
+    if not 1.0 / MAX_RATIO <= sr_out / sr_in <= MAX_RATIO:
+        raise ValueError(
+            f"sr_out / sr_in = {sr_out:g} / {sr_in:g} is outside [1/{MAX_RATIO:g}, {MAX_RATIO:g}]"
+        )
+    return sr_in, sr_out
 
 
 def _check_quality(quality: str) -> str:
@@ -94,7 +109,7 @@ def resample(x, sr_in: float, sr_out: float, quality: str = "HQ") -> np.ndarray:
     x : array, shape (n,) or (n, channels)
         Audio, frames first; channels are kept.
     sr_in, sr_out : float
-        Rates in Hz, finite and > 0.
+        Rates in Hz, finite and > 0, ratio within ``[1 / MAX_RATIO, MAX_RATIO]``.
     quality : {"QQ", "LQ", "MQ", "HQ", "VHQ"}
         soxr quality.
 
@@ -102,7 +117,7 @@ def resample(x, sr_in: float, sr_out: float, quality: str = "HQ") -> np.ndarray:
     -------
     np.ndarray, float32, shape (m,) or (m, channels)
     """
-    sr_in, sr_out = _check_rate(sr_in, "sr_in"), _check_rate(sr_out, "sr_out")
+    sr_in, sr_out = _check_rates(sr_in, sr_out)
     x = as_float32(x, "x")
     if x.ndim not in (1, 2) or (x.ndim == 2 and x.shape[1] == 0):
         raise ValueError(f"x must have shape (n,) or (n, channels>0), got {x.shape}")
@@ -174,8 +189,7 @@ class StreamResampler:
     """
 
     def __init__(self, sr_in: float, sr_out: float = 22050, quality: str = "HQ") -> None:
-        self.sr_in = _check_rate(sr_in, "sr_in")
-        self.sr_out = _check_rate(sr_out, "sr_out")
+        self.sr_in, self.sr_out = _check_rates(sr_in, sr_out)
         self.quality = _check_quality(quality)
         self._stream = soxr.ResampleStream(
             self.sr_in, self.sr_out, 1, dtype="float32", quality=self.quality
