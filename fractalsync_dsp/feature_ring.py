@@ -60,9 +60,18 @@ class FeatureRing:
         """Frames currently held: ``min(frames_written, capacity)``."""
         return min(self._written, self.capacity)
 
+    def _checked(self, frames, name: str, shape: str) -> np.ndarray:
+        """``frames`` as an array whose dtype casts to the ring's within its kind (TypeError
+        otherwise: complex, object, strings ...), so that storing it cannot fail part-way."""
+        frames = np.asarray(frames)
+        if not np.can_cast(frames.dtype, self.dtype, casting="same_kind"):
+            raise TypeError(f"{name} of dtype {frames.dtype} cannot be stored in a {self.dtype} "
+                            f"ring (shape {shape})")
+        return frames
+
     def append(self, frame) -> None:
         """Add one frame of shape ``(dim,)`` (single producer only)."""
-        frame = np.asarray(frame)
+        frame = self._checked(frame, "frame", f"({self.dim},)")
         if frame.shape != (self.dim,):
             raise ValueError(f"frame must have shape ({self.dim},), got {frame.shape}")
         slot = self._written % self.capacity
@@ -73,7 +82,7 @@ class FeatureRing:
 
     def extend(self, frames) -> None:
         """Add frames of shape ``(k, dim)``, oldest first (k may be 0 or exceed capacity)."""
-        frames = np.asarray(frames)
+        frames = self._checked(frames, "frames", f"(k, {self.dim})")
         if frames.ndim != 2 or frames.shape[1] != self.dim:
             raise ValueError(f"frames must have shape (k, {self.dim}), got {frames.shape}")
         k = frames.shape[0]
@@ -109,6 +118,8 @@ class FeatureRing:
             raise ValueError(f"T must be an int in [0, {cap}], got {T!r}")
         if out is None:
             out = np.empty((T, self.dim), self.dtype)
+        elif not isinstance(out, np.ndarray):
+            raise TypeError(f"out must be a numpy array, got {type(out).__name__}")
         elif out.shape != (T, self.dim) or out.dtype != self.dtype:
             raise ValueError(
                 f"out must have shape {(T, self.dim)} and dtype {self.dtype}, "
