@@ -49,7 +49,7 @@ def resolve_model_path(variant: int = 1, path: str | os.PathLike | None = None) 
     ValueError for a variant other than 1, 2, 3.
     """
     if path is None:
-        if variant not in VARIANTS:
+        if isinstance(variant, bool) or not isinstance(variant, int) or variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         path = models_dir() / model_filename(variant)
         hint = f"fractalsync-export-beatnet --model {variant}"
@@ -192,12 +192,18 @@ class BeatNetCRNN:
         Parameters
         ----------
         frame : (272,) float features of one 20 ms frame (float64 is cast to float32).
-        out : optional (3,) float32 array to write into (avoids allocating the result).
+        out : optional (3,) float array to write into (avoids allocating the result); other
+            shapes raise ValueError, non-float dtypes TypeError.
 
         Returns (3,) float32 probabilities [beat, downbeat, no-beat]. Raises ValueError for
         a wrong shape or a non-finite value (the state is then left unchanged), TypeError
         for a non-float dtype.
         """
+        if out is not None:
+            if getattr(out, "shape", None) != (3,):
+                raise ValueError(f"out: expected a (3,) float array, got {out!r:.60}")
+            if out.dtype.kind != "f":
+                raise TypeError(f"out: expected a float array, got dtype {out.dtype}")
         _load_frame(frame, self._frame[0, 0], self._finite)
         # run_with_iobinding without a RunOptions object: passing one cost ~25 us per call
         self._session.run_with_iobinding(self._bindings[self._cur])
