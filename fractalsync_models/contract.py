@@ -42,10 +42,13 @@ def load_contract(path: str | os.PathLike | None = None) -> dict:
         )
     else:
         where = str(path)
-        text = Path(path).read_text(encoding="utf-8")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ContractError(f"{where}: not UTF-8 text ({exc})") from None
     try:
         contract = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise ContractError(f"{where}: not valid JSON ({exc})") from None
     validate_contract(contract)
     return contract
