@@ -162,6 +162,9 @@ def load_state_dict(source: str | os.PathLike | bytes | BinaryIO) -> dict[str, n
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         source = io.BytesIO(bytes(source))
+    elif not isinstance(source, (str, os.PathLike)) and not hasattr(source, "read"):
+        raise TypeError(f"source must be a path, bytes or a binary file object, "
+                        f"got {type(source).__name__}")
     try:
         archive = zipfile.ZipFile(source)
     except zipfile.BadZipFile:
