@@ -230,8 +230,13 @@ def grid_from_activations(
 
     Raises
     ------
-    ValueError for a wrong shape or NaN/inf activations.
+    ValueError for a wrong shape or NaN/inf activations, a NaN ``threshold`` or a NaN or
+    negative ``tempo_window``.
     """
+    if not np.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite probability, got {threshold!r}")
+    if tempo_window is not None and not tempo_window >= 0:
+        raise ValueError(f"tempo_window must be >= 0 BPM or None, got {tempo_window!r}")
     log_obs = observation_log_densities(activations, observation_lambda)
     act = np.clip(np.asarray(activations, dtype=np.float64)[:, :2], 0.0, 1.0)
     beat_act = np.minimum(act.sum(axis=1), 1.0)
@@ -240,7 +245,7 @@ def grid_from_activations(
     if active.size == 0:
         return empty_grid()
     first, last = int(active[0]), int(active[-1]) + 1
-    model = _model(float(fps), float(min_bpm), float(max_bpm), tuple(int(m) for m in meters),
+    model = _model(float(fps), float(min_bpm), float(max_bpm), tuple(meters),
                    float(transition_lambda), int(observation_lambda))
     dominant = dominant_tempo(beat_act[first:last], fps, min_bpm, max_bpm).bpm
     if tempo_window is not None and np.isfinite(dominant):

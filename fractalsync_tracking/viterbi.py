@@ -47,6 +47,8 @@ PROB_FLOOR = 1e-12
 #: it can differ locally. The decoder is ~30 % faster than with madmom's floor (2.2e-16).
 TRANSITION_FLOOR = float(np.exp(-20.0))
 _MAX_TEMPI = 256  # back-pointers are stored as uint8 tempo indices
+#: Largest state space accepted (one float64 score per state: 128 MB); the defaults need 13 k.
+MAX_STATES = 1 << 24
 
 
 def tempo_transition_matrix(
@@ -109,8 +111,14 @@ class BarPointerModel:
             raise ValueError(f"need 1..{_MAX_TEMPI} tempo intervals, got shape {iv.shape}")
         if np.any(iv < 1) or np.any(np.diff(iv) <= 0):
             raise ValueError("intervals must be positive and strictly increasing")
-        if not self.meters or any(int(m) < 1 for m in self.meters):
+        if not self.meters or not all(
+            isinstance(m, (int, np.integer)) and not isinstance(m, bool) and m >= 1
+            for m in self.meters
+        ):
             raise ValueError(f"meters must be a non-empty tuple of ints >= 1, got {self.meters}")
+        if self.num_states > MAX_STATES:
+            raise ValueError(f"{self.num_states} states (meters {self.meters}, periods "
+                             f"{iv[0]}..{iv[-1]} frames) exceed MAX_STATES = {MAX_STATES}")
         if self.log_transitions.shape != (iv.size, iv.size):
             raise ValueError("log_transitions must have shape (K, K)")
         w = np.asarray(self.beat_widths)
@@ -141,11 +149,14 @@ class BarPointerModel:
             raise ValueError("observation_lambda must be >= 2")
         lo = max(1, int(round(60.0 * fps / max_bpm)))
         hi = max(lo, int(round(60.0 * fps / min_bpm)))
+        if hi - lo + 1 > _MAX_TEMPI:
+            raise ValueError(f"{min_bpm}..{max_bpm} BPM at {fps} fps spans {hi - lo + 1} beat "
+                             f"periods ({lo}..{hi} frames); at most {_MAX_TEMPI} are supported")
         intervals = np.arange(lo, hi + 1, dtype=np.int64)
         widths = np.ceil(intervals / float(observation_lambda)).astype(np.int64)
         return cls(
             intervals=intervals,
-            meters=tuple(int(m) for m in meters),
+            meters=tuple(meters),
             log_transitions=tempo_transition_matrix(intervals, transition_lambda,
                                                     transition_floor),
             beat_widths=widths,
@@ -216,8 +227,8 @@ def observation_log_densities(
     act = np.asarray(activations)
     if act.ndim != 2 or act.shape[1] not in (2, 3):
         raise ValueError(f"activations must have shape (N, 2) or (N, 3), got {act.shape}")
-    if not np.issubdtype(act.dtype, np.number):
-        raise TypeError(f"activations must be numeric, got dtype {act.dtype}")
+    if act.dtype.kind not in "fiu":
+        raise TypeError(f"activations must be real numbers, got dtype {act.dtype}")
     act = act[:, :2].astype(np.float64)
     if not np.all(np.isfinite(act)):
         raise ValueError("activations contain NaN or inf")
