@@ -26,7 +26,9 @@ import soxr
 
 from fractalsync_dsp.sample_format import MAX_ABS, as_float32
 
-__all__ = ["MAX_ABS", "MAX_RATIO", "QUALITIES", "StreamResampler", "resample", "to_mono"]
+__all__ = [
+    "MAX_ABS", "MAX_RATIO", "QUALITIES", "StreamResampler", "check_rate", "resample", "to_mono",
+]
 
 QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
 """soxr quality names, fastest/lowest first."""
@@ -35,18 +37,22 @@ MAX_RATIO = 4096.0
 """Largest accepted ``sr_out / sr_in`` and ``sr_in / sr_out`` (22050 Hz output: inputs of 5.4 Hz
 to 90 MHz)."""
 
-def _check_rate(rate, name: str) -> float:
-    try:
-        value = float(rate)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {rate!r}") from None
+def check_rate(rate, name: str) -> float:
+    """``rate`` (Hz) as a float: a real number (not bool or str), finite and > 0.
+
+    Raises TypeError for a non-number and ValueError for 0, negative, NaN or inf; the message
+    names the argument (``name``).
+    """
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number (Hz), got {rate!r}")
+    value = float(rate)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be finite and > 0, got {rate!r}")
     return value
 
 
 def _check_rates(sr_in, sr_out) -> tuple[float, float]:
-    sr_in, sr_out = _check_rate(sr_in, "sr_in"), _check_rate(sr_out, "sr_out")
+    sr_in, sr_out = check_rate(sr_in, "sr_in"), check_rate(sr_out, "sr_out")
     if not 1.0 / MAX_RATIO <= sr_out / sr_in <= MAX_RATIO:
         raise ValueError(
             f"sr_out / sr_in = {sr_out:g} / {sr_in:g} is outside [1/{MAX_RATIO:g}, {MAX_RATIO:g}]"

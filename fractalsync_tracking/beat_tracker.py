@@ -24,13 +24,12 @@ phase at the current time.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
 
 from fractalsync_dsp.frontend import HOP, SAMPLE_RATE, BeatNetFrontEnd
-from fractalsync_dsp.resample import StreamResampler, to_mono
+from fractalsync_dsp.resample import StreamResampler, check_rate, to_mono
 
 from .beat_state import BeatClockState, BeatEvent
 from .particle_filter import FilterConfig, FilterFrame, ParticleFilter
@@ -82,15 +81,6 @@ def load_crnn(model: int | str):
     if model not in (1, 2, 3):
         raise ValueError(f"model must be 1, 2, 3 or 'ensemble', got {model!r}")
     return BeatNetCRNN(variant=model)
-
-
-def _check_rate(sample_rate) -> float:
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.number)):
-        raise TypeError(f"sample_rate must be a number (Hz), got {type(sample_rate).__name__}")
-    sr = float(sample_rate)
-    if not math.isfinite(sr) or sr <= 0:
-        raise ValueError(f"sample_rate must be finite and > 0 Hz, got {sample_rate!r}")
-    return sr
 
 
 class BeatTracker:
@@ -171,7 +161,7 @@ class BeatTracker:
             NaN/inf samples, a bad shape, a rate <= 0, or a rate differing from the stream's
             (call :meth:`reset` first).  A rejected block leaves the tracker unchanged.
         """
-        sr = _check_rate(sample_rate)
+        sr = check_rate(sample_rate, "sample_rate")
         resampler = self._resampler
         if self._sample_rate is None:
             if sr != SAMPLE_RATE:
