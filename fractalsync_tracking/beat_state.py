@@ -38,21 +38,35 @@ def _check_int(name: str, value, lo: int) -> int:
     return value
 
 
-def _from_json(cls, text: str):
-    try:
-        data = json.loads(text)
-    except (TypeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{cls.__name__}.from_json: not a JSON document: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{cls.__name__}.from_json: expected a JSON object")
-    names = [f.name for f in fields(cls)]
-    if sorted(data) != sorted(names):
-        raise ValueError(f"{cls.__name__}.from_json: expected keys {names}, got {sorted(data)}")
-    return cls(**data)
+class _JsonFields:
+    """JSON round trip of a frozen dataclass whose fields are JSON types."""
+
+    def to_dict(self) -> dict:
+        """Plain dict of the fields (JSON types)."""
+        return asdict(self)
+
+    def to_json(self) -> str:
+        """JSON object with exactly the fields; :meth:`from_json` restores an equal object."""
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str):
+        """Parse :meth:`to_json` output; ValueError/TypeError name a bad or missing field."""
+        try:
+            data = json.loads(text)
+        except (TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{cls.__name__}.from_json: not a JSON document: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{cls.__name__}.from_json: expected a JSON object")
+        names = [f.name for f in fields(cls)]
+        if sorted(data) != sorted(names):
+            raise ValueError(f"{cls.__name__}.from_json: expected keys {names}, "
+                             f"got {sorted(data)}")
+        return cls(**data)
 
 
 @dataclass(frozen=True)
-class BeatClockState:
+class BeatClockState(_JsonFields):
     """The beat clock at one analysis frame.
 
     Attributes
@@ -94,22 +108,9 @@ class BeatClockState:
         """Tempo in beats per minute."""
         return 60.0 / self.spb
 
-    def to_dict(self) -> dict:
-        """Plain dict of the fields (JSON types)."""
-        return asdict(self)
-
-    def to_json(self) -> str:
-        """JSON object with exactly the fields; :meth:`from_json` restores an equal state."""
-        return json.dumps(self.to_dict())
-
-    @classmethod
-    def from_json(cls, text: str) -> BeatClockState:
-        """Parse :meth:`to_json` output; ValueError/TypeError name a bad or missing field."""
-        return _from_json(cls, text)
-
 
 @dataclass(frozen=True)
-class BeatEvent:
+class BeatEvent(_JsonFields):
     """One beat reported by the tracker.
 
     Attributes
@@ -139,16 +140,3 @@ class BeatEvent:
         if not isinstance(self.is_downbeat, bool):
             raise TypeError(f"is_downbeat must be a bool, got {type(self.is_downbeat).__name__}")
         _check_float("conf", self.conf, 0.0, 1.0)
-
-    def to_dict(self) -> dict:
-        """Plain dict of the fields (JSON types)."""
-        return asdict(self)
-
-    def to_json(self) -> str:
-        """JSON object with exactly the fields; :meth:`from_json` restores an equal event."""
-        return json.dumps(self.to_dict())
-
-    @classmethod
-    def from_json(cls, text: str) -> BeatEvent:
-        """Parse :meth:`to_json` output; ValueError/TypeError name a bad or missing field."""
-        return _from_json(cls, text)
