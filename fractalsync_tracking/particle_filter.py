@@ -66,8 +66,14 @@ any state of another meter.  The observation is the beat's activation mass aroun
 ``c``, ``D = sum_j g_j a_down[j]`` and ``B = sum_j g_j a_beat[j]`` over the frames ``j`` within
 ``2 sigma`` of ``c``, ``g_j = exp(-(j - c)^2 / (2 sigma^2))``, with
 likelihood ``D ** db_exponent`` for the downbeat position and ``B ** db_exponent`` for the other
-positions.  The beat's position is the maximum a posteriori state; ``downbeat_prob`` is the
-posterior probability of position 0.
+positions.  The rhythm-restart model applies here too: if the rhythm (re)started since the
+previous registered beat (probability ``1 - prod(1 - rho)`` over the frames in between, ``rho``
+as above), the bar state is new as well, so that share of the predicted mass is replaced by the
+prior (uniform over meters, then over positions).  After a silent gap the bar position is
+therefore found again from the new evidence instead of being carried through the silence (within
+one meter the position only ever advances, so nothing else could correct it).  The beat's
+position is the maximum a posteriori state; ``downbeat_prob`` is the posterior probability of
+position 0.
 
 **Compared with BeatNet's filter** (FACTS.md section 3): no information gate (a fixed 0.4
 threshold there) — weak activations simply carry little weight, and the rhythm/no-rhythm model
@@ -119,8 +125,8 @@ _G_FLOOR = math.exp(-8.0)
 _N_PARAMS = 14
 # indices into the float64 scalar-state vector
 (_S_FRAME, _S_LAST_CROSS, _S_BEATS, _S_RHYTHM, _S_BAR_STATE, _S_DOWNBEAT_PROB, _S_EST_PHASE,
- _S_EST_PERIOD) = range(8)
-_N_SCALARS = 8
+ _S_EST_PERIOD, _S_RESTART) = range(9)
+_N_SCALARS = 9
 # indices into the float64 output vector
 (_O_REF_FRAME, _O_PHASE, _O_PERIOD, _O_BEATS, _O_CONF, _O_DOWNBEAT_PROB, _O_BEAT_IN_BAR,
  _O_BEATS_PER_BAR, _O_BEAT, _O_BEAT_FRAME, _O_EMIT, _O_DOWNBEAT, _O_RHYTHM) = range(13)
@@ -501,8 +507,13 @@ def _mode_estimate(phi, tau, tbin, w, hist_t, hist_p, hist_d, hist_tau):
 
 
 @njit(cache=True)
-def _bar_update(bar_p, bar_tmp, st_meter, st_pos, st_next, meter_size, pr, ev_down, ev_beat):
-    """One beat of the exact meter/position filter; returns the MAP state index."""
+def _bar_update(bar_p, bar_tmp, st_meter, st_pos, st_next, meter_size, pr, ev_down, ev_beat,
+                restart):
+    """One beat of the exact meter/position filter; returns the MAP state index.
+
+    ``restart`` is the probability that the rhythm restarted since the previous beat: that
+    share of the predicted mass is replaced by the prior (uniform over meters, then over
+    positions)."""
     s_count = bar_p.size
     n_meters = meter_size.size
     sw = pr[_P_METER_SWITCH] if n_meters > 1 else 0.0
@@ -521,6 +532,8 @@ def _bar_update(bar_p, bar_tmp, st_meter, st_pos, st_next, meter_size, pr, ev_do
                     own += bar_p[r]
             # mass arriving from the other meters, spread uniformly over this meter's states
             bar_tmp[s] += sw * (total - own) / (n_meters - 1) / meter_size[st_meter[s]]
+    for s in range(s_count):
+        bar_tmp[s] = (1.0 - restart) * bar_tmp[s] + restart / (n_meters * meter_size[st_meter[s]])
     beta = pr[_P_DB_BETA]
     l_down = (ev_down + _EPS) ** beta
     l_beat = (ev_beat + _EPS) ** beta
@@ -550,7 +563,9 @@ def _pf_step(a_beat, a_down, phi, tau, inv_tau, tbin, w, buf_f, buf_i, rng, pr, 
     s_r = pr[_P_RHYTHM_SWITCH]
     r_prev = sc[_S_RHYTHM]
     r = r_prev * (1.0 - s_r) + (1.0 - r_prev) * s_r
-    _restart(phi, tau, inv_tau, tbin, rng, pr, (1.0 - r_prev) * s_r / r)
+    rho = (1.0 - r_prev) * s_r / r
+    _restart(phi, tau, inv_tau, tbin, rng, pr, rho)
+    sc[_S_RESTART] = 1.0 - (1.0 - sc[_S_RESTART]) * (1.0 - rho)
     _likelihood_table(pr, a_beat, a_down, table)
     bayes = 1.0
     if k > 0:  # the published clock's prediction for this frame against "no beats"
@@ -600,7 +615,8 @@ def _pf_step(a_beat, a_down, phi, tau, inv_tau, tbin, w, buf_f, buf_i, rng, pr, 
                 ev_d += g * ring_d[j % RING]
                 ev_b += g * ring_b[j % RING]
             s_map = _bar_update(bar_p, bar_tmp, st_meter, st_pos, st_next, meter_size, pr,
-                                ev_d, ev_b)
+                                ev_d, ev_b, sc[_S_RESTART])
+            sc[_S_RESTART] = 0.0
             sc[_S_BAR_STATE] = s_map
             dp = 0.0
             for s in range(bar_p.size):

@@ -75,12 +75,11 @@ CRNN_LIMITED = {
 }
 # Shortfalls of the online tracker itself (the offline decoder, with hindsight, meets these).
 ONLINE_LIMITED = {
-    (1, "gap_3-4_96bpm", "downbeat_f"): "online shortfall: before the gap the CRNN's downbeat "
-                                        "output alternates between beats 1 and 2 of successive "
-                                        "bars, which reads as 4/4 until the gap; the offline "
-                                        "decoder resolves 3/4 with hindsight",
-    ("ensemble", "gap_4-4_115bpm", "downbeat_f"): "online shortfall: after the 4 s gap the bar "
-                                                  "position is re-found late (offline: 0.91)",
+    (1, "gap_3-4_96bpm", "downbeat_f"): "online shortfall: model 1's downbeat output marks beat "
+                                        "1 and beat 2 of alternate bars (beats 0, 4, 6, 10, 12, "
+                                        "... of the item), which a causal posterior over meters "
+                                        "reads as 4/4; the offline decoder resolves 3/4 with "
+                                        "hindsight",
 }
 
 

@@ -136,8 +136,9 @@ def ref_mode(phi, tau, w, cfg):
     return ph, np.sum(w[m] * tau[m]) / sw, sw
 
 
-def ref_bar_update(p, meters, switch, ev_down, ev_beat, beta):
-    """Dense transition matrix over (meter, position) states, then the Bayes update."""
+def ref_bar_update(p, meters, switch, ev_down, ev_beat, beta, restart=0.0):
+    """Dense transition matrix over (meter, position) states, a ``restart`` share of the mass
+    replaced by the prior (uniform meter, uniform position), then the Bayes update."""
     states = [(mi, b) for mi, m in enumerate(meters) for b in range(m)]
     n = len(states)
     trans = np.zeros((n, n))
@@ -148,7 +149,8 @@ def ref_bar_update(p, meters, switch, ev_down, ev_beat, beta):
                 trans[i, j] = (1 - sw) * (c == (b + 1) % meters[mi])
             else:
                 trans[i, j] = sw / (len(meters) - 1) / meters[mj]
-    pred = p @ trans
+    prior = np.array([1.0 / (len(meters) * meters[mi]) for mi, _ in states])
+    pred = (1.0 - restart) * (p @ trans) + restart * prior
     like = np.array([(ev_down + 1e-6) ** beta if b == 0 else (ev_beat + 1e-6) ** beta
                      for _, b in states])
     post = pred * like
@@ -346,15 +348,16 @@ def test_mode_estimate_prefers_the_heavier_mode():
     ev=st.tuples(st.floats(0, 5), st.floats(0, 5)),
     beta=st.sampled_from([0.5, 1.0, 2.0]),
     seed=st.integers(0, 1000),
+    restart=st.sampled_from([0.0, 1e-9, 0.3, 1.0]),
 )
-def test_bar_update_matches_dense_reference(meters, switch, ev, beta, seed):
+def test_bar_update_matches_dense_reference(meters, switch, ev, beta, seed, restart):
     pf = ParticleFilter(FilterConfig(beats_per_bar=meters, meter_switch_prob=switch,
                                      db_exponent=beta, n_particles=1))
     p = np.random.default_rng(seed).dirichlet(np.ones(pf._bar_p.size))
     pf._bar_p[:] = p
     best = pfm._bar_update(pf._bar_p, pf._bar_tmp, pf._st_meter, pf._st_pos, pf._st_next,
-                           pf._meter_size, pf._pr, ev[0], ev[1])
-    ref = ref_bar_update(p, meters, switch, ev[0], ev[1], beta)
+                           pf._meter_size, pf._pr, ev[0], ev[1], restart)
+    ref = ref_bar_update(p, meters, switch, ev[0], ev[1], beta, restart)
     np.testing.assert_allclose(pf._bar_p, ref, rtol=1e-9, atol=1e-15)
     assert pf._bar_p[best] == pytest.approx(ref.max(), rel=1e-9)
 
@@ -442,6 +445,43 @@ def test_beats_stop_in_a_gap_and_resume():
     after = tr.times[tr.times > 22]
     assert len(after) >= np.sum(times > 22) - 1
     assert np.all(np.abs(after[:, None] - times[None, :]).min(axis=1) < 0.02)
+
+
+def soft_bar_activations(bpm, seconds, first, meter=4, fps=50.0):
+    """CRNN-like output whose downbeat evidence is soft: beat 1 reads 0.5 downbeat / 0.4 beat,
+    the other beats 0.1 / 0.8 (a likelihood ratio of about 5 per beat, not 1e5)."""
+    n = int(seconds * fps)
+    act = np.zeros((n, 3))
+    times = np.arange(first, seconds, 60.0 / bpm)
+    for k, t in enumerate(times):
+        down, beat = (0.5, 0.4) if k % meter == 0 else (0.1, 0.8)
+        f = t * fps
+        for j in range(int(f) - 1, int(f) + 3):
+            if 0 <= j < n:
+                g = math.exp(-0.5 * (j - f) ** 2)
+                act[j, 0] += beat * g
+                act[j, 1] += down * g
+    act[:, 2] = 1 - act[:, 0] - act[:, 1]
+    return act, times
+
+
+def test_bar_position_is_refound_after_a_gap():
+    """A 4 s gap at 120 BPM is 8 beats; the music after it starts half a second later, so beat
+    1 arrives where a bar clock kept running through the gap expects beat 2.  The rhythm-restart
+    model re-seeds stage 2 as well as stage 1, so the downbeats are found again within three
+    bars (without it the old bar position would hold for many bars against soft evidence)."""
+    first, _ = soft_bar_activations(120, 13, first=0.5)
+    second, times = soft_bar_activations(120, 13, first=1.0)
+    silence = np.zeros((200, 3))
+    silence[:, 2] = 1.0
+    act = np.concatenate([first, silence, second])
+    true_downs = 17.0 + times[::4]
+    tr = track_activations(act, seed=1)
+    late = tr.times > true_downs[3] - 0.1  # from the fourth bar after the gap on
+    downs = tr.times[late & tr.is_downbeat]
+    assert np.sum(late) >= np.sum(times + 17.0 > true_downs[3] - 0.1) - 1
+    assert downs.size >= np.sum(true_downs >= true_downs[3]) - 1
+    assert np.all(np.abs(downs[:, None] - true_downs[None, :]).min(axis=1) < 0.02)
 
 
 def test_same_seed_same_output_and_independent_instances():
@@ -558,7 +598,10 @@ def ref_pf_step(pf, a_beat, a_down):
     pf._ring_b[k % pfm.RING], pf._ring_d[k % pfm.RING] = a_beat, a_down
     s, r_prev = cfg.rhythm_switch_prob, sc[pfm._S_RHYTHM]
     r = r_prev * (1 - s) + (1 - r_prev) * s
-    pfm._restart(pf._phi, pf._tau, pf._inv_tau, pf._tbin, pf._rng, pr, (1 - r_prev) * s / r)
+    rho = (1 - r_prev) * s / r
+    pfm._restart(pf._phi, pf._tau, pf._inv_tau, pf._tbin, pf._rng, pr, rho)
+    # probability that the rhythm restarted since the last registered beat
+    sc[pfm._S_RESTART] = 1 - (1 - sc[pfm._S_RESTART]) * (1 - rho)
     pfm._likelihood_table(pr, a_beat, a_down, pf._table)
     bayes = 1.0
     if k > 0:
@@ -592,7 +635,8 @@ def ref_pf_step(pf, a_beat, a_down):
             ev_d = float(np.sum(g * pf._ring_d[js % pfm.RING]))
             ev_b = float(np.sum(g * pf._ring_b[js % pfm.RING]))
             bar = ref_bar_update(pf._bar_p.copy(), cfg.beats_per_bar, cfg.meter_switch_prob, ev_d,
-                                 ev_b, cfg.db_exponent)
+                                 ev_b, cfg.db_exponent, sc[pfm._S_RESTART])
+            sc[pfm._S_RESTART] = 0.0
             pf._bar_p[:] = bar
             sc[pfm._S_BAR_STATE] = int(np.argmax(bar))
             sc[pfm._S_DOWNBEAT_PROB] = float(bar[pf._st_pos == 0].sum())
