@@ -133,6 +133,18 @@ _N_SCALARS = 9
 _N_OUT = 13
 
 
+def _is_real(v) -> bool:
+    """True for Python and numpy real numbers; False for bools (True would silently mean 1),
+    strings and everything else."""
+    return (isinstance(v, (int, float, np.integer, np.floating))
+            and not isinstance(v, (bool, np.bool_)))
+
+
+def _is_int(v) -> bool:
+    """True for Python and numpy integers, False for bools."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
 @dataclass(frozen=True)
 class FilterConfig:
     """Parameters of :class:`ParticleFilter` (see the module docstring for the model).
@@ -178,7 +190,7 @@ class FilterConfig:
         for name in ("fps", "min_bpm", "max_bpm", "tempo_lambda", "beat_width_frames",
                      "nonbeat_weight", "obs_exponent", "db_exponent"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            if not (_is_real(v) and math.isfinite(v) and v > 0):
                 bad(f"{name} must be a finite number > 0, got {v!r}")
         if self.max_bpm <= self.min_bpm:
             bad(f"max_bpm ({self.max_bpm}) must exceed min_bpm ({self.min_bpm})")
@@ -186,19 +198,19 @@ class FilterConfig:
             bad(f"max_bpm {self.max_bpm} is too fast for {self.fps} fps (< 2 frames per beat)")
         for name in ("tempo_jump_prob", "meter_switch_prob", "rhythm_switch_prob"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and 0.0 <= v < 1.0):
+            if not (_is_real(v) and 0.0 <= v < 1.0):
                 bad(f"{name} must be a probability in [0, 1), got {v!r}")
-        if not (0.0 < self.ess_fraction <= 1.0):
+        if not (_is_real(self.ess_fraction) and 0.0 < self.ess_fraction <= 1.0):
             bad(f"ess_fraction must be in (0, 1], got {self.ess_fraction!r}")
-        if not (isinstance(self.n_particles, int) and self.n_particles >= 1):
+        if not (_is_int(self.n_particles) and self.n_particles >= 1):
             bad(f"n_particles must be an int >= 1, got {self.n_particles!r}")
-        if not (isinstance(self.decision_delay_frames, int)
+        if not (_is_int(self.decision_delay_frames)
                 and 0 <= self.decision_delay_frames <= RING - 4):
             bad(f"decision_delay_frames must be an int in [0, {RING - 4}], "
                 f"got {self.decision_delay_frames!r}")
         meters = self.beats_per_bar
         if (not isinstance(meters, tuple) or not meters
-                or not all(isinstance(m, int) and 1 <= m <= 16 for m in meters)
+                or not all(_is_int(m) and 1 <= m <= 16 for m in meters)
                 or len(set(meters)) != len(meters)):
             bad("beats_per_bar must be a non-empty tuple of distinct ints in 1..16, "
                 f"got {meters!r}")
@@ -757,6 +769,9 @@ class ParticleFilter:
         FilterFrame
             The estimate for frame ``ref_frame = frames_seen_before - decision_delay_frames``.
         """
+        if not (_is_real(beat) and _is_real(downbeat)):
+            raise TypeError("activations must be real numbers, got "
+                            f"beat={beat!r:.40}, downbeat={downbeat!r:.40}")
         b = float(beat)
         d = float(downbeat)
         if not (0.0 <= b <= 1.0 and 0.0 <= d <= 1.0 and b + d <= 1.0 + 1e-6):

@@ -458,6 +458,15 @@ def test_particle_filter_step_refuses_non_probabilities(beat, downbeat):
     assert pf.frames_seen == 0
 
 
+@pytest.mark.parametrize("beat, downbeat", [("0.5", 0.0), (0.5, None), (True, 0.0),
+                                            (np.array([0.5]), 0.0)])
+def test_particle_filter_step_refuses_non_numbers(beat, downbeat):
+    pf = ParticleFilter(FilterConfig(n_particles=20))
+    with pytest.raises(TypeError, match="activations must be real numbers"):
+        pf.step(beat, downbeat)
+    assert pf.frames_seen == 0
+
+
 def test_phase_predictor_bad_calls():
     pp = PhasePredictor()
     with pytest.raises(RuntimeError, match="no state yet"):

@@ -564,6 +564,14 @@ def test_track_activations_validates_shape_and_dtype():
         (dict(decision_delay_frames=20), "decision_delay_frames"),
         (dict(obs_exponent=float("nan")), "obs_exponent"),
         (dict(ess_fraction=0.0), "ess_fraction"),
+        (dict(ess_fraction="0.5"), "ess_fraction"),
+        (dict(n_particles=True), "n_particles"),
+        (dict(n_particles=100.0), "n_particles"),
+        (dict(fps=True), "fps"),
+        (dict(tempo_lambda="100"), "tempo_lambda"),
+        (dict(rhythm_switch_prob=False), "rhythm_switch_prob"),
+        (dict(beats_per_bar=(True, 4)), "beats_per_bar"),
+        (dict(decision_delay_frames=4.0), "decision_delay_frames"),
     ],
 )
 def test_config_validation(kwargs, match):
