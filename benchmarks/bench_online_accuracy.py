@@ -5,8 +5,8 @@ Run: .venv/bin/python -m pytest benchmarks/bench_online_accuracy.py --benchmark-
 1. BeatNet's reference activations (act_m1) of both excerpts through our particle filter
    (seeds 0-4) and BeatNet's own particle filter output, both scored against BeatNet's offline
    DBN decoding (beat and downbeat F, +-70 ms, whole 30 s).
-2. The synthetic set through the live path (44.1 kHz, 1024-sample pushes), model 1 and the
-   ensemble: beat F and downbeat F after the first 5 s per item, and the pooled beat-time error
+2. The synthetic set through the live path (44.1 kHz, 1024-sample pushes), each BeatNet model and
+   the ensemble: beat F and downbeat F after the first 5 s per item, and the pooled beat-time error
    of matched beats.
 """
 
@@ -51,7 +51,7 @@ def test_reference_excerpts(benchmark):
 def test_synthetic_set_online(benchmark):
     items = synth_set(sample_rate=SR)
     lines = ["\nsynthetic set through the live path (beat F / downbeat F after 5 s):"]
-    for model in (1, "ensemble"):
+    for model in (1, 2, 3, "ensemble"):
         rows, errors = [], []
         for item in items:
             grid = online_grid_from_audio(item.audio, SR, model=model)
