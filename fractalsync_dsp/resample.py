@@ -2,7 +2,13 @@
 
 Input conventions shared by every function here:
 
-- Layout: ``(n,)`` mono or ``(n, channels)`` frames-first, as `load_audio` returns it.
+- Layout: ``(n,)`` mono or ``(n, channels)`` frames-first, as `load_audio` returns it, with
+  1 <= channels <= `MAX_CHANNELS` (64). A 2-D array with more columns than that is refused
+  with a ValueError naming the expected layout and suggesting ``.T``: it is almost always a
+  channels-first block such as ``(2, 48000)``, which would otherwise be read as 48000 channels
+  of 2 samples. (Channels-first blocks of at most 64 samples cannot be told apart from
+  frames-first ones and are read frames-first.) One check serves `to_mono`,
+  `resample` and `StreamResampler.push`, and so `BeatTracker.push` and the beat-grid paths.
 - dtype: float32/float64 are used as they are (float64 is cast to float32). int16 and int32
   are scaled to float by ``1 / np.iinfo(dtype).max`` (int16: 1/32767, the scaling madmom and
   BeatNet apply). Any other dtype (bool, other integers, complex, object, ...) raises
@@ -27,7 +33,8 @@ import soxr
 from fractalsync_dsp.sample_format import MAX_ABS, as_float32
 
 __all__ = [
-    "MAX_ABS", "MAX_RATIO", "QUALITIES", "StreamResampler", "check_rate", "resample", "to_mono",
+    "MAX_ABS", "MAX_CHANNELS", "MAX_RATIO", "QUALITIES", "StreamResampler",
+    "check_rate", "resample", "to_mono",
 ]
 
 QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
@@ -36,6 +43,9 @@ QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
 MAX_RATIO = 4096.0
 """Largest accepted ``sr_out / sr_in`` and ``sr_in / sr_out`` (22050 Hz output: inputs of 5.4 Hz
 to 90 MHz)."""
+
+MAX_CHANNELS = 64
+"""Most channels accepted in a ``(n, channels)`` array; more means a channels-first array."""
 
 def check_rate(rate, name: str) -> float:
     """``rate`` (Hz) as a float: a real number (not bool or str), finite and > 0.
@@ -66,14 +76,33 @@ def _check_quality(quality: str) -> str:
     return quality
 
 
-def _mono(x: np.ndarray, name: str) -> np.ndarray:
-    """Mean over channels of an already validated float32 array of 1 or 2 dims."""
+def _check_layout(x: np.ndarray, name: str) -> np.ndarray:
+    """Return ``x`` if it is ``(n,)`` or ``(n, channels)`` with 1 <= channels <= `MAX_CHANNELS`.
+
+    Raises ValueError naming ``name`` and the shape otherwise; for more than `MAX_CHANNELS`
+    columns the message gives the expected layout ``(n_samples, n_channels)`` and suggests
+    ``.T`` (the usual cause is a channels-first array such as ``(2, 48000)``).
+    """
     if x.ndim == 1:
         return x
     if x.ndim != 2:
         raise ValueError(f"{name} must have shape (n,) or (n, channels), got {x.shape}")
     if x.shape[1] == 0:
         raise ValueError(f"{name} has 0 channels (shape {x.shape})")
+    if x.shape[1] > MAX_CHANNELS:
+        raise ValueError(
+            f"{name} has shape {x.shape}: {x.shape[1]} channels is more than MAX_CHANNELS = "
+            f"{MAX_CHANNELS}; the layout is (n_samples, n_channels). For a channels-first "
+            f"array, pass {name}.T"
+        )
+    return x
+
+
+def _mono(x: np.ndarray, name: str) -> np.ndarray:
+    """Mean over channels of an already validated float32 array of 1 or 2 dims."""
+    x = _check_layout(x, name)
+    if x.ndim == 1:
+        return x
     if x.shape[1] == 1:
         return x[:, 0]
     # A matrix-vector product is ~7x faster than x.mean(axis=1) on (1024, 2) blocks.
@@ -85,8 +114,8 @@ def to_mono(x) -> np.ndarray:
 
     Parameters
     ----------
-    x : array, shape (n,) or (n, channels)
-        Audio, frames first (see the module docstring for accepted dtypes).
+    x : array, shape (n,) or (n, channels), 1 <= channels <= `MAX_CHANNELS`
+        Audio, frames first (see the module docstring for accepted layouts and dtypes).
 
     Returns
     -------
@@ -98,7 +127,8 @@ def to_mono(x) -> np.ndarray:
     TypeError
         Unsupported dtype.
     ValueError
-        More than 2 dims, 0 channels, or NaN/inf/beyond-`MAX_ABS` samples.
+        More than 2 dims, 0 or more than `MAX_CHANNELS` channels (e.g. a channels-first
+        ``(2, n)`` array: pass ``x.T``), or NaN/inf/beyond-`MAX_ABS` samples.
     """
     return np.ascontiguousarray(_mono(as_float32(x, "x"), "x"))
 
@@ -112,8 +142,9 @@ def resample(x, sr_in: float, sr_out: float, quality: str = "HQ") -> np.ndarray:
 
     Parameters
     ----------
-    x : array, shape (n,) or (n, channels)
-        Audio, frames first; channels are kept.
+    x : array, shape (n,) or (n, channels), 1 <= channels <= `MAX_CHANNELS`
+        Audio, frames first; channels are kept. A channels-first ``(2, n)`` array raises
+        ValueError (pass ``x.T``).
     sr_in, sr_out : float
         Rates in Hz, finite and > 0, ratio within ``[1 / MAX_RATIO, MAX_RATIO]``.
     quality : {"QQ", "LQ", "MQ", "HQ", "VHQ"}
@@ -124,9 +155,7 @@ def resample(x, sr_in: float, sr_out: float, quality: str = "HQ") -> np.ndarray:
     np.ndarray, float32, shape (m,) or (m, channels)
     """
     sr_in, sr_out = _check_rates(sr_in, sr_out)
-    x = as_float32(x, "x")
-    if x.ndim not in (1, 2) or (x.ndim == 2 and x.shape[1] == 0):
-        raise ValueError(f"x must have shape (n,) or (n, channels>0), got {x.shape}")
+    x = _check_layout(as_float32(x, "x"), "x")
     y = soxr.resample(np.ascontiguousarray(x), sr_in, sr_out, quality=_check_quality(quality))
     return y.astype(np.float32, copy=False)
 
@@ -221,8 +250,9 @@ class StreamResampler:
 
         Parameters
         ----------
-        block : array, shape (n,) or (n, channels), n >= 0
-            Input audio at `sr_in` (dtype rules in the module docstring).
+        block : array, shape (n,) or (n, channels), n >= 0, 1 <= channels <= `MAX_CHANNELS`
+            Input audio at `sr_in`, frames first (layout and dtype rules in the module
+            docstring; a channels-first ``(2, n)`` block raises ValueError).
 
         Returns
         -------

@@ -215,7 +215,8 @@ def grid_from_activations(
     meters : beats-per-bar values to consider.
     min_bpm, max_bpm : tempo range of the decoder in BPM.
     transition_lambda : tempo-change penalty at beat boundaries (larger: steadier tempo).
-    observation_lambda : a beat's first ``1/observation_lambda`` are "beat" states.
+    observation_lambda : int in [2, 2**31]; a beat's first ``1/observation_lambda`` are "beat"
+        states (a float such as 2.5, or a bool, raises TypeError rather than being truncated).
     threshold : frames before the first / after the last frame with
         ``max(beat, downbeat) >= threshold`` are not decoded (no beats there).
     tempo_window : if given (BPM), decode only tempi within ± this of the dominant tempo
@@ -230,8 +231,9 @@ def grid_from_activations(
 
     Raises
     ------
-    ValueError for a wrong shape or NaN/inf activations, a NaN ``threshold`` or a NaN or
-    negative ``tempo_window``.
+    ValueError for a wrong shape or NaN/inf activations, a NaN ``threshold``, a NaN or
+    negative ``tempo_window`` or an ``observation_lambda`` outside [2, 2**31]; TypeError for a
+    non-integer ``observation_lambda``.
     """
     if not np.isfinite(threshold):
         raise ValueError(f"threshold must be a finite probability, got {threshold!r}")

@@ -47,6 +47,7 @@ PROB_FLOOR = 1e-12
 #: it can differ locally. The decoder is ~30 % faster than with madmom's floor (2.2e-16).
 TRANSITION_FLOOR = float(np.exp(-20.0))
 _MAX_TEMPI = 256  # back-pointers are stored as uint8 tempo indices
+_MAX_OBSERVATION_LAMBDA = 1 << 31  # larger values overflow float64 in the observation model
 #: Largest state space accepted (one float64 score per state: 128 MB); the defaults need 13 k.
 MAX_STATES = 1 << 24
 
@@ -145,15 +146,14 @@ class BarPointerModel:
         if not (fps > 0 and 0 < min_bpm <= max_bpm):
             raise ValueError(f"need fps > 0 and 0 < min_bpm <= max_bpm, got {fps}, "
                              f"{min_bpm}, {max_bpm}")
-        if int(observation_lambda) < 2:
-            raise ValueError("observation_lambda must be >= 2")
+        observation_lambda = _check_observation_lambda(observation_lambda)
         lo = max(1, int(round(60.0 * fps / max_bpm)))
         hi = max(lo, int(round(60.0 * fps / min_bpm)))
         if hi - lo + 1 > _MAX_TEMPI:
             raise ValueError(f"{min_bpm}..{max_bpm} BPM at {fps} fps spans {hi - lo + 1} beat "
                              f"periods ({lo}..{hi} frames); at most {_MAX_TEMPI} are supported")
         intervals = np.arange(lo, hi + 1, dtype=np.int64)
-        widths = np.ceil(intervals / float(observation_lambda)).astype(np.int64)
+        widths = np.ceil(intervals / observation_lambda).astype(np.int64)
         return cls(
             intervals=intervals,
             meters=tuple(meters),
@@ -213,7 +213,7 @@ def observation_log_densities(
     ----------
     activations : (N, 2) or (N, 3) array of probabilities; column 0 is the beat probability,
         column 1 the downbeat probability (BeatNet order; a third "no-beat" column is ignored).
-    observation_lambda : int >= 2, see the module docstring.
+    observation_lambda : int in [2, 2**31], see the module docstring.
 
     Returns
     -------
@@ -222,7 +222,9 @@ def observation_log_densities(
 
     Raises
     ------
-    ValueError if the array has the wrong shape or contains NaN/inf.
+    ValueError if the array has the wrong shape or contains NaN/inf, or ``observation_lambda``
+    is outside [2, 2**31]; TypeError for non-real activations or a non-integer
+    ``observation_lambda``.
     """
     act = np.asarray(activations)
     if act.ndim != 2 or act.shape[1] not in (2, 3):
@@ -232,13 +234,27 @@ def observation_log_densities(
     act = act[:, :2].astype(np.float64)
     if not np.all(np.isfinite(act)):
         raise ValueError("activations contain NaN or inf")
-    if int(observation_lambda) < 2:
-        raise ValueError("observation_lambda must be >= 2")
+    observation_lambda = _check_observation_lambda(observation_lambda)
     beat = np.clip(act[:, 0], 0.0, 1.0)
     down = np.clip(act[:, 1], 0.0, 1.0)
-    nobeat = (1.0 - beat - down) / (int(observation_lambda) - 1)
+    nobeat = (1.0 - beat - down) / (observation_lambda - 1)
     probs = np.stack([nobeat, beat, down], axis=1)
     return np.log(np.maximum(probs, PROB_FLOOR))
+
+
+def _check_observation_lambda(value) -> int:
+    """``value`` as an int in ``[2, 2**31]`` (the number of parts a beat is split into).
+
+    Raises TypeError unless ``value`` is an int or numpy integer (a float such as 2.5 would be
+    truncated; a bool is not a count) and ValueError outside ``[2, 2**31]`` (any value beyond
+    the longest beat period already gives one "beat" state per beat; far larger ones overflow
+    float64).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"observation_lambda must be an int >= 2, got {value!r}")
+    if not 2 <= value <= _MAX_OBSERVATION_LAMBDA:
+        raise ValueError(f"observation_lambda must be in [2, 2**31], got {value!r}")
+    return int(value)
 
 
 @dataclass(frozen=True, eq=False)

@@ -177,6 +177,7 @@ def test_stream_time_and_reset(crnn, clip):
         (np.zeros(10, bool), None, TypeError, "dtype"),
         (np.zeros(10, np.complex64), None, TypeError, "dtype"),
         (np.zeros((4, 2, 2), np.float32), None, ValueError, "shape"),
+        (np.zeros((2, 3000), np.float32), None, ValueError, r"\(n_samples, n_channels\)"),
         (np.zeros(10, np.float32), 0, ValueError, "sample_rate"),
         (np.zeros(10, np.float32), -44100, ValueError, "sample_rate"),
         (np.zeros(10, np.float32), float("nan"), ValueError, "sample_rate"),

@@ -7,7 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fractalsync_dsp.resample import MAX_ABS, QUALITIES, StreamResampler, resample, to_mono
+from fractalsync_dsp.resample import (
+    MAX_ABS,
+    MAX_CHANNELS,
+    QUALITIES,
+    StreamResampler,
+    resample,
+    to_mono,
+)
 
 RNG = np.random.default_rng(1234)
 NOISE = (0.3 * RNG.standard_normal(12000)).astype(np.float32)
@@ -113,6 +120,33 @@ def test_bad_shape_rejected(x):
         resample(x, 48000, 22050)
     with pytest.raises(ValueError, match="shape"):
         StreamResampler(48000).push(x)
+
+
+@pytest.mark.parametrize("shape", [(2, 48000), (2, 1024), (1, 65), (6, MAX_CHANNELS + 1)])
+def test_channels_first_rejected_with_the_layout_rule(shape):
+    """More than MAX_CHANNELS columns is a channels-first block: refused, not read as garbage."""
+    x = np.zeros(shape, np.float32)
+    rule = r"\(n_samples, n_channels\).*x\.T"
+    with pytest.raises(ValueError, match=rule):
+        to_mono(x)
+    with pytest.raises(ValueError, match=rule):
+        resample(x, 48000, 22050)
+    rs = StreamResampler(48000)
+    with pytest.raises(ValueError, match=r"\(n_samples, n_channels\).*block\.T"):
+        rs.push(x)
+    assert rs.samples_in == 0  # a rejected block leaves the stream untouched
+
+
+def test_max_channels_still_accepted():
+    x = RNG.standard_normal((300, MAX_CHANNELS)).astype(np.float32)
+    np.testing.assert_allclose(to_mono(x), x.astype(np.float64).mean(axis=1), rtol=0, atol=1e-6)
+    assert resample(x, 44100, 22050).shape == (150, MAX_CHANNELS)
+    y = _push_all(StreamResampler(44100), x, [100])
+    np.testing.assert_array_equal(y, resample(to_mono(x), 44100, 22050))
+    # the transposed channels-first block, as the error message suggests, is the same signal
+    # (a Fortran-order matrix-vector product may round differently in the last bit)
+    channels_first = np.ascontiguousarray(x.T)
+    np.testing.assert_allclose(to_mono(channels_first.T), to_mono(x), rtol=0, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------- rates

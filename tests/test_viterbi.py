@@ -205,6 +205,37 @@ def test_bad_model_parameters_raise():
         BarPointerModel.from_bpm(observation_lambda=1)
 
 
+@pytest.mark.parametrize(
+    "value, error",
+    [(2.5, TypeError), (16.0, TypeError), (True, TypeError), ("16", TypeError), (None, TypeError),
+     (np.float64(3.0), TypeError), (1, ValueError), (np.int64(0), ValueError),
+     (-5, ValueError), (2**31 + 1, ValueError),
+     pytest.param(10**400, ValueError, id="10**400")],
+)
+def test_observation_lambda_must_be_an_int_in_range(value, error):
+    """A float used to be truncated (2.5 decoded as 2) and 10**400 raised OverflowError."""
+    from fractalsync_tracking import grid_from_activations
+
+    act = np.full((10, 3), 0.1)
+    with pytest.raises(error, match="observation_lambda"):
+        observation_log_densities(act, value)
+    with pytest.raises(error, match="observation_lambda"):
+        BarPointerModel.from_bpm(observation_lambda=value)
+    with pytest.raises(error, match="observation_lambda"):
+        grid_from_activations(act, observation_lambda=value)
+
+
+def test_observation_lambda_numpy_ints_and_the_upper_limit_work():
+    act = np.array([[0.3, 0.2, 0.5]])
+    # no-beat density (1 - beat - downbeat) / (lambda - 1): 0.5 / 4 for lambda = 5
+    assert observation_log_densities(act, np.int32(5))[0, 0] == pytest.approx(np.log(0.125))
+    model = BarPointerModel.from_bpm(observation_lambda=np.int64(4))
+    np.testing.assert_array_equal(model.beat_widths, np.ceil(model.intervals / 4))
+    top = BarPointerModel.from_bpm(observation_lambda=2**31)
+    assert np.all(top.beat_widths == 1)
+    assert np.all(np.isfinite(observation_log_densities(act, 2**31)))
+
+
 def test_periodic_activation_recovers_tempo_and_downbeats():
     """A clean 120 BPM 3/4 pulse: period 25 frames at 50 fps, accented every third beat."""
     n = 1000
