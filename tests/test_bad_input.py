@@ -57,6 +57,7 @@ AUDIO = {
     "uint8": (np.zeros(N, np.uint8), TypeError),
     "0-d": (np.float32(0.5), ValueError),
     "3-d": (np.zeros((10, 2, 2), np.float32), ValueError),
+    "channels-first (2, n)": (np.stack([_BASE, _BASE]), ValueError),
     "NaN": (np.full(N, np.nan, np.float32), ValueError),
     "inf": (np.full(N, -np.inf, np.float32), ValueError),
     "1e38": (np.full(N, 1e38, np.float32), ValueError),
@@ -93,7 +94,7 @@ AUDIO_ENTRY_POINTS = {
 def test_audio_entry_points(entry, case):
     value, expected = AUDIO[case]
     fn = AUDIO_ENTRY_POINTS[entry]
-    if entry == "as_float32" and case in ("0-d", "3-d"):
+    if entry == "as_float32" and case in ("0-d", "3-d", "channels-first (2, n)"):
         expected = None  # as_float32 accepts any shape by design
     if expected is None:
         out = fn(value)
@@ -440,11 +441,19 @@ def test_grid_options_that_would_exhaust_memory():
      ({"meters": "234"}, "meters"), ({"meters": ()}, "meters"), ({"fps": 0}, "fps"),
      ({"fps": float("nan")}, "fps"), ({"threshold": float("nan")}, "threshold"),
      ({"tempo_window": float("nan")}, "tempo_window"), ({"tempo_window": -1}, "tempo_window"),
-     ({"transition_lambda": float("nan")}, "transition_lambda"), ({"alt_ratio": 2}, "ratio")],
+     ({"transition_lambda": float("nan")}, "transition_lambda"), ({"alt_ratio": 2}, "ratio"),
+     ({"observation_lambda": 1}, "observation_lambda"),
+     ({"observation_lambda": 10**400}, "observation_lambda")],
 )
 def test_grid_options_that_would_mislead(options, match):
     with pytest.raises(ValueError, match=match):
         grid_from_activations(_ACT, **options)
+
+
+@pytest.mark.parametrize("value", [2.5, 16.0, True, "16"])
+def test_grid_observation_lambda_must_be_an_int(value):
+    with pytest.raises(TypeError, match="observation_lambda must be an int"):
+        grid_from_activations(_ACT, observation_lambda=value)
 
 
 @pytest.mark.parametrize(
