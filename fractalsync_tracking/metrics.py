@@ -23,6 +23,7 @@ import numpy as np
 __all__ = [
     "beat_f_measure",
     "beat_time_errors",
+    "lock_index",
     "continuity",
     "downbeat_f_measure",
     "evaluate",
@@ -187,6 +188,51 @@ def beat_time_errors(reference: object, estimated: object, window: float = 0.07)
     ref = _as_times(reference, "reference")
     est = _as_times(estimated, "estimated")
     return _matched_errors(ref, est, _check_window(window))
+
+
+def lock_index(reference: object, estimated: object, start: float = 0.0, run: int = 8,
+               window: float = 0.07) -> int | None:
+    """Where a tracker locks: the first of ``run`` consecutive reference beats that each have an
+    estimate within ``window``.
+
+    A beat counts as hit when any estimate lies within ``window`` of it (no one-to-one
+    matching: locking is about being on the beat, not about extra estimates).  Requiring a run
+    means a lucky start that is lost again does not count as lock.
+
+    Parameters
+    ----------
+    reference, estimated : array-like, shape (n,) and (m,)
+        Beat times in seconds, non-decreasing.
+    start : float
+        Only reference beats at or after ``start`` seconds are considered (e.g. a tempo change).
+    run : int
+        Consecutive hits required (>= 1).
+    window : float
+        Tolerance in seconds (default 0.07).
+
+    Returns
+    -------
+    int or None
+        Index, among the reference beats ``>= start``, of the first beat of the run; None when
+        the tracker never locks.
+    """
+    ref = _as_times(reference, "reference")
+    est = _as_times(estimated, "estimated")
+    win = _check_window(window)
+    if isinstance(run, bool) or not isinstance(run, (int, np.integer)) or run < 1:
+        raise ValueError(f"run must be an int >= 1, got {run!r}")
+    ref = ref[ref >= start]
+    if ref.size < run or est.size == 0:
+        return None
+    # distance from each reference beat to its nearest estimate (the neighbours in sorted order)
+    j = np.searchsorted(est, ref)
+    nearest = np.minimum(np.abs(est[np.maximum(j - 1, 0)] - ref),
+                         np.abs(est[np.minimum(j, est.size - 1)] - ref))
+    hit = nearest <= win
+    # windows of `run` consecutive beats that are all hits
+    full = np.flatnonzero(np.convolve(hit.astype(np.int64), np.ones(run, np.int64), "valid")
+                          == run)
+    return int(full[0]) if full.size else None
 
 
 def _metrical_variations(reference: np.ndarray) -> tuple[np.ndarray, ...]:

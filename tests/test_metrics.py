@@ -14,6 +14,7 @@ from fractalsync_tracking.metrics import (
     continuity,
     downbeat_f_measure,
     evaluate,
+    lock_index,
     trim,
 )
 
@@ -317,3 +318,46 @@ def test_bad_window_and_downbeat_pairing_raise():
         evaluate([1.0], [1.0], ref_downbeats=[1.0])
     with pytest.raises(ValueError, match="est_downbeats"):
         evaluate([1.0], [1.0], [1.0], [3.0, 2.0])
+
+
+# ------------------------------------------------------------------------------ lock_index
+
+
+def ref_lock_index(reference, estimated, start, run, window):
+    """Brute force: every reference beat against every estimate, then every window of `run`."""
+    r = [t for t in reference if t >= start]
+    hit = [any(abs(e - t) <= window for e in estimated) for t in r]
+    for i in range(len(r) - run + 1):
+        if all(hit[i:i + run]):
+            return i
+    return None
+
+
+@settings(deadline=None, max_examples=200)
+@given(
+    ref=st.lists(st.floats(0, 60), max_size=60).map(sorted),
+    est=st.lists(st.floats(0, 60), max_size=60).map(sorted),
+    start=st.sampled_from([0.0, 10.0, 30.0, 100.0]),
+    run=st.integers(1, 10),
+    window=st.sampled_from([0.0, 0.07, 0.5]),
+)
+def test_lock_index_matches_brute_force(ref, est, start, run, window):
+    assert lock_index(ref, est, start, run, window) == ref_lock_index(ref, est, start, run,
+                                                                      window)
+
+
+def test_lock_index_on_a_tracker_that_locks_late():
+    ref = np.arange(0.5, 30, 0.5)
+    est = np.concatenate([ref[:3], ref[10:] + 0.02])  # a lucky start, lost, then locked at 5.5 s
+    assert lock_index(ref, est) == 10
+    assert lock_index(ref, est, run=3) == 0
+    assert lock_index(ref, est, start=15.0) == 0
+    assert lock_index(ref, est + 0.06, window=0.07) is None  # 80 ms off from beat 10 on
+    assert lock_index(ref, []) is None
+    assert lock_index([], ref) is None
+
+
+@pytest.mark.parametrize("run", [0, -1, 2.5, True, "8"])
+def test_lock_index_refuses_bad_run(run):
+    with pytest.raises(ValueError, match="run"):
+        lock_index([1.0, 2.0], [1.0, 2.0], run=run)

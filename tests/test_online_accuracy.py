@@ -36,6 +36,7 @@ from fractalsync_tracking.metrics import (
     beat_time_errors,
     downbeat_f_measure,
     evaluate,
+    lock_index,
     trim,
 )
 from fractalsync_tracking.online_grid import online_grid_from_audio
@@ -50,9 +51,8 @@ SR = 44100
 # targets of issue 4 item 7
 BEAT_F, DOWNBEAT_F, LOCK_S, RECOVERY_BEATS = 0.9, 0.8, 4.0, 8
 ERROR_MEDIAN_S, ERROR_P95_S = 0.010, 0.030
-# locked = this many consecutive annotated beats each matched within 70 ms (long enough that a
-# lucky start which is then lost does not count); the lock time is the first of them
-LOCK_RUN = 8
+# locked = metrics.lock_index: 8 consecutive annotated beats each matched within 70 ms (long enough
+# that a lucky start which is then lost does not count); the lock time is the first of them
 CHANGE_ITEM, CHANGE_AT = "change_4-4_120-150bpm", 15.0
 
 MODELS = (1, "ensemble")
@@ -131,16 +131,6 @@ def test_beats_beatnet_particle_filter_through_the_live_chain(clip, beatnet_mode
 
 
 # ------------------------------------------------------------------------------ 2. synthetic
-
-
-def lock_index(ref, est, start=0.0, window=0.07):
-    """Index (among ref beats >= start) of the first of LOCK_RUN consecutive matched ref beats."""
-    r = ref[ref >= start]
-    hit = np.array([est.size > 0 and np.min(np.abs(est - t)) <= window for t in r])
-    for i in range(len(r) - LOCK_RUN + 1):
-        if hit[i:i + LOCK_RUN].all():
-            return i
-    return None
 
 
 def member_crnns(models_dir, model):
