@@ -194,6 +194,11 @@ def validate_contract(contract: Any) -> None:
     crnn = _get(models, "beatnet_crnn", "models")
     order = _names(crnn, "output_order", "models.beatnet_crnn")
     dims["len(models.beatnet_crnn.output_order)"] = len(order)
+    _get(models, "beatnet_crnn_step", "models")
+    hidden = shapes["beatnet_crnn"].get("h0", [None])[-1]
+    if not _is_int(hidden):
+        raise ContractError(f"models.beatnet_crnn.h0.shape[-1]: expected a size, got {hidden!r}")
+    dims["models.beatnet_crnn.h0.shape[-1]"] = hidden
     controller = _get(models, "controller", "models")
     dims["len(models.controller.control_names)"] = len(
         _names(controller, "control_names", "models.controller")
@@ -218,6 +223,14 @@ def validate_contract(contract: Any) -> None:
 _LAST_DIM_RULES = (
     ("beatnet_crnn", "features", "frontend.dim"),
     ("beatnet_crnn", "probs", "len(models.beatnet_crnn.output_order)"),
+    ("beatnet_crnn_step", "features", "frontend.dim"),
+    ("beatnet_crnn_step", "probs", "len(models.beatnet_crnn.output_order)"),
+    *(
+        ("beatnet_crnn_step", f"{kind}{t}_l{layer}", "models.beatnet_crnn.h0.shape[-1]")
+        for layer in (0, 1)
+        for kind in ("h", "c")
+        for t in ("0", "N")
+    ),
     ("anticipator", "audio_features", "frontend.dim"),
     ("anticipator", "beat_features", "beat_features.dim"),
     ("anticipator", "section_logits", "len(sections.labels)"),
@@ -239,7 +252,8 @@ def validate_onnx_model(model: Any, name: str = "beatnet_crnn", contract: dict |
     Parameters
     ----------
     model : path of an ``.onnx`` file, or an ``onnx.ModelProto``.
-    name : model entry in the contract (``beatnet_crnn``, ``anticipator``, ``controller``).
+    name : model entry in the contract (``beatnet_crnn``, ``beatnet_crnn_step``,
+        ``anticipator``, ``controller``).
     contract : a contract dict; default: :func:`load_contract()`.
 
     Names must match exactly (no missing, no extra tensors). Each tensor must have the

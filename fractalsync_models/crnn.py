@@ -4,13 +4,19 @@
 frame at a time carrying the LSTM state (online), ``reset`` returns to the zero state.
 Outputs are softmax probabilities in the contract's order ``[beat, downbeat, no-beat]``.
 
+Two graphs of the same weights, both made by ``fractalsync-export-beatnet``: ``run`` uses the
+sequence model ``beatnet_m{N}.onnx`` (two ONNX ``LSTM`` nodes, dynamic batch and time),
+``step`` the step model ``beatnet_m{N}_step.onnx`` next to it (one frame, static shapes, the
+LSTM cells as elementary ops; it reproduces the sequence model bit for bit).
+
 Design notes, measured with ``benchmarks/bench_crnn.py`` on the 2-core EPYC dev machine:
-``step`` uses onnxruntime IOBinding on preallocated, double-buffered state: the bare call
-took about 37 µs median per frame against 44 µs for a plain ``session.run`` (interleaved in
-one process), and it allocates no outputs; the input checks add ~4 µs. Passing a
-``RunOptions`` object to ``run_with_iobinding`` costs ~25 µs more, so none is passed.
-A numba single-frame kernel was no faster (41-44 µs): a step streams the 1.6 MB of
-float32 weights, more than the 1 MB L2 cache, so memory bandwidth sets the pace.
+an ``LSTM`` node run for one frame pays a large fixed cost (scratch allocation, generic
+paths), which the step model avoids; see the benchmark for the step graph against the
+sequence graph run on one frame, interleaved in one process. ``step`` uses onnxruntime
+IOBinding on preallocated, double-buffered state: it allocates no outputs, and the bare call
+was faster than a plain ``session.run``; the input checks add ~4 µs. Passing a ``RunOptions``
+object to ``run_with_iobinding`` costs ~25 µs more, so none is passed. A step streams the
+1.6 MB of float32 weights, more than the 1 MB L2 cache, so memory bandwidth sets a floor.
 Not thread-safe: use one instance per stream and thread.
 """
 
@@ -22,7 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from .contract import ContractError, load_contract, validate_onnx_model
-from .export_beatnet import VARIANTS, model_filename
+from .export_beatnet import (
+    STEP_STATE_INPUTS,
+    STEP_STATE_OUTPUTS,
+    VARIANTS,
+    model_filename,
+    step_model_path,
+)
 from .paths import models_dir
 
 N_FEATURES = 272
@@ -42,6 +54,13 @@ def _finite_or_raise(x: np.ndarray, what: str, finite: np.ndarray | None = None)
         raise ValueError(f"{what} must be finite: element {idx} is {x[idx]}")
 
 
+def _export_hint(variant: int, path: str | os.PathLike | None) -> str:
+    """The command that creates the model files of ``variant`` (or of an explicit ``path``)."""
+    if path is None:
+        return f"fractalsync-export-beatnet --model {variant}"
+    return "fractalsync-export-beatnet --model N --out DIR"
+
+
 def resolve_model_path(variant: int = 1, path: str | os.PathLike | None = None) -> Path:
     """Path of a converted model: ``path``, or ``$FRACTALSYNC_HOME/models/beatnet_m{variant}.onnx``.
 
@@ -51,14 +70,31 @@ def resolve_model_path(variant: int = 1, path: str | os.PathLike | None = None) 
     if path is None:
         if isinstance(variant, bool) or not isinstance(variant, int) or variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-        path = models_dir() / model_filename(variant)
-        hint = f"fractalsync-export-beatnet --model {variant}"
+        resolved = models_dir() / model_filename(variant)
     else:
-        hint = "fractalsync-export-beatnet --model N --out DIR"
-    path = Path(path)
-    if not path.is_file():
-        raise ModelNotFoundError(f"BeatNet CRNN model not found: {path}. Create it with: {hint}")
-    return path
+        resolved = Path(path)
+    if not resolved.is_file():
+        raise ModelNotFoundError(
+            f"BeatNet CRNN model not found: {resolved}. "
+            f"Create it with: {_export_hint(variant, path)}"
+        )
+    return resolved
+
+
+def _open_session(path: Path):
+    """An onnxruntime session on one intra-op thread, sequential, all graph optimisations."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ContractError(f"{path}: onnxruntime cannot load the model: {exc}") from None
 
 
 def _load_frame(frame, buf: np.ndarray, finite: np.ndarray) -> None:
@@ -100,16 +136,20 @@ class BeatNetCRNN:
 
     Parameters
     ----------
-    variant : 1, 2 or 3 (BeatNet's models trained without GTZAN, Ballroom, Rock); the file
-        is ``$FRACTALSYNC_HOME/models/beatnet_m{variant}.onnx``.
-    path : explicit ``.onnx`` path instead of ``variant``.
+    variant : 1, 2 or 3 (BeatNet's models trained without GTZAN, Ballroom, Rock); the files
+        are ``$FRACTALSYNC_HOME/models/beatnet_m{variant}.onnx`` (sequence model, for ``run``)
+        and ``beatnet_m{variant}_step.onnx`` (step model, for ``step``).
+    path : explicit sequence ``.onnx`` path instead of ``variant``; the step model is the file
+        ``<stem>_step.onnx`` in the same directory (``a/b.onnx`` -> ``a/b_step.onnx``), which
+        is how ``fractalsync-export-beatnet --out DIR`` writes them.
     contract : contract dict to validate against (default: the packaged v1).
 
-    Raises :class:`ModelNotFoundError` (with the command that creates the model) if the
-    file is missing, :class:`~fractalsync_models.contract.ContractError` if it does not
-    satisfy ``models.beatnet_crnn`` of the contract.
+    Raises :class:`ModelNotFoundError` (with the command that creates the models) if either
+    file is missing, :class:`~fractalsync_models.contract.ContractError` if the models do not
+    satisfy ``models.beatnet_crnn`` and ``models.beatnet_crnn_step`` of the contract or
+    onnxruntime cannot load them.
 
-    The session runs on one intra-op thread with sequential execution. ``step`` writes
+    The sessions run on one intra-op thread with sequential execution. ``step`` writes
     into preallocated input and state buffers.
     """
 
@@ -119,47 +159,43 @@ class BeatNetCRNN:
         path: str | os.PathLike | None = None,
         contract: dict | None = None,
     ):
-        import onnxruntime as ort
-
         self.path = resolve_model_path(variant, path)
         contract = load_contract() if contract is None else contract
         validate_onnx_model(self.path, "beatnet_crnn", contract)
         self.output_order = tuple(contract["models"]["beatnet_crnn"]["output_order"])
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        try:
-            self._session = ort.InferenceSession(
-                str(self.path), options, providers=["CPUExecutionProvider"]
+        self._session = _open_session(self.path)
+        self.step_path = step_model_path(self.path)
+        if not self.step_path.is_file():
+            raise ModelNotFoundError(
+                f"BeatNet CRNN step model not found: {self.step_path} (it belongs next to "
+                f"{self.path.name}). Create it with: {_export_hint(variant, path)}"
             )
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ContractError(f"{self.path}: onnxruntime cannot load the model: {exc}") from None
+        validate_onnx_model(self.step_path, "beatnet_crnn_step", contract)
+        self._step_session = _open_session(self.step_path)
 
-        # step(): IOBinding on preallocated buffers; the state is double-buffered (h, c) pairs,
-        # binding k reads pair k and writes pair 1 - k, so a step allocates nothing.
+        # step(): IOBinding on preallocated buffers. The state is double-buffered:
+        # _state[k, 0 (h) or 1 (c), layer] is a (1, 150) row; binding k reads buffer k and
+        # writes buffer 1 - k, so a step allocates nothing.
         self._frame = np.zeros((1, 1, N_FEATURES), np.float32)
         self._finite = np.zeros(N_FEATURES, bool)
-        self._probs = np.zeros((1, 1, 3), np.float32)
-        shape = (N_LAYERS, 1, HIDDEN)
-        self._pairs = [(np.zeros(shape, np.float32), np.zeros(shape, np.float32)) for _ in range(2)]
+        self._probs = np.zeros((1, 3), np.float32)
+        self._state = np.zeros((2, 2, N_LAYERS, 1, HIDDEN), np.float32)
         self._cur = 0
         self._bindings = [self._bind(k) for k in range(2)]
 
     def _bind(self, k: int):
         from onnxruntime import OrtValue
 
-        ov = OrtValue.ortvalue_from_numpy  # wraps the numpy buffer, no copy
-        binding = self._session.io_binding()
+        ov = OrtValue.ortvalue_from_numpy  # wraps the (contiguous) numpy buffer, no copy
+        binding = self._step_session.io_binding()
         binding.bind_ortvalue_input("features", ov(self._frame))
-        binding.bind_ortvalue_input("h0", ov(self._pairs[k][0]))
-        binding.bind_ortvalue_input("c0", ov(self._pairs[k][1]))
         binding.bind_ortvalue_output("probs", ov(self._probs))
-        binding.bind_ortvalue_output("hN", ov(self._pairs[1 - k][0]))
-        binding.bind_ortvalue_output("cN", ov(self._pairs[1 - k][1]))
+        # STEP_STATE_INPUTS / _OUTPUTS are (h, c) of layer 0, then of layer 1
+        names = zip(STEP_STATE_INPUTS, STEP_STATE_OUTPUTS, strict=True)
+        for j, (name_in, name_out) in enumerate(names):
+            layer, kind = divmod(j, 2)
+            binding.bind_ortvalue_input(name_in, ov(self._state[k, kind, layer]))
+            binding.bind_ortvalue_output(name_out, ov(self._state[1 - k, kind, layer]))
         return binding
 
     def __repr__(self) -> str:
@@ -169,20 +205,19 @@ class BeatNetCRNN:
 
     def reset(self) -> None:
         """Return the LSTM state to zeros (a fresh stream)."""
-        for a in self._pairs[self._cur]:
-            a.fill(0.0)
+        self._state[self._cur].fill(0.0)
 
     @property
     def state(self) -> tuple[np.ndarray, np.ndarray]:
         """Copy of the LSTM state ``(h, c)``, each float32 of shape (2, 150) (layer, unit)."""
-        h, c = self._pairs[self._cur]
-        return h[:, 0].copy(), c[:, 0].copy()
+        h, c = self._state[self._cur, :, :, 0]
+        return h.copy(), c.copy()
 
     @state.setter
     def state(self, value) -> None:
         h, c = _check_state(value)
-        self._pairs[self._cur][0][...] = h
-        self._pairs[self._cur][1][...] = c
+        self._state[self._cur, 0] = h
+        self._state[self._cur, 1] = c
 
     # ----------------------------------------------------------------------- inference
 
@@ -206,11 +241,11 @@ class BeatNetCRNN:
                 raise TypeError(f"out: expected a float array, got dtype {out.dtype}")
         _load_frame(frame, self._frame[0, 0], self._finite)
         # run_with_iobinding without a RunOptions object: passing one cost ~25 us per call
-        self._session.run_with_iobinding(self._bindings[self._cur])
+        self._step_session.run_with_iobinding(self._bindings[self._cur])
         self._cur = 1 - self._cur
         if out is None:
-            return self._probs[0, 0].copy()
-        out[...] = self._probs[0, 0]
+            return self._probs[0].copy()
+        out[...] = self._probs[0]
         return out
 
     def run(self, features, state=None, return_state: bool = False):

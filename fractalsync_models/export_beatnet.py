@@ -7,13 +7,20 @@ with ``pip download --no-deps``, never installed). Its members
 Duan, "BeatNet: CRNN and particle filtering for online joint beat downbeat and meter
 tracking", ISMIR 2021.
 
-Each model is written to ``<out>/beatnet_m{N}.onnx`` (default out: ``$FRACTALSYNC_HOME/models``)
-with a manifest ``beatnet_m{N}.json``; both are written atomically, and a re-run is a
-no-op while source wheel, converter version and model file still match the manifest.
+Each variant gives two graphs of the same weights, written to ``<out>`` (default
+``$FRACTALSYNC_HOME/models``): the sequence model ``beatnet_m{N}.onnx`` (contract
+``models.beatnet_crnn``) and the one-frame streaming model ``beatnet_m{N}_step.onnx``
+(``models.beatnet_crnn_step``), with a manifest ``beatnet_m{N}.json``. All three are
+written atomically, and a re-run is a no-op while source wheel, converter version and both
+model files still match the manifest.
 
-Graph (per frame, for every frame of every batch item): features (272) -> Conv1d(1->2, k=10)
--> ReLU -> MaxPool(2) -> flatten channel-major (262) -> Linear(262->150) -> 2-layer LSTM
+Sequence graph (per frame, for every frame of every batch item): features (272) -> Conv1d(1->2,
+k=10) -> ReLU -> MaxPool(2) -> flatten channel-major (262) -> Linear(262->150) -> 2-layer LSTM
 (hidden 150, state h0/c0 [2,B,150]) -> Linear(150->3) -> softmax, order [beat, downbeat, no-beat].
+
+Step graph: the same for exactly one frame, with static shapes and each LSTM layer written as
+elementary ops instead of an ``LSTM`` node (whose per-call overhead dominates at T=1); see
+:func:`build_step_model`. It reproduces the sequence graph bit for bit under onnxruntime.
 
 CLI: ``fractalsync-export-beatnet [--wheel PATH] [--model 1|2|3|all] [--out DIR] [--force]``.
 """
@@ -37,7 +44,7 @@ from .contract import load_contract, validate_onnx_model
 from .paths import models_dir, wheels_dir
 from .torch_zip import load_state_dict
 
-CONVERTER_VERSION = "1"
+CONVERTER_VERSION = "2"
 OPSET = 17
 BEATNET_VERSION = "1.1.3"
 WHEEL_NAME = f"BeatNet-{BEATNET_VERSION}-py3-none-any.whl"
@@ -80,6 +87,15 @@ class ExportError(RuntimeError):
 def model_filename(variant: int) -> str:
     """File name of converted model ``variant`` (1, 2 or 3): ``beatnet_m{variant}.onnx``."""
     return f"beatnet_m{variant}.onnx"
+
+
+def step_model_path(model_path: str | os.PathLike) -> Path:
+    """The step model that belongs to a sequence model: ``<dir>/<stem>_step.onnx``.
+
+    E.g. ``models/beatnet_m1.onnx`` -> ``models/beatnet_m1_step.onnx``.
+    """
+    path = Path(model_path)
+    return path.with_name(f"{path.stem}_step.onnx")
 
 
 def _sha256(path: Path) -> str:
@@ -172,23 +188,77 @@ def _onnx_gates(w: np.ndarray) -> np.ndarray:
     return np.concatenate([blocks[k] for k in _TORCH_TO_ONNX_GATES], axis=0)
 
 
-def build_model(state: dict[str, np.ndarray], doc: str = ATTRIBUTION):
-    """Build the stateful BeatNet CRNN ``onnx.ModelProto`` from a checked state dict.
-
-    Inputs ``features [B,T,272]``, ``h0 [2,B,150]``, ``c0 [2,B,150]`` (float32);
-    outputs ``probs [B,T,3]`` (softmax, [beat, downbeat, no-beat]), ``hN``, ``cN``.
-    """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    f32 = np.float32
-    inits = {
+def _front_inits(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Initializers of the front (conv, linear0) and the output layer, shared by both graphs."""
+    return {
         "conv_w": state["conv1.weight"],
         "conv_b": state["conv1.bias"],
         "fc0_w": state["linear0.weight"],
         "fc0_b": state["linear0.bias"],
         "out_w_t": state["linear.weight"].T,
         "out_b": state["linear.bias"],
+    }
+
+
+def _front_nodes(frames: str, emb: str) -> list:
+    """``frames [N,1,272]`` -> conv/relu/pool -> flatten [N,262] -> Linear -> ``emb [N,150]``."""
+    from onnx import helper
+
+    node = helper.make_node
+    return [
+        node("Conv", [frames, "conv_w", "conv_b"], ["conv"], kernel_shape=[10]),
+        node("Relu", ["conv"], ["conv_relu"]),
+        node("MaxPool", ["conv_relu"], ["pool"], kernel_shape=[2], strides=[2]),
+        node("Flatten", ["pool"], ["pool_flat"], axis=1),
+        node("Gemm", ["pool_flat", "fc0_w", "fc0_b"], [emb], transB=1),
+    ]
+
+
+def _make_model(name: str, nodes: list, inits: dict, inputs: list, outputs: list, doc: str):
+    """Assemble, and check, an opset-17 model; ``inputs``/``outputs`` are (name, shape) pairs."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def value(name, shape):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+    initializer = [
+        numpy_helper.from_array(
+            np.ascontiguousarray(v, v.dtype if v.dtype == np.int64 else np.float32), k
+        )
+        for k, v in inits.items()
+    ]
+    graph = helper.make_graph(
+        nodes,
+        name,
+        inputs=[value(*io) for io in inputs],
+        outputs=[value(*io) for io in outputs],
+        initializer=initializer,
+        doc_string=doc,
+    )
+    opsets = [helper.make_opsetid("", OPSET)]
+    model = helper.make_model(
+        graph,
+        opset_imports=opsets,
+        ir_version=helper.find_min_ir_version_for(opsets),  # 8 for opset 17
+        producer_name="fractalsync-export-beatnet",
+        producer_version=CONVERTER_VERSION,
+        doc_string=doc,
+    )
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def build_model(state: dict[str, np.ndarray], doc: str = ATTRIBUTION):
+    """Build the stateful BeatNet CRNN ``onnx.ModelProto`` from a checked state dict.
+
+    Inputs ``features [B,T,272]``, ``h0 [2,B,150]``, ``c0 [2,B,150]`` (float32);
+    outputs ``probs [B,T,3]`` (softmax, [beat, downbeat, no-beat]), ``hN``, ``cN``.
+    """
+    from onnx import helper
+
+    inits = {
+        **_front_inits(state),
         "frame_shape": np.array([-1, 1, N_FEATURES], np.int64),
         "hidden_dim": np.array([HIDDEN], np.int64),
         "axis1": np.array([1], np.int64),
@@ -198,20 +268,12 @@ def build_model(state: dict[str, np.ndarray], doc: str = ATTRIBUTION):
         inits[f"lstm{layer}_r"] = _onnx_gates(state[f"lstm.weight_hh_l{layer}"])[None]
         biases = [state[f"lstm.bias_{kind}_l{layer}"] for kind in ("ih", "hh")]
         inits[f"lstm{layer}_b"] = np.concatenate([_onnx_gates(b) for b in biases])[None]
-    initializer = [
-        numpy_helper.from_array(np.ascontiguousarray(v, v.dtype if v.dtype == np.int64 else f32), k)
-        for k, v in inits.items()
-    ]
     node = helper.make_node
     nodes = [
         # per-frame front: [B,T,272] -> [B*T,1,272] -> conv/relu/pool -> [B*T,262] -> [B*T,150]
         node("Shape", ["features"], ["bt"], start=0, end=2),
         node("Reshape", ["features", "frame_shape"], ["frames"]),
-        node("Conv", ["frames", "conv_w", "conv_b"], ["conv"], kernel_shape=[10]),
-        node("Relu", ["conv"], ["conv_relu"]),
-        node("MaxPool", ["conv_relu"], ["pool"], kernel_shape=[2], strides=[2]),
-        node("Flatten", ["pool"], ["pool_flat"], axis=1),
-        node("Gemm", ["pool_flat", "fc0_w", "fc0_b"], ["emb"], transB=1),
+        *_front_nodes("frames", "emb"),
         node("Concat", ["bt", "hidden_dim"], ["bt_hidden"], axis=0),
         node("Reshape", ["emb", "bt_hidden"], ["emb_bt"]),
         node("Transpose", ["emb_bt"], ["seq0"], perm=[1, 0, 2]),
@@ -239,35 +301,77 @@ def build_model(state: dict[str, np.ndarray], doc: str = ATTRIBUTION):
         node("Concat", ["hN_l0", "hN_l1"], ["hN"], axis=0),
         node("Concat", ["cN_l0", "cN_l1"], ["cN"], axis=0),
     ]
-    fl = TensorProto.FLOAT
     state_shape = [2, "B", HIDDEN]
-    graph = helper.make_graph(
-        nodes,
+    return _make_model(
         "beatnet_crnn",
-        inputs=[
-            helper.make_tensor_value_info("features", fl, ["B", "T", N_FEATURES]),
-            helper.make_tensor_value_info("h0", fl, state_shape),
-            helper.make_tensor_value_info("c0", fl, state_shape),
-        ],
-        outputs=[
-            helper.make_tensor_value_info("probs", fl, ["B", "T", 3]),
-            helper.make_tensor_value_info("hN", fl, state_shape),
-            helper.make_tensor_value_info("cN", fl, state_shape),
-        ],
-        initializer=initializer,
-        doc_string=doc,
+        nodes,
+        inits,
+        [("features", ["B", "T", N_FEATURES]), ("h0", state_shape), ("c0", state_shape)],
+        [("probs", ["B", "T", 3]), ("hN", state_shape), ("cN", state_shape)],
+        doc,
     )
-    opsets = [helper.make_opsetid("", OPSET)]
-    model = helper.make_model(
-        graph,
-        opset_imports=opsets,
-        ir_version=helper.find_min_ir_version_for(opsets),
-        producer_name="fractalsync-export-beatnet",
-        producer_version=CONVERTER_VERSION,
-        doc_string=doc,
+
+
+STEP_STATE_INPUTS = ("h0_l0", "c0_l0", "h0_l1", "c0_l1")
+STEP_STATE_OUTPUTS = ("hN_l0", "cN_l0", "hN_l1", "cN_l1")
+"""The step model's state tensors (h, c per LSTM layer), each [1,150]: inputs and outputs."""
+
+
+def build_step_model(state: dict[str, np.ndarray], doc: str = ATTRIBUTION):
+    """Build the one-frame streaming BeatNet CRNN ``onnx.ModelProto`` from a checked state dict.
+
+    Inputs ``features [1,1,272]`` and, per LSTM layer ``l`` (0, 1), ``h0_l{l} [1,150]``,
+    ``c0_l{l} [1,150]``; outputs ``probs [1,3]`` and ``hN_l{l}``, ``cN_l{l}`` (float32).
+    All shapes are static and there are no shape nodes. An LSTM layer is, with the gates in
+    ONNX order (i, o, f, c) so that the three sigmoid gates are contiguous:
+    ``gates = (x @ W^T + h @ R^T) + (Wb + Rb)`` (MatMul, Gemm with C, Add), Split [450, 150],
+    Sigmoid / Tanh, Split i/o/f, ``c' = c*f + i*g``, ``h' = tanh(c') * o``. This is the
+    operation order of onnxruntime's LSTM kernel (gemm, accumulating gemm, then the summed
+    bias; MLAS sigmoid/tanh), so the step model reproduces the sequence model exactly.
+    Per-layer state tensors avoid Split/Concat of the state inside the graph.
+    """
+    from onnx import helper
+
+    node = helper.make_node
+    inits = {**_front_inits(state), "split_gates": np.array([3 * HIDDEN, HIDDEN], np.int64)}
+    nodes = _front_nodes("features", "emb")
+    x = "emb"
+    for layer in (0, 1):
+        p = f"l{layer}_"
+        inits[f"{p}w_t"] = _onnx_gates(state[f"lstm.weight_ih_l{layer}"]).T
+        inits[f"{p}r_t"] = _onnx_gates(state[f"lstm.weight_hh_l{layer}"]).T
+        inits[f"{p}b"] = _onnx_gates(state[f"lstm.bias_ih_l{layer}"]) + _onnx_gates(
+            state[f"lstm.bias_hh_l{layer}"]
+        )
+        h, c = f"h0_l{layer}", f"c0_l{layer}"
+        nodes += [
+            node("MatMul", [x, f"{p}w_t"], [f"{p}xw"]),
+            node("Gemm", [h, f"{p}r_t", f"{p}xw"], [f"{p}xw_hr"]),
+            node("Add", [f"{p}xw_hr", f"{p}b"], [f"{p}gates"]),
+            node("Split", [f"{p}gates", "split_gates"], [f"{p}iof_in", f"{p}g_in"], axis=1),
+            node("Sigmoid", [f"{p}iof_in"], [f"{p}iof"]),
+            node("Tanh", [f"{p}g_in"], [f"{p}g"]),
+            node("Split", [f"{p}iof"], [f"{p}i", f"{p}o", f"{p}f"], axis=1),
+            node("Mul", [c, f"{p}f"], [f"{p}cf"]),
+            node("Mul", [f"{p}i", f"{p}g"], [f"{p}ig"]),
+            node("Add", [f"{p}cf", f"{p}ig"], [f"cN_l{layer}"]),
+            node("Tanh", [f"cN_l{layer}"], [f"{p}tanh_c"]),
+            node("Mul", [f"{p}tanh_c", f"{p}o"], [f"hN_l{layer}"]),
+        ]
+        x = f"hN_l{layer}"
+    nodes += [
+        node("MatMul", [x, "out_w_t"], ["logits_nb"]),
+        node("Add", ["logits_nb", "out_b"], ["logits"]),
+        node("Softmax", ["logits"], ["probs"], axis=-1),
+    ]
+    return _make_model(
+        "beatnet_crnn_step",
+        nodes,
+        inits,
+        [("features", [1, 1, N_FEATURES]), *[(n, [1, HIDDEN]) for n in STEP_STATE_INPUTS]],
+        [("probs", [1, 3]), *[(n, [1, HIDDEN]) for n in STEP_STATE_OUTPUTS]],
+        doc,
     )
-    onnx.checker.check_model(model, full_check=True)
-    return model
 
 
 def _parse_variants(models) -> tuple[int, ...]:
@@ -284,16 +388,20 @@ def _parse_variants(models) -> tuple[int, ...]:
 
 
 def _manifest_ok(manifest: Path, model: Path, wheel_sha: str) -> bool:
+    """Whether ``manifest`` vouches for ``model`` and its step model (both present and matching)."""
     try:
         info = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
+    step = step_model_path(model)
     return (
         isinstance(info, dict)
         and info.get("converter_version") == CONVERTER_VERSION
         and info.get("source_wheel_sha256") == wheel_sha
         and model.is_file()
         and info.get("model_sha256") == _sha256(model)
+        and step.is_file()
+        and info.get("step_model_sha256") == _sha256(step)
     )
 
 
@@ -321,18 +429,28 @@ def _export(
         contract = load_contract()
     for v in todo:
         state = read_weights(wheel_path, v)
-        model = build_model(state, doc=f"{ATTRIBUTION} Variant {v} (model_{v}_weights.pt).")
-        validate_onnx_model(model, "beatnet_crnn", contract)
-        data = model.SerializeToString()
+        doc = f"{ATTRIBUTION} Variant {v} (model_{v}_weights.pt)."
         target = out / model_filename(v)
-        _atomic_write(target, data)
+        step_target = step_model_path(target)
+        data = {}
+        for path, build, name in (
+            (target, build_model, "beatnet_crnn"),
+            (step_target, build_step_model, "beatnet_crnn_step"),
+        ):
+            model = build(state, doc=doc)
+            validate_onnx_model(model, name, contract)
+            data[path] = model.SerializeToString()
+        for path, blob in data.items():
+            _atomic_write(path, blob)
         manifest = {
             "model": target.name,
+            "step_model": step_target.name,
             "variant": v,
             "source_wheel": wheel_path.name,
             "source_wheel_sha256": wheel_sha,
             "source_member": f"BeatNet/models/model_{v}_weights.pt",
-            "model_sha256": hashlib.sha256(data).hexdigest(),
+            "model_sha256": hashlib.sha256(data[target]).hexdigest(),
+            "step_model_sha256": hashlib.sha256(data[step_target]).hexdigest(),
             "converter_version": CONVERTER_VERSION,
             "opset": OPSET,
             "contract_version": contract["version"],
@@ -349,7 +467,9 @@ def export_beatnet(
     out_dir: str | os.PathLike | None = None,
     force: bool = False,
 ) -> list[Path]:
-    """Convert BeatNet CRNN variants to ONNX; return the model paths (in ``models`` order).
+    """Convert BeatNet CRNN variants to ONNX; return the sequence model paths (``models`` order).
+
+    Each variant's step model is written next to its sequence model (:func:`step_model_path`).
 
     Parameters
     ----------
@@ -381,7 +501,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fractalsync-export-beatnet: error: {exc}", file=sys.stderr)
         return 1
     for path, written in results:
-        print(f"{path}: {'written' if written else 'up to date'}")
+        for p in (path, step_model_path(path)):
+            print(f"{p}: {'written' if written else 'up to date'}")
     return 0
 
 

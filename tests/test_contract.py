@@ -38,6 +38,16 @@ def test_contract_v1_content(contract):
     assert crnn["inputs"][0]["shape"] == ["B", "T", 272]
     assert crnn["output_order"] == ["beat", "downbeat", "no-beat"]
     assert contract["clocks"]["analysis"]["hop_samples"] == 441
+    step = contract["models"]["beatnet_crnn_step"]
+    assert [(t["name"], t["shape"]) for t in step["inputs"]] == [
+        ("features", [1, 1, 272]),
+        ("h0_l0", [1, 150]),
+        ("c0_l0", [1, 150]),
+        ("h0_l1", [1, 150]),
+        ("c0_l1", [1, 150]),
+    ]
+    assert [t["name"] for t in step["outputs"]] == ["probs", "hN_l0", "cN_l0", "hN_l1", "cN_l1"]
+    assert step["outputs"][0]["shape"] == [1, 3]
 
 
 def test_load_returns_independent_dicts():
@@ -58,6 +68,7 @@ def _set(d, path, value):
 
 _DELETE = object()
 CRNN = ("models", "beatnet_crnn")
+STEP = ("models", "beatnet_crnn_step")
 
 MUTATIONS = [
     (("version",), 2, "version: unsupported contract version 2"),
@@ -80,6 +91,13 @@ MUTATIONS = [
     ((*CRNN, "outputs"), [], "models.beatnet_crnn.outputs: expected a non-empty list"),
     ((*CRNN, "inputs", 0, "shape", 2), 271, "models.beatnet_crnn.features.shape[-1]: expected"),
     ((*CRNN, "output_order"), ["beat", "downbeat"], "models.beatnet_crnn.probs.shape[-1]"),
+    ((*STEP,), _DELETE, "models.beatnet_crnn_step: missing"),
+    ((*STEP, "inputs", 0, "shape", 2), 271, "models.beatnet_crnn_step.features.shape[-1]: expec"),
+    ((*STEP, "outputs", 0, "shape", 1), 2, "models.beatnet_crnn_step.probs.shape[-1]: expected"),
+    ((*STEP, "inputs", 4, "shape", 1), 149, "models.beatnet_crnn_step.c0_l1.shape[-1]: expected"),
+    ((*STEP, "outputs", 1, "shape", 1), 151, "models.beatnet_crnn_step.hN_l0.shape[-1]: expected"),
+    ((*STEP, "outputs", 4, "name"), "cN_l0", "beatnet_crnn_step.outputs[4].name: duplicate tensor"),
+    ((*CRNN, "inputs", 1, "shape", 2), "H", "models.beatnet_crnn.h0.shape[-1]: expected a size"),
     (("models", "anticipator", "outputs", 0, "shape", 2), 7, "models.anticipator.section_logits"),
     (("models", "anticipator", "outputs", 1, "shape", 2), 4, "models.anticipator.hazard_logits"),
     (("models", "controller", "control_names"), ["a"], "models.controller.control.shape[-1]"),
@@ -184,6 +202,20 @@ def test_wrong_dtype_and_extra_tensors_are_reported_together():
     msg = str(exc.value)
     assert "inputs[0] ('features').dtype: expected float32, got float64" in msg
     assert "models.beatnet_crnn.inputs: unexpected model inputs ['gain']" in msg
+
+
+def test_step_model_io(contract):
+    spec = contract["models"]["beatnet_crnn_step"]
+    inputs = [_vi(t["name"], t["shape"]) for t in spec["inputs"]]
+    outputs = [_vi(t["name"], t["shape"]) for t in spec["outputs"]]
+    validate_onnx_model(_io_model(inputs, outputs), "beatnet_crnn_step")
+    # a one-frame graph needs fixed sizes: a dynamic frame axis is refused
+    inputs[0] = _vi("features", [1, "T", 272])
+    with pytest.raises(ContractError, match=r"\('features'\)\.shape\[1\]: expected 1, got dynamic"):
+        validate_onnx_model(_io_model(inputs, outputs), "beatnet_crnn_step")
+    # the sequence model's tensors are not a step model
+    with pytest.raises(ContractError, match="does not satisfy contract models.beatnet_crnn_step"):
+        validate_onnx_model(_crnn_io(), "beatnet_crnn_step")
 
 
 def test_other_contract_models(contract):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from fractalsync_models import BeatNetCRNN, ContractError, ModelNotFoundError
+from fractalsync_models.crnn_reference import reference_forward
+from fractalsync_models.export_beatnet import fetch_wheel, read_weights
 
 REF = Path(__file__).parent / "data" / "reference"
 CLIPS = ["vibe_ace", "lets_go_fishin"]
@@ -35,17 +38,37 @@ def test_run_reproduces_torch_activations(models, clip, variant):
 
 @pytest.mark.parametrize("variant", [1, 2, 3])
 def test_step_equals_run(models, variant):
+    # step runs the step graph, run the sequence graph: same weights, same numbers
     crnn = models[variant]
     x = _features("lets_go_fishin")
     crnn.reset()
     stepped = np.stack([crnn.step(frame) for frame in x])
-    assert np.abs(stepped - crnn.run(x)).max() <= 1e-6
+    probs, (h, c) = crnn.run(x, return_state=True)
+    assert np.abs(stepped - probs).max() <= 1e-6
+    assert np.abs(crnn.state[0] - h).max() <= 1e-6 and np.abs(crnn.state[1] - c).max() <= 1e-6
+
+
+@pytest.mark.parametrize("clip", CLIPS)
+def test_step_and_run_match_the_numpy_reference(models, beatnet_models_dir, clip):
+    # both graphs against the float64 numpy specification of the CRNN, on 500 real frames
+    x = _features(clip)[:500]
+    z = np.zeros((2, 1, 150))
+    weights = read_weights(fetch_wheel(), 1)
+    ref, ref_h, ref_c = reference_forward(weights, x[None], z, z)
+    crnn = models[1]
+    crnn.reset()
+    stepped = np.stack([crnn.step(frame) for frame in x])
+    assert np.abs(stepped - ref[0]).max() <= 1e-5
+    assert np.abs(crnn.state[0] - ref_h[:, 0]).max() <= 1e-5
+    assert np.abs(crnn.state[1] - ref_c[:, 0]).max() <= 1e-5
+    assert np.abs(crnn.run(x) - ref[0]).max() <= 1e-5
 
 
 def test_variant_lookup_uses_fractalsync_home(beatnet_models_dir, fractalsync_home):
     assert beatnet_models_dir == fractalsync_home / "models"
     crnn = BeatNetCRNN(2)
     assert crnn.path == beatnet_models_dir / "beatnet_m2.onnx"
+    assert crnn.step_path == beatnet_models_dir / "beatnet_m2_step.onnx"
     assert crnn.output_order == ("beat", "downbeat", "no-beat")
 
 
@@ -150,6 +173,39 @@ def test_missing_model_names_the_command(tmp_path, monkeypatch):
         BeatNetCRNN(path=tmp_path / "nope.onnx")
     with pytest.raises(ValueError, match=r"variant must be one of \(1, 2, 3\)"):
         BeatNetCRNN(variant=4)
+
+
+def test_explicit_path_finds_the_step_model_next_to_it(beatnet_models_dir, tmp_path):
+    for name in ("beatnet_m3.onnx", "beatnet_m3_step.onnx"):
+        shutil.copy(beatnet_models_dir / name, tmp_path / name.replace("beatnet_m3", "mine"))
+    crnn = BeatNetCRNN(path=tmp_path / "mine.onnx")
+    assert crnn.step_path == tmp_path / "mine_step.onnx"
+    x = _features("vibe_ace")[:20]
+    assert np.abs(np.stack([crnn.step(f) for f in x]) - crnn.run(x)).max() <= 1e-6
+
+
+def test_missing_step_model_names_the_command(beatnet_models_dir, tmp_path, monkeypatch):
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    shutil.copy(beatnet_models_dir / "beatnet_m2.onnx", models_dir)
+    monkeypatch.setenv("FRACTALSYNC_HOME", str(tmp_path))
+    with pytest.raises(ModelNotFoundError) as exc:
+        BeatNetCRNN(variant=2)
+    assert str(models_dir / "beatnet_m2_step.onnx") in str(exc.value)
+    assert "fractalsync-export-beatnet --model 2" in str(exc.value)
+    with pytest.raises(ModelNotFoundError, match="fractalsync-export-beatnet --model N --out DIR"):
+        BeatNetCRNN(path=models_dir / "beatnet_m2.onnx")
+
+
+def test_step_model_failing_the_contract_is_refused(beatnet_models_dir, tmp_path):
+    seq = (beatnet_models_dir / "beatnet_m1.onnx").read_bytes()
+    (tmp_path / "m.onnx").write_bytes(seq)
+    (tmp_path / "m_step.onnx").write_bytes(seq)  # the sequence graph is not a step graph
+    with pytest.raises(ContractError, match="does not satisfy contract models.beatnet_crnn_step"):
+        BeatNetCRNN(path=tmp_path / "m.onnx")
+    (tmp_path / "m_step.onnx").write_bytes(b"\x00\x01garbage" * 100)
+    with pytest.raises(ContractError, match="m_step.onnx: not a readable ONNX model"):
+        BeatNetCRNN(path=tmp_path / "m.onnx")
 
 
 def test_model_failing_the_contract_is_refused(tmp_path):

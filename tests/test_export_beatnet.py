@@ -20,12 +20,16 @@ from fractalsync_models.crnn_reference import reference_forward
 from fractalsync_models.export_beatnet import (
     CONVERTER_VERSION,
     EXPECTED_SHAPES,
+    STEP_STATE_INPUTS,
+    STEP_STATE_OUTPUTS,
     WHEEL_SHA256,
     ExportError,
     build_model,
+    build_step_model,
     export_beatnet,
     fetch_wheel,
     read_weights,
+    step_model_path,
 )
 
 CLI = Path(sys.executable).parent / "fractalsync-export-beatnet"
@@ -40,18 +44,32 @@ def _session(model) -> ort.InferenceSession:
     return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
 
 
-def _random_state_dict(rng):
-    return {
-        k: rng.normal(0.0, 0.3, size=s).astype(np.float32) for k, s in EXPECTED_SHAPES.items()
-    }
+def _random_state_dict(rng, gate_biases: bool = False):
+    sd = {k: rng.normal(0.0, 0.3, size=s).astype(np.float32) for k, s in EXPECTED_SHAPES.items()}
+    if gate_biases:  # distinct gate biases make any gate-order mistake visible
+        offsets = np.repeat([-1.0, 1.0, 0.5, -0.5], 150).astype(np.float32)
+        for layer in (0, 1):
+            sd[f"lstm.bias_ih_l{layer}"] += offsets
+    return sd
+
+
+def _run_step_model(session, features, h0, c0):
+    """Feed ``features (T, 272)`` frame by frame through a step model from state (2, 1, 150)."""
+    state = {name: (h0, c0)[j % 2][j // 2] for j, name in enumerate(STEP_STATE_INPUTS)}
+    probs = []
+    for frame in features:
+        feeds = {"features": frame[None, None], **state}
+        p, *new = session.run(["probs", *STEP_STATE_OUTPUTS], feeds)
+        probs.append(p[0])
+        state = dict(zip(STEP_STATE_INPUTS, new, strict=True))
+    h = np.stack([state["h0_l0"], state["h0_l1"]])
+    c = np.stack([state["c0_l0"], state["c0_l1"]])
+    return np.array(probs), h, c
 
 
 def test_graph_matches_torch_semantics_on_random_weights():
     rng = np.random.default_rng(7)
-    sd = _random_state_dict(rng)
-    # distinct gate biases make any gate-order mistake visible
-    for layer in (0, 1):
-        sd[f"lstm.bias_ih_l{layer}"] += np.repeat([-1.0, 1.0, 0.5, -0.5], 150).astype(np.float32)
+    sd = _random_state_dict(rng, gate_biases=True)
     model = build_model(sd)
     validate_onnx_model(model)
     features = rng.normal(0.0, 1.0, size=(2, 7, 272)).astype(np.float32)
@@ -72,6 +90,36 @@ def test_reference_reproduces_torch_activations(wheel):
     z = np.zeros((2, 1, 150))
     probs, _, _ = reference_forward(read_weights(wheel, 2), x, z, z)
     assert np.abs(probs[0] - np.load(ref / "act_m2.npy")[:300]).max() <= 1e-4
+
+
+def test_step_graph_matches_reference_and_sequence_graph_on_random_weights():
+    rng = np.random.default_rng(11)
+    sd = _random_state_dict(rng, gate_biases=True)
+    step = build_step_model(sd)
+    validate_onnx_model(step, "beatnet_crnn_step")
+    assert step.ir_version == 8 and step.opset_import[0].version == 17  # what onnxruntime takes
+    features = rng.normal(0.0, 1.0, size=(9, 272)).astype(np.float32)
+    h0 = rng.normal(0.0, 0.5, size=(2, 1, 150)).astype(np.float32)
+    c0 = rng.normal(0.0, 0.5, size=(2, 1, 150)).astype(np.float32)
+    probs, hn, cn = _run_step_model(_session(step), features, h0, c0)
+    ref_p, ref_h, ref_c = reference_forward(sd, features[None], h0, c0)
+    np.testing.assert_allclose(probs, ref_p[0], atol=1e-5)
+    np.testing.assert_allclose(hn, ref_h, atol=1e-5)
+    np.testing.assert_allclose(cn, ref_c, atol=1e-5)
+    seq_p, seq_h, seq_c = _session(build_model(sd)).run(
+        None, {"features": features[None], "h0": h0, "c0": c0}
+    )
+    assert np.abs(probs - seq_p[0]).max() <= 1e-6
+    assert max(np.abs(hn - seq_h).max(), np.abs(cn - seq_c).max()) <= 1e-6
+
+
+def test_step_graph_is_static_and_has_no_lstm_or_shape_nodes():
+    model = build_step_model(_random_state_dict(np.random.default_rng(3)))
+    ops = {n.op_type for n in model.graph.node}
+    assert not ops & {"LSTM", "Shape", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat"}
+    for vi in [*model.graph.input, *model.graph.output]:
+        dims = vi.type.tensor_type.shape.dim
+        assert all(d.HasField("dim_value") for d in dims), vi.name
 
 
 def test_dynamic_batch_and_time():
@@ -96,8 +144,16 @@ def test_converted_models_and_manifests(beatnet_models_dir, variant):
     validate_onnx_model(path)
     assert model.opset_import[0].version == 17
     assert "CC BY 4.0" in model.doc_string and "Heydari" in model.doc_string
+    step = beatnet_models_dir / f"beatnet_m{variant}_step.onnx"
+    assert step_model_path(path) == step
+    step_model = onnx.load(step)
+    onnx.checker.check_model(step_model, full_check=True)
+    validate_onnx_model(step, "beatnet_crnn_step")
+    assert step_model.ir_version == 8 and step_model.opset_import[0].version == 17
+    assert "CC BY 4.0" in step_model.doc_string and f"Variant {variant}" in step_model.doc_string
     manifest = json.loads((beatnet_models_dir / f"beatnet_m{variant}.json").read_text())
     assert manifest["model_sha256"] == _sha(path)
+    assert manifest["step_model"] == step.name and manifest["step_model_sha256"] == _sha(step)
     assert manifest["source_wheel_sha256"] == WHEEL_SHA256 == _sha(fetch_wheel())
     assert manifest["source_member"] == f"BeatNet/models/model_{variant}_weights.pt"
     assert manifest["converter_version"] == CONVERTER_VERSION
@@ -105,8 +161,22 @@ def test_converted_models_and_manifests(beatnet_models_dir, variant):
 
 
 def test_variants_differ(beatnet_models_dir):
-    digests = {_sha(beatnet_models_dir / f"beatnet_m{v}.onnx") for v in (1, 2, 3)}
-    assert len(digests) == 3
+    for name in ("beatnet_m{}.onnx", "beatnet_m{}_step.onnx"):
+        assert len({_sha(beatnet_models_dir / name.format(v)) for v in (1, 2, 3)}) == 3
+
+
+@pytest.mark.parametrize("variant", [1, 2, 3])
+def test_real_step_model_equals_sequence_model(beatnet_models_dir, variant):
+    # both graphs of a variant come from the same weights: one frame at a time through the step
+    # model equals the sequence model (and so the torch activations) on a real excerpt
+    x = np.load(Path(__file__).parent / "data" / "reference" / "vibe_ace" / "features.npy")[:400]
+    z = np.zeros((2, 1, 150), np.float32)
+    step = _session(beatnet_models_dir / f"beatnet_m{variant}_step.onnx")
+    probs, h, c = _run_step_model(step, x, z, z)
+    seq = _session(beatnet_models_dir / f"beatnet_m{variant}.onnx")
+    seq_p, seq_h, seq_c = seq.run(None, {"features": x[None], "h0": z, "c0": z})
+    assert np.abs(probs - seq_p[0]).max() <= 1e-6
+    assert max(np.abs(h - seq_h).max(), np.abs(c - seq_c).max()) <= 1e-6
 
 
 @pytest.fixture(scope="module")
@@ -118,20 +188,46 @@ def test_rerun_is_noop_force_and_tamper_rewrite(wheel, tmp_path):
     out = tmp_path / "models"
     (path,) = export_beatnet(wheel=wheel, models=2, out_dir=out)
     assert path == out / "beatnet_m2.onnx"
-    stat = path.stat()
+    step = out / "beatnet_m2_step.onnx"
+    stats = {p: p.stat() for p in (path, step)}
     manifest = out / "beatnet_m2.json"
     assert export_beatnet(wheel=wheel, models=[2], out_dir=out) == [path]
-    assert path.stat().st_ino == stat.st_ino and path.stat().st_mtime_ns == stat.st_mtime_ns
+    for p, stat in stats.items():
+        assert p.stat().st_ino == stat.st_ino and p.stat().st_mtime_ns == stat.st_mtime_ns
     assert export_beatnet(wheel=wheel, models=2, out_dir=out, force=True) == [path]
-    assert path.stat().st_ino != stat.st_ino  # replaced, not rewritten in place
-    good = path.read_bytes()
-    path.write_bytes(good[:-10])  # a truncated / tampered model is converted again
+    for p, stat in stats.items():
+        assert p.stat().st_ino != stat.st_ino  # replaced, not rewritten in place
+    good = {p: p.read_bytes() for p in (path, step)}
+    for p in (path, step):
+        p.write_bytes(good[p][:-10])  # a truncated / tampered model is converted again
+        export_beatnet(wheel=wheel, models=2, out_dir=out)
+        assert p.read_bytes() == good[p]
+    step.unlink()  # a missing step model too
     export_beatnet(wheel=wheel, models=2, out_dir=out)
-    assert path.read_bytes() == good
+    assert step.read_bytes() == good[step]
     manifest.write_text("{")  # a broken manifest too
     export_beatnet(wheel=wheel, models=2, out_dir=out)
     assert json.loads(manifest.read_text())["model_sha256"] == _sha(path)
-    assert sorted(p.name for p in out.iterdir()) == ["beatnet_m2.json", "beatnet_m2.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "beatnet_m2.json",
+        "beatnet_m2.onnx",
+        "beatnet_m2_step.onnx",
+    ]
+
+
+def test_models_of_the_previous_converter_get_a_step_model(wheel, tmp_path):
+    # what a cache made before step models existed looks like: converter 1, no step file
+    out = tmp_path / "models"
+    (path,) = export_beatnet(wheel=wheel, models=1, out_dir=out)
+    step = step_model_path(path)
+    step.unlink()
+    manifest = out / "beatnet_m1.json"
+    info = json.loads(manifest.read_text())
+    del info["step_model"], info["step_model_sha256"]
+    manifest.write_text(json.dumps({**info, "converter_version": "1"}))
+    assert export_beatnet(wheel=wheel, models=1, out_dir=out) == [path]
+    validate_onnx_model(step, "beatnet_crnn_step")
+    assert json.loads(manifest.read_text())["step_model_sha256"] == _sha(step)
 
 
 def test_default_wheel_is_not_fetched_when_up_to_date(beatnet_models_dir, monkeypatch):
@@ -139,6 +235,7 @@ def test_default_wheel_is_not_fetched_when_up_to_date(beatnet_models_dir, monkey
     monkeypatch.setattr(sys, "executable", "/nonexistent/python")
     paths = export_beatnet()
     assert [p.name for p in paths] == ["beatnet_m1.onnx", "beatnet_m2.onnx", "beatnet_m3.onnx"]
+    assert all(step_model_path(p).is_file() for p in paths)
 
 
 def test_download_failure_is_explained(tmp_path, monkeypatch):
@@ -163,6 +260,7 @@ def test_bad_arguments_and_bad_wheels(tmp_path):
     with pytest.raises(ExportError, match="cannot read BeatNet/models/model_3_weights.pt"):
         export_beatnet(wheel=fake, models=3, out_dir=tmp_path / "out")
     assert not (tmp_path / "out" / "beatnet_m3.onnx").exists()
+    assert not (tmp_path / "out" / "beatnet_m3_step.onnx").exists()
 
 
 def test_wrong_state_dict_is_refused(wheel, tmp_path):
@@ -186,10 +284,12 @@ def test_cli(wheel, tmp_path):
     out = tmp_path / "cli"
     first = _cli("--wheel", str(wheel), "--model", "3", "--out", str(out))
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip() == f"{out / 'beatnet_m3.onnx'}: written"
+    files = [out / "beatnet_m3.onnx", out / "beatnet_m3_step.onnx"]
+    assert first.stdout.splitlines() == [f"{p}: written" for p in files]
     second = _cli("--wheel", str(wheel), "--model", "3", "--out", str(out))
-    assert second.stdout.strip() == f"{out / 'beatnet_m3.onnx'}: up to date"
-    validate_onnx_model(out / "beatnet_m3.onnx")
+    assert second.stdout.splitlines() == [f"{p}: up to date" for p in files]
+    validate_onnx_model(files[0])
+    validate_onnx_model(files[1], "beatnet_crnn_step")
 
 
 def test_cli_default_output_uses_fractalsync_home(wheel, tmp_path):
@@ -197,6 +297,7 @@ def test_cli_default_output_uses_fractalsync_home(wheel, tmp_path):
     res = _cli("--wheel", str(wheel), "--model", "1", env=env)
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "home" / "models" / "beatnet_m1.onnx").is_file()
+    assert (tmp_path / "home" / "models" / "beatnet_m1_step.onnx").is_file()
 
 
 def test_cli_errors(tmp_path):
