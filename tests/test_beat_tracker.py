@@ -127,7 +127,7 @@ def test_input_rate_does_not_shift_the_times(crnn, groove):
     b = np.array([e.t_sec for e in run(BeatTracker(crnn=crnn), resample(groove.audio, 44100,
                                                                          48000), 48000, [1024])[1]])
     a, b = a[a > 5], b[b > 5]
-    assert len(a) == len(b)
+    assert len(a) == len(b) >= 15  # ~21 beats of the 120 BPM groove after 5 s
     np.testing.assert_allclose(a, b, atol=0.002)
 
 

@@ -178,8 +178,9 @@ def test_concurrent_reader_sees_consecutive_complete_frames():
     ring = FeatureRing(capacity, dim)
     frames = np.repeat(np.arange(1, n + 1, dtype=np.float32)[:, None], dim, axis=1)
     errors: list[str] = []
+    reads = [0, 0]
 
-    def read() -> None:
+    def read(me: int) -> None:
         out = np.empty((capacity, dim), np.float32)
         while ring.frames_written < n and not errors:
             rows = ring.last(capacity, out=out)
@@ -190,11 +191,12 @@ def test_concurrent_reader_sees_consecutive_complete_frames():
             data = got[got > 0]
             if not (np.diff(data) == 1).all() or (got[: capacity - len(data)] != 0).any():
                 errors.append(f"not consecutive: {got}")
+            reads[me] += 1  # a reader that crashed (an exception ends only its thread) reads 0
 
     old = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
-        readers = [threading.Thread(target=read) for _ in range(2)]
+        readers = [threading.Thread(target=read, args=(me,)) for me in range(2)]
         for t in readers:
             t.start()
         for i in range(n):
@@ -204,3 +206,4 @@ def test_concurrent_reader_sees_consecutive_complete_frames():
     finally:
         sys.setswitchinterval(old)
     assert not errors, errors[:3]
+    assert min(reads) > 0, reads  # both readers really read (and checked) while it wrote

@@ -124,7 +124,7 @@ def test_kernel_matches_numpy_reference(n, seed, scale, started):
 @given(
     n=st.integers(0, 6000),
     seed=st.integers(0, 2**32 - 1),
-    kind=st.sampled_from(["noise", "full_scale", "silence", "dc", "tone", "tiny"]),
+    kind=st.sampled_from(["noise", "full_scale", "silence", "dc", "tone", "tiny", "huge"]),
 )
 def test_batch_matches_numpy_reference(fe, n, seed, kind):
     rng = np.random.default_rng(seed)
@@ -135,6 +135,7 @@ def test_batch_matches_numpy_reference(fe, n, seed, kind):
         "dc": lambda: np.full(n, 0.5),
         "tone": lambda: np.sin(2 * np.pi * 440 * np.arange(n) / 22050),
         "tiny": lambda: rng.standard_normal(n) * 1e-30,
+        "huge": lambda: rng.uniform(-1.0, 1.0, n) * 1e30,  # up to MAX_ABS
     }[kind]().astype(np.float32)
     out = fe.features(x)
     assert out.shape == (-(-n // HOP), 272)

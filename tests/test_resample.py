@@ -224,6 +224,9 @@ def test_pending_samples_is_latency(quality):
         assert rs.samples_in % 1024 == 0 and rs.samples_out == emitted
         assert rs.pending_samples == pytest.approx(rs.samples_in * 22050 / 48000 - emitted)
         assert -1.0 < rs.pending_samples < 2000.0
+    # the latency is real: flush hands out exactly the held-back samples
+    pending = rs.pending_samples
+    assert abs(len(rs.flush()) - pending) <= 0.5 + 1e-9
 
 
 # ------------------------------------------------------------------- stream equals batch

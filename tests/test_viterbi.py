@@ -197,11 +197,11 @@ def test_one_hour_backpointers_stay_small():
 
 
 def test_bad_model_parameters_raise():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="min_bpm <= max_bpm"):
         BarPointerModel.from_bpm(min_bpm=200, max_bpm=100)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="meters"):
         BarPointerModel.from_bpm(meters=())
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="observation_lambda"):
         BarPointerModel.from_bpm(observation_lambda=1)
 
 
