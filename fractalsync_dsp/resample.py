@@ -7,8 +7,9 @@ Input conventions shared by every function here:
   with a ValueError naming the expected layout and suggesting ``.T``: it is almost always a
   channels-first block such as ``(2, 48000)``, which would otherwise be read as 48000 channels
   of 2 samples. (Channels-first blocks of at most 64 samples cannot be told apart from
-  frames-first ones and are read frames-first.) One check serves `to_mono`,
-  `resample` and `StreamResampler.push`, and so `BeatTracker.push` and the beat-grid paths.
+  frames-first ones and are read frames-first.) One check serves `to_mono`, `resample` and
+  `StreamResampler.push`, and so `BeatTracker.push` and the beat-grid paths; an audio file
+  with more than 64 channels is refused there with the same error.
 - dtype: float32/float64 are used as they are (float64 is cast to float32). int16 and int32
   are scaled to float by ``1 / np.iinfo(dtype).max`` (int16: 1/32767, the scaling madmom and
   BeatNet apply). Any other dtype (bool, other integers, complex, object, ...) raises
@@ -91,9 +92,9 @@ def _check_layout(x: np.ndarray, name: str) -> np.ndarray:
         raise ValueError(f"{name} has 0 channels (shape {x.shape})")
     if x.shape[1] > MAX_CHANNELS:
         raise ValueError(
-            f"{name} has shape {x.shape}: {x.shape[1]} channels is more than MAX_CHANNELS = "
-            f"{MAX_CHANNELS}; the layout is (n_samples, n_channels). For a channels-first "
-            f"array, pass {name}.T"
+            f"{name} has shape {x.shape}: {x.shape[1]} channels, more than the "
+            f"MAX_CHANNELS = {MAX_CHANNELS} supported; the layout is (n_samples, n_channels). "
+            f"For a channels-first array, pass {name}.T"
         )
     return x
 

@@ -274,7 +274,7 @@ def test_beat_grid_from_file_equals_array(beatnet_models_dir, tmp_path):
 def test_nan_audio_raises(beatnet_models_dir):
     x = np.zeros(SR, np.float32)
     x[100] = np.nan
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"NaN or inf .*index \(100,\)"):
         beat_grid(x, sr=SR)
 
 

@@ -180,7 +180,7 @@ def test_transition_rows_are_distributions_and_sparse():
     np.testing.assert_allclose(np.exp(lt).sum(axis=1), 1.0)
     assert np.all(np.argmax(lt, axis=1) == np.arange(iv.size))  # keeping the tempo is likeliest
     assert np.isneginf(lt[0, -1])  # 14 -> 55 frames per beat is pruned
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="transition_lambda"):
         tempo_transition_matrix(iv, 0.0)
 
 
