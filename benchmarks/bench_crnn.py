@@ -3,8 +3,11 @@
 Run: .venv/bin/python -m pytest benchmarks/bench_crnn.py --benchmark-only -s
 Targets (issue 3): step p99 <= 80 us per frame, run <= 15 us per frame. Each figure is
 printed with its share of the 20 ms analysis hop and its speed-up over the plain numpy
-reference (fractalsync_models.crnn_reference) measured in the same run. The models are
-converted on first use (``export_beatnet`` is a no-op when they are up to date).
+reference (fractalsync_models.crnn_reference) measured in the same run. ``step`` runs the
+one-frame step graph; it is also timed interleaved, frame by frame, against the sequence
+graph (two ONNX ``LSTM`` nodes) run on one frame the same way, which is what ``step`` did
+before. The models are converted on first use (``export_beatnet`` is a no-op when they are
+up to date).
 """
 
 import time
@@ -78,41 +81,108 @@ def test_step_per_frame(benchmark, crnn, features, reference_weights):
     )
 
 
+def interleaved_us(step_a, step_b, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Wall times (us) of ``step_a(frame)`` and ``step_b(frame)``, alternating frame by frame."""
+    a = np.empty(len(frames))
+    b = np.empty(len(frames))
+    for i, f in enumerate(frames):
+        t0 = time.perf_counter_ns()
+        step_a(f)
+        t1 = time.perf_counter_ns()
+        step_b(f)
+        a[i], b[i] = (t1 - t0) / 1e3, (time.perf_counter_ns() - t1) / 1e3
+    return a, b
+
+
+class SequenceGraphStep:
+    """``step`` as it was before the step graph: the sequence graph (``LSTM`` nodes) on one
+    frame, through IOBinding on preallocated double-buffered state, same input checks."""
+
+    def __init__(self, path):
+        from onnxruntime import OrtValue
+
+        from fractalsync_models.crnn import _open_session
+
+        self.session = _open_session(path)
+        self.frame = np.zeros((1, 1, 272), np.float32)
+        self.finite = np.zeros(272, bool)
+        self.probs = np.zeros((1, 1, 3), np.float32)
+        self.state = np.zeros((2, 2, 2, 1, 150), np.float32)  # [buffer, h/c, layer, 1, unit]
+        self.cur = 0
+        ov = OrtValue.ortvalue_from_numpy
+        self.bindings = []
+        for k in range(2):
+            binding = self.session.io_binding()
+            binding.bind_ortvalue_input("features", ov(self.frame))
+            binding.bind_ortvalue_input("h0", ov(self.state[k, 0]))
+            binding.bind_ortvalue_input("c0", ov(self.state[k, 1]))
+            binding.bind_ortvalue_output("probs", ov(self.probs))
+            binding.bind_ortvalue_output("hN", ov(self.state[1 - k, 0]))
+            binding.bind_ortvalue_output("cN", ov(self.state[1 - k, 1]))
+            self.bindings.append(binding)
+
+    def step(self, frame, out):
+        from fractalsync_models.crnn import _load_frame
+
+        _load_frame(frame, self.frame[0, 0], self.finite)
+        self.session.run_with_iobinding(self.bindings[self.cur])
+        self.cur = 1 - self.cur
+        out[...] = self.probs[0, 0]
+        return out
+
+
+def test_step_graph_vs_sequence_graph(benchmark, crnn, features):
+    """The step graph (``BeatNetCRNN.step``) against the sequence graph run on one frame."""
+    old = SequenceGraphStep(crnn.path)
+    out_new = np.empty(3, np.float32)
+    out_old = np.empty(3, np.float32)
+    crnn.reset()
+    for f in features[:200]:  # warm-up, and a check that both compute the same
+        assert np.abs(crnn.step(f, out_new) - old.step(f, out_old)).max() <= 1e-6
+    new_us, old_us = interleaved_us(
+        lambda f: crnn.step(f, out_new), lambda f: old.step(f, out_old), features
+    )
+    benchmark(crnn.step, features[0], out_new)
+    (n50, n99), (o50, o99) = (np.percentile(t, [50, 99]) for t in (new_us, old_us))
+    benchmark.extra_info.update(step_p50_us=n50, step_p99_us=n99, seq_p50_us=o50, seq_p99_us=o99)
+    print(
+        f"\ninterleaved over {len(features)} frames, per frame incl. input checks:"
+        f"\n  step graph (BeatNetCRNN.step):         p50 {n50:5.1f} us, p99 {n99:6.1f} us "
+        f"= {100 * n99 / HOP_US:.2f} % of the 20 ms hop"
+        f"\n  sequence graph (LSTM nodes), 1 frame:  p50 {o50:5.1f} us, p99 {o99:6.1f} us "
+        f"= {100 * o99 / HOP_US:.2f} % of the 20 ms hop"
+        f"\n  step graph / sequence graph: p50 {n50 / o50:.2f}, p99 {n99 / o99:.2f}"
+    )
+
+
 def test_step_plain_run_alternative(benchmark, crnn, features):
     """The rejected alternative to IOBinding: ``session.run`` with feeds (outputs allocated).
 
-    Same input checks as ``BeatNetCRNN.step``; the two are timed interleaved, frame by frame.
+    Same step graph and input checks as ``BeatNetCRNN.step``; the two are timed interleaved,
+    frame by frame.
     """
-    import onnxruntime as ort
+    from fractalsync_models.crnn import _load_frame, _open_session
+    from fractalsync_models.export_beatnet import STEP_STATE_INPUTS, STEP_STATE_OUTPUTS
 
-    from fractalsync_models.crnn import _load_frame
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    sess = ort.InferenceSession(str(crnn.path), options, providers=["CPUExecutionProvider"])
+    sess = _open_session(crnn.step_path)
     frame = np.zeros((1, 1, 272), np.float32)
     finite = np.zeros(272, bool)
-    h = np.zeros((2, 1, 150), np.float32)
-    c = np.zeros((2, 1, 150), np.float32)
-    feeds = {"features": frame, "h0": h, "c0": c}
+    zeros = np.zeros((1, 1, 150), np.float32)
+    feeds = {"features": frame, **{n: zeros for n in STEP_STATE_INPUTS}}
+    names = ["probs", *STEP_STATE_OUTPUTS]
 
     def plain_step(f, out):
         _load_frame(f, frame[0, 0], finite)
-        probs, h[...], c[...] = sess.run(["probs", "hN", "cN"], feeds)
+        probs, *state = sess.run(names, feeds)
+        feeds.update(zip(STEP_STATE_INPUTS, state, strict=True))
         out[...] = probs[0, 0]
 
     out_a = np.empty(3, np.float32)
     out_b = np.empty(3, np.float32)
     crnn.reset()
-    iob = np.empty(len(features))
-    plain = np.empty(len(features))
-    for i, f in enumerate(features):
-        t0 = time.perf_counter_ns()
-        crnn.step(f, out_a)
-        t1 = time.perf_counter_ns()
-        plain_step(f, out_b)
-        iob[i], plain[i] = (t1 - t0) / 1e3, (time.perf_counter_ns() - t1) / 1e3
+    iob, plain = interleaved_us(
+        lambda f: crnn.step(f, out_a), lambda f: plain_step(f, out_b), features
+    )
     assert np.abs(out_a - out_b).max() <= 1e-6
     benchmark(plain_step, features[0], out_b)
     print(

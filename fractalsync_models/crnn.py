@@ -6,13 +6,13 @@ Outputs are softmax probabilities in the contract's order ``[beat, downbeat, no-
 
 Two graphs of the same weights, both made by ``fractalsync-export-beatnet``: ``run`` uses the
 sequence model ``beatnet_m{N}.onnx`` (two ONNX ``LSTM`` nodes, dynamic batch and time),
-``step`` the step model ``beatnet_m{N}_step.onnx`` next to it (one frame, static shapes, the
-LSTM cells as elementary ops; it reproduces the sequence model bit for bit).
+``step`` the step model ``beatnet_m{N}_step.onnx`` next to it (one frame, static shapes, no
+shape nodes; it reproduces the sequence model bit for bit).
 
 Design notes, measured with ``benchmarks/bench_crnn.py`` on the 2-core EPYC dev machine:
-an ``LSTM`` node run for one frame pays a large fixed cost (scratch allocation, generic
-paths), which the step model avoids; see the benchmark for the step graph against the
-sequence graph run on one frame, interleaved in one process. ``step`` uses onnxruntime
+the sequence graph run on one frame spends a good part of its time in the nodes that reshape
+[B,T] and split/concat the state, which the step model does not have; the benchmark times both
+graphs on one frame, interleaved in one process. ``step`` uses onnxruntime
 IOBinding on preallocated, double-buffered state: it allocates no outputs, and the bare call
 was faster than a plain ``session.run``; the input checks add ~4 µs. Passing a ``RunOptions``
 object to ``run_with_iobinding`` costs ~25 µs more, so none is passed. A step streams the
@@ -174,12 +174,12 @@ class BeatNetCRNN:
         self._step_session = _open_session(self.step_path)
 
         # step(): IOBinding on preallocated buffers. The state is double-buffered:
-        # _state[k, 0 (h) or 1 (c), layer] is a (1, 150) row; binding k reads buffer k and
-        # writes buffer 1 - k, so a step allocates nothing.
+        # _state[k, 0 (h) or 1 (c), layer] is a (1, 1, 150) tensor; binding k reads buffer k
+        # and writes buffer 1 - k, so a step allocates nothing.
         self._frame = np.zeros((1, 1, N_FEATURES), np.float32)
         self._finite = np.zeros(N_FEATURES, bool)
-        self._probs = np.zeros((1, 3), np.float32)
-        self._state = np.zeros((2, 2, N_LAYERS, 1, HIDDEN), np.float32)
+        self._probs = np.zeros((1, 1, 3), np.float32)
+        self._state = np.zeros((2, 2, N_LAYERS, 1, 1, HIDDEN), np.float32)
         self._cur = 0
         self._bindings = [self._bind(k) for k in range(2)]
 
@@ -210,14 +210,14 @@ class BeatNetCRNN:
     @property
     def state(self) -> tuple[np.ndarray, np.ndarray]:
         """Copy of the LSTM state ``(h, c)``, each float32 of shape (2, 150) (layer, unit)."""
-        h, c = self._state[self._cur, :, :, 0]
+        h, c = self._state[self._cur, :, :, 0, 0]
         return h.copy(), c.copy()
 
     @state.setter
     def state(self, value) -> None:
         h, c = _check_state(value)
-        self._state[self._cur, 0] = h
-        self._state[self._cur, 1] = c
+        self._state[self._cur, 0, :, 0] = h
+        self._state[self._cur, 1, :, 0] = c
 
     # ----------------------------------------------------------------------- inference
 
@@ -244,8 +244,8 @@ class BeatNetCRNN:
         self._step_session.run_with_iobinding(self._bindings[self._cur])
         self._cur = 1 - self._cur
         if out is None:
-            return self._probs[0].copy()
-        out[...] = self._probs[0]
+            return self._probs[0, 0].copy()
+        out[...] = self._probs[0, 0]
         return out
 
     def run(self, features, state=None, return_state: bool = False):

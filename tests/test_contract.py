@@ -41,13 +41,13 @@ def test_contract_v1_content(contract):
     step = contract["models"]["beatnet_crnn_step"]
     assert [(t["name"], t["shape"]) for t in step["inputs"]] == [
         ("features", [1, 1, 272]),
-        ("h0_l0", [1, 150]),
-        ("c0_l0", [1, 150]),
-        ("h0_l1", [1, 150]),
-        ("c0_l1", [1, 150]),
+        ("h0_l0", [1, 1, 150]),
+        ("c0_l0", [1, 1, 150]),
+        ("h0_l1", [1, 1, 150]),
+        ("c0_l1", [1, 1, 150]),
     ]
     assert [t["name"] for t in step["outputs"]] == ["probs", "hN_l0", "cN_l0", "hN_l1", "cN_l1"]
-    assert step["outputs"][0]["shape"] == [1, 3]
+    assert step["outputs"][0]["shape"] == [1, 1, 3]
 
 
 def test_load_returns_independent_dicts():
@@ -93,9 +93,9 @@ MUTATIONS = [
     ((*CRNN, "output_order"), ["beat", "downbeat"], "models.beatnet_crnn.probs.shape[-1]"),
     ((*STEP,), _DELETE, "models.beatnet_crnn_step: missing"),
     ((*STEP, "inputs", 0, "shape", 2), 271, "models.beatnet_crnn_step.features.shape[-1]: expec"),
-    ((*STEP, "outputs", 0, "shape", 1), 2, "models.beatnet_crnn_step.probs.shape[-1]: expected"),
-    ((*STEP, "inputs", 4, "shape", 1), 149, "models.beatnet_crnn_step.c0_l1.shape[-1]: expected"),
-    ((*STEP, "outputs", 1, "shape", 1), 151, "models.beatnet_crnn_step.hN_l0.shape[-1]: expected"),
+    ((*STEP, "outputs", 0, "shape", 2), 2, "models.beatnet_crnn_step.probs.shape[-1]: expected"),
+    ((*STEP, "inputs", 4, "shape", 2), 149, "models.beatnet_crnn_step.c0_l1.shape[-1]: expected"),
+    ((*STEP, "outputs", 1, "shape", 2), 151, "models.beatnet_crnn_step.hN_l0.shape[-1]: expected"),
     ((*STEP, "outputs", 4, "name"), "cN_l0", "beatnet_crnn_step.outputs[4].name: duplicate tensor"),
     ((*CRNN, "inputs", 1, "shape", 2), "H", "models.beatnet_crnn.h0.shape[-1]: expected a size"),
     (("models", "anticipator", "outputs", 0, "shape", 2), 7, "models.anticipator.section_logits"),
