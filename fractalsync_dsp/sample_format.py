@@ -39,7 +39,8 @@ def as_float32(x, name: str) -> np.ndarray:
     if x.dtype in _INT_DTYPES:
         x = x.astype(np.float32) / np.float32(np.iinfo(x.dtype).max)
     elif x.dtype.kind == "f":
-        x = x.astype(np.float32, copy=False)
+        with np.errstate(over="ignore"):  # float64 beyond float32 becomes inf, refused below
+            x = x.astype(np.float32, copy=False)
     else:
         raise TypeError(f"{name} must be float32/float64/int16/int32 audio, got dtype {x.dtype}")
     bad = _first_bad_index(x.reshape(-1), np.float32(MAX_ABS)) if x.size else -1

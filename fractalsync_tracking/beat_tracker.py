@@ -150,6 +150,8 @@ class BeatTracker:
         ----------
         block : array, shape (n,) or (n, channels), n >= 0
             Audio at ``sample_rate``: float32/float64 as is, int16/int32 scaled to [-1, 1].
+            Frames first, 1 <= channels <= ``resample.MAX_CHANNELS`` (64): a channels-first
+            ``(2, n)`` block raises ValueError (pass ``block.T``).
         sample_rate : float
             Input rate in Hz (finite, > 0), the same for every push of a stream.
 

@@ -54,7 +54,7 @@ def online_grid_from_audio(x: np.ndarray, sample_rate: float, model: int | str =
     Parameters
     ----------
     x : array, shape (n,) or (n, channels)
-        Audio (dtype rules of :class:`BeatTracker`).
+        Audio, frames first (dtype and channel rules of :meth:`BeatTracker.push`).
     sample_rate : float
         Rate of ``x`` in Hz.
     model : 1, 2, 3 or "ensemble"

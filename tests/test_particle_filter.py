@@ -589,9 +589,18 @@ def test_seed_validation():
 
 
 def test_single_particle_and_single_meter_work():
-    act, _ = click_activations(120, 10)
+    act, times = click_activations(120, 20)
+    # one particle: a degenerate but valid filter (it only finds the beat by re-seeding)
     tr = track_activations(act, FilterConfig(n_particles=1, beats_per_bar=(4,)))
-    assert all(f.beats_per_bar == 4 for f in tr.frames)
+    assert len(tr.frames) == len(act)
+    assert all(f.beats_per_bar == 4 and 1 <= f.beat_in_bar <= 4 and 0 <= f.phase < 1
+               for f in tr.frames)
+    # one meter: stage 2 only has to find the position, and does
+    tr = track_activations(act, FilterConfig(beats_per_bar=(4,)), seed=1)
+    downs = tr.times[tr.is_downbeat & (tr.times > 8)]
+    true_downs = times[::4]
+    assert downs.size >= np.sum(true_downs > 8) - 1
+    assert np.all(np.abs(downs[:, None] - true_downs[None, :]).min(axis=1) < 0.02)
 
 
 # ------------------------------------------------------------------------------ the whole step
