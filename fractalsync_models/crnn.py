@@ -10,13 +10,14 @@ sequence model ``beatnet_m{N}.onnx`` (two ONNX ``LSTM`` nodes, dynamic batch and
 shape nodes; it reproduces the sequence model bit for bit).
 
 Design notes, measured with ``benchmarks/bench_crnn.py`` on the 2-core EPYC dev machine:
-the sequence graph run on one frame spends a good part of its time in the nodes that reshape
-[B,T] and split/concat the state, which the step model does not have; the benchmark times both
-graphs on one frame, interleaved in one process. ``step`` uses onnxruntime
-IOBinding on preallocated, double-buffered state: it allocates no outputs, and the bare call
-was faster than a plain ``session.run``; the input checks add ~4 µs. Passing a ``RunOptions``
-object to ``run_with_iobinding`` costs ~25 µs more, so none is passed. A step streams the
-1.6 MB of float32 weights, more than the 1 MB L2 cache, so memory bandwidth sets a floor.
+the step model took p50 36-38 µs per frame against 42-44 µs for the sequence model run on one
+frame the same way (interleaved in one process, input checks included): that graph spends the
+difference in the nodes that reshape [B,T] and split/concat the state. ``step`` uses
+onnxruntime IOBinding on preallocated, double-buffered state: it allocates no outputs, and
+the bare call beat a plain ``session.run`` (p50 37 against 45 µs); the input checks add
+~3 µs. Passing a ``RunOptions`` object to ``run_with_iobinding`` costs ~25 µs more, so none
+is passed. A numba single-frame kernel was no faster (41-44 µs): a step streams the 1.6 MB
+of float32 weights, more than the 1 MB L2 cache, so memory bandwidth sets the pace.
 Not thread-safe: use one instance per stream and thread.
 """
 
