@@ -28,7 +28,7 @@ from fractalsync_dsp.frontend import BeatNetFrontEnd
 from fractalsync_dsp.resample import StreamResampler, resample
 from fractalsync_models import export_beatnet
 from fractalsync_models.crnn import BeatNetCRNN
-from fractalsync_tracking.beat_tracker import BeatTracker
+from fractalsync_tracking.beat_tracker import BeatTracker, EnsembleCRNN
 from fractalsync_tracking.online_grid import online_beat_grid
 from fractalsync_tracking.particle_filter import FilterConfig, ParticleFilter
 
@@ -187,6 +187,8 @@ def test_slow_chain_per_hop(benchmark, crnn):
     tracker = BeatTracker(crnn=crnn)
     times, frames = _push_times(tracker, blocks)
     lq_times, lq_frames = _push_times(BeatTracker(crnn=crnn, quality="LQ"), blocks)
+    members = [BeatNetCRNN(path=p) for p in export_beatnet(models="all")]
+    ens_times, ens_frames = _push_times(BeatTracker(crnn=EnsembleCRNN(members)), blocks)
     stages = stage_times(crnn, blocks)
     tracker.reset()
     it = itertools.cycle(blocks)
@@ -196,6 +198,8 @@ def test_slow_chain_per_hop(benchmark, crnn):
     per_frame = np.repeat(times[busy] / frames[busy], frames[busy])  # one entry per 20 ms frame
     h50, h99 = stats(per_frame)
     l50, l99 = stats(lq_times)
+    busy = ens_frames > 0
+    e50, e99 = stats(np.repeat(ens_times[busy] / ens_frames[busy], ens_frames[busy]))
     benchmark.extra_info.update(p50_us=p50, p99_us=p99, hop_share_p99=p99 / HOP_US,
                                 per_frame_p99_us=h99)
     lines = [
@@ -207,6 +211,8 @@ def test_slow_chain_per_hop(benchmark, crnn):
         f"bursts, so a push completes 0-2 frames (counts {np.bincount(frames).tolist()})",
         f"  per push with soxr LQ (steady, counts {np.bincount(lq_frames).tolist()}): "
         f"p50 {l50:.1f} us, p99 {l99:.1f} us",
+        f"  per analysis hop with the three-model ensemble (BeatTracker(model='ensemble')): "
+        f"p50 {e50:.1f} us, p99 {e99:.1f} us",
         "  stages (p50 / p99 us; per push for resample and front end, per frame for CRNN and "
         "filter): " + ", ".join(
             f"{k} {stats(v)[0]:.1f} / {stats(v)[1]:.1f}" for k, v in stages.items()),
