@@ -108,7 +108,11 @@ def _load_frame(frame, buf: np.ndarray, finite: np.ndarray) -> None:
         raise ValueError(f"frame: expected shape ({N_FEATURES},), got {frame.shape}")
     if frame.dtype.kind != "f":
         raise TypeError(f"frame: expected float features, got dtype {frame.dtype}")
-    np.copyto(buf, frame, casting="same_kind")
+    if frame.dtype == np.float32:
+        np.copyto(buf, frame)
+    else:
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused just below
+            np.copyto(buf, frame, casting="same_kind")
     _finite_or_raise(buf, "frame", finite)
 
 
@@ -265,7 +269,8 @@ class BeatNetCRNN:
             raise ValueError(f"features: expected shape (T, {N_FEATURES}), got {x.shape}")
         if x.dtype.kind != "f":
             raise TypeError(f"features: expected float features, got dtype {x.dtype}")
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused just below
+            x = np.ascontiguousarray(x, dtype=np.float32)
         _finite_or_raise(x, "features")
         if state is None:
             h0 = np.zeros((N_LAYERS, 1, HIDDEN), np.float32)
