@@ -48,6 +48,7 @@ to 90 MHz)."""
 MAX_CHANNELS = 64
 """Most channels accepted in a ``(n, channels)`` array; more means a channels-first array."""
 
+
 def check_rate(rate, name: str) -> float:
     """``rate`` (Hz) as a float: a real number (not bool or str), finite and > 0.
 
