@@ -27,7 +27,7 @@ models: $(VENV)/.core
 	$(BIN)/fractalsync-export-beatnet --model all
 
 demo: $(VENV)/.core models
-	$(BIN)/python examples/frontend_demo.py --out demo_output/frontend.png
+	$(BIN)/python examples/beat_demo.py --out demo_output/beats.png
 
 # Lint, the test suite, then every benchmark with the fewest rounds (a smoke run, so that they cannot
 # rot; its timings are not the figures quoted in the README: those come from `make bench`).
