@@ -57,6 +57,8 @@ def test_demo_tracks_a_groove_and_draws_its_beats(tmp_path, beatnet_models_dir):
     assert "never ran backwards" in run.stdout
     beat_f = float(re.search(r"live vs offline: beat F ([\d.]+)", run.stdout).group(1))
     assert beat_f >= 0.9
+    ens_f = float(re.search(r"ensemble vs offline: beat F ([\d.]+)", run.stdout).group(1))
+    assert ens_f >= 0.9
 
     img = read_png(out)
     assert img.shape == (2 * STRIP + 3 * GAP + 2 * BANDS * SCALE, frames, 3)
