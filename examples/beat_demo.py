@@ -185,13 +185,15 @@ def main(argv: list[str] | None = None) -> int:
     grid = ft.beat_grid(args.audio)
     offline_b, offline_d = np.array(grid.beats), np.array(grid.downbeats)
     tempo = "none" if grid.tempo is None else f"{grid.tempo:.1f} BPM"
-    print(f"offline grid (ensemble): {offline_b.size} beats, tempo {tempo}, meter {grid.meter}; "
-          f"live vs offline: beat F {beat_f_measure(offline_b, beats):.3f}, "
-          f"downbeat F {downbeat_f_measure(offline_d, downs):.3f}")
-    ens = online_grid_from_audio(audio, rate, model="ensemble")
-    print(f"  the live path with the three-model ensemble vs offline: beat F "
-          f"{beat_f_measure(offline_b, np.array(ens.beats)):.3f}, downbeat F "
-          f"{downbeat_f_measure(offline_d, np.array(ens.downbeats)):.3f}")
+    print(f"offline grid (ensemble): {offline_b.size} beats, tempo {tempo}, meter {grid.meter}")
+    if offline_b.size:
+        ens = online_grid_from_audio(audio, rate, model="ensemble")
+        for name, b, d in (("model 1", beats, downs),
+                           ("the three-model ensemble", np.array(ens.beats),
+                            np.array(ens.downbeats))):
+            print(f"  the live path with {name} vs offline: beat F "
+                  f"{beat_f_measure(offline_b, b):.3f}, downbeat F "
+                  f"{downbeat_f_measure(offline_d, d):.3f}")
 
     scale = 3  # pixels per band row
     width = feats.shape[0]

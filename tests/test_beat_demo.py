@@ -55,7 +55,7 @@ def test_demo_tracks_a_groove_and_draws_its_beats(tmp_path, beatnet_models_dir):
     bpm, meter = re.search(r"([\d.]+) BPM, (\d) beats per bar", run.stdout).groups()
     assert abs(float(bpm) - 120) < 2 and meter == "4"
     assert "never ran backwards" in run.stdout
-    beat_f = float(re.search(r"live vs offline: beat F ([\d.]+)", run.stdout).group(1))
+    beat_f = float(re.search(r"model 1 vs offline: beat F ([\d.]+)", run.stdout).group(1))
     assert beat_f >= 0.9
     ens_f = float(re.search(r"ensemble vs offline: beat F ([\d.]+)", run.stdout).group(1))
     assert ens_f >= 0.9
