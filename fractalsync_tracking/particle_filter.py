@@ -71,7 +71,8 @@ previous registered beat (probability ``1 - prod(1 - rho)`` over the frames in b
 as above), the bar state is new as well, so that share of the predicted mass is replaced by the
 prior (uniform over meters, then over positions).  After a silent gap the bar position is
 therefore found again from the new evidence instead of being carried through the silence (within
-one meter the position only ever advances, so nothing else could correct it).  The beat's
+one meter the position only ever advances, so otherwise only the rare meter switches could
+correct it).  The beat's
 position is the maximum a posteriori state; ``downbeat_prob`` is the posterior probability of
 position 0.
 
