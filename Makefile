@@ -33,12 +33,12 @@ demo: $(VENV)/.core models
 # rot; its timings are not the figures quoted in the README: those come from `make bench`).
 test: $(VENV)/.dev models
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q tests
 	$(BIN)/python -m pytest benchmarks -q --benchmark-min-rounds=1 --benchmark-max-time=0.0001 \
 		--benchmark-warmup=off --benchmark-columns=min,max
 
 bench: $(VENV)/.dev
-	$(BIN)/python -m pytest benchmarks --benchmark-only -s -q --benchmark-columns=min,median,max,rounds
+	$(BIN)/python -m pytest --benchmark-only -q --benchmark-columns=min,median,max,rounds
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -419,6 +419,20 @@ def _propagate_weight(phi, tau, inv_tau, tbin, w, rng, pr, table, hist_t):
 
 
 @njit(cache=True)
+def _normalise(w, wsum):
+    """Divide the weights by their sum ``wsum`` (as one multiplication by ``1 / wsum``).
+
+    The one place the weights are normalised: every later decision (the mode's argmax
+    included) reads these exact values, so a reference that orchestrates the kernels must call
+    this too rather than normalise with its own arithmetic (a division rounds differently and
+    flips near-ties of the argmax).
+    """
+    inv = 1.0 / wsum
+    for i in range(w.size):
+        w[i] *= inv
+
+
+@njit(cache=True)
 def _resample_systematic(phi, tau, inv_tau, tbin, w, buf_f, buf_i, rng):
     """Systematic resampling of normalised weights ``w`` (in place); weights become 1/N.
 
@@ -482,10 +496,13 @@ def _smoothed_argmax(hist, circular):
 def _mode_estimate(phi, tau, tbin, w, hist_t, hist_p, hist_d, hist_tau):
     """Mode of the weighted particles: ``(phase, period in frames, weight of the mode cluster)``.
 
-    ``hist_t`` holds the weight per tempo bin (from :func:`_propagate_weight`).  The tempo
+    ``hist_t`` holds the weight per tempo bin before normalisation, exactly as
+    :func:`_propagate_weight` accumulated it (only its argmax is used, which is scale-free: not
+    rescaling it keeps the tempo decision free of the normalisation's rounding).  The tempo
     cluster is the smoothed-heaviest tempo bin and its two neighbours; inside it the phase mode
     is the smoothed-heaviest of ``hist_p.size`` circular bins, refined by the weighted mean
-    phase and period of the particles within 2.5 bins of that bin's centre.  ``w`` must sum to 1.
+    phase and period of the particles within 2.5 bins of that bin's centre.  ``w`` must sum to 1
+    (:func:`_normalise`).
     """
     n = phi.size
     npb = hist_p.size
@@ -589,11 +606,7 @@ def _pf_step(a_beat, a_down, phi, tau, inv_tau, tbin, w, buf_f, buf_i, rng, pr, 
     # wsum > 0: the largest weight is >= 1/N and every table entry is >= (1e-6 / max(1,
     # nonbeat_weight)) ** obs_exponent > 0
     wsum, wsq = _propagate_weight(phi, tau, inv_tau, tbin, w, rng, pr, table, hist_t)
-    inv = 1.0 / wsum
-    for i in range(n):
-        w[i] *= inv
-    for b in range(hist_t.size):
-        hist_t[b] *= inv
+    _normalise(w, wsum)
     ph, period, mass = _mode_estimate(phi, tau, tbin, w, hist_t, hist_p, hist_d, hist_tau)
     if wsum * wsum / wsq < pr[_P_ESS] * n:
         _resample_systematic(phi, tau, inv_tau, tbin, w, buf_f, buf_i, rng)
