@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fractalsync_tracking.beat_grid import beat_grid, combine_ensemble, grid_from_activations
+from fractalsync_models.beatnet import OFFLINE_RULE, combine
+from fractalsync_tracking.beat_grid import beat_grid, grid_from_activations
 from fractalsync_tracking.viterbi import BarPointerModel, observation_log_densities, viterbi_decode
 
 HOP_US = 20_000.0
@@ -34,7 +35,7 @@ MADMOM_RTF = 12.0  # stated in issue 5, not measured here
 def activations() -> np.ndarray:
     """3000 frames (60 s): ensemble activations of the two reference excerpts back to back."""
     return np.concatenate([
-        combine_ensemble([np.load(REF / clip / f"act_m{m}.npy") for m in (1, 2, 3)])
+        combine([np.load(REF / clip / f"act_m{m}.npy") for m in (1, 2, 3)], OFFLINE_RULE)
         for clip in ("vibe_ace", "lets_go_fishin")
     ])
 
@@ -130,8 +131,7 @@ def _stages(song, model):
     from fractalsync_dsp.audio_io import load_audio
     from fractalsync_dsp.frontend import BeatNetFrontEnd
     from fractalsync_dsp.resample import resample, to_mono
-    from fractalsync_models.paths import models_dir
-    from fractalsync_tracking.beat_grid import _crnn
+    from fractalsync_tracking.beat_grid import _offline_model
 
     t = [time.perf_counter()]
     x, sr = load_audio(song)
@@ -140,8 +140,7 @@ def _stages(song, model):
     t.append(time.perf_counter())
     feats = BeatNetFrontEnd().features(y)
     t.append(time.perf_counter())
-    variants = (1, 2, 3) if model == "ensemble" else (model,)
-    act = combine_ensemble([_crnn(v, str(models_dir())).run(feats) for v in variants])
+    act = _offline_model(model).run(feats)
     t.append(time.perf_counter())
     grid_from_activations(act)
     t.append(time.perf_counter())
@@ -314,17 +313,16 @@ def _score(item, grid):
 def test_synthetic_accuracy_table(benchmark, converted_models):
     """Accuracy of each CRNN choice with the tempo prior off / ±10 / ±20 BPM (printed table)."""
     from fractalsync_dsp.frontend import BeatNetFrontEnd
-    from fractalsync_models.paths import models_dir
-    from fractalsync_tracking.beat_grid import _crnn
+    from fractalsync_tracking.beat_grid import _offline_model
     from fractalsync_tracking.synth import synth_set
 
     items = synth_set()
     acts = {}
     for item in items:
         feats = BeatNetFrontEnd().features(item.audio)
-        probs = [_crnn(v, str(models_dir())).run(feats) for v in (1, 2, 3)]
+        probs = [m.run(feats) for m in _offline_model("ensemble").members]
         acts[item.name] = {1: probs[0], 2: probs[1], 3: probs[2],
-                           "ensemble": combine_ensemble(probs)}
+                           "ensemble": combine(probs, OFFLINE_RULE)}
     benchmark.pedantic(grid_from_activations, args=(acts[items[0].name]["ensemble"],),
                        rounds=3, iterations=1)
     print(f"\nsynthetic set ({len(items)} items x 30 s): mean beat F, min beat F, mean downbeat F,"

@@ -138,6 +138,15 @@ class FeatureRing:
             if self._started - n <= cap - T:
                 return out
 
+    def on_frames(self, batch) -> None:
+        """Consumer hook of the analysis clock (``fractalsync_tracking.analysis_clock``): store
+        the batch's (k, 272) ``features`` (the ring's ``dim`` must be 272)."""
+        self.extend(batch.features)
+
+    def reset(self) -> None:
+        """The analysis clock's reset hook: :meth:`clear`."""
+        self.clear()
+
     def clear(self) -> None:
         """Forget all frames (zeros the buffer, `frames_written` back to 0). Producer only."""
         self._buf[:] = 0

@@ -83,11 +83,13 @@ def _bands_log_diff(spec, indptr, bins, weights, prev, started, out, mags):
 
 
 @njit(cache=True)
-def _stage_frames(buf, fill, block, window, frames):
+def _stage_frames(buf, fill, block, window, frames, raws):
     """Append ``block`` to ``buf[:fill]``; window every complete frame into ``frames``.
 
     buf: (capacity,) float32 sample buffer; frame j starts at buf[j*HOP]. The caller makes sure
     capacity >= fill + len(block) and that ``frames`` (rows, FRAME) float32 has a row per frame.
+    raws: (>= k, FRAME) float32 receiving each frame's raw (unwindowed) samples, or a (0, 0)
+    array to skip them.
     Returns (k frames staged, new fill); the unused samples are moved to the front of ``buf``.
     """
     n = block.shape[0]
@@ -95,10 +97,14 @@ def _stage_frames(buf, fill, block, window, frames):
         buf[fill + i] = block[i]
     fill += n
     k = (fill - FRAME) // HOP + 1 if fill >= FRAME else 0
+    keep_raw = raws.shape[0] > 0
     for f in range(k):
         start = f * HOP
         for j in range(FRAME):
             frames[f, j] = buf[start + j] * window[j]
+        if keep_raw:
+            for j in range(FRAME):
+                raws[f, j] = buf[start + j]
     used = k * HOP
     for i in range(fill - used):
         buf[i] = buf[used + i]
@@ -107,13 +113,13 @@ def _stage_frames(buf, fill, block, window, frames):
 
 @njit(cache=True)
 def _push_block(buf, fill, block, window, frames, indptr, bins, weights, prev, started, out,
-                mags):
+                mags, raws):
     """Run a whole block through staging, FFT and bands; returns the new ``fill``.
 
     The block is consumed in pieces of ``len(buf) - FRAME`` samples so that the buffers never
-    overflow; ``out`` (and ``mags`` unless it is (0, 0)) has exactly one row per completed
-    frame. The FFT is rocket-fft's pocketfft, compiled into this kernel, so a 20 ms hop is one
-    native call.
+    overflow; ``out`` (and ``mags`` and ``raws`` unless they are (0, 0)) has at least one row
+    per completed frame. The FFT is rocket-fft's pocketfft, compiled into this kernel, so a
+    20 ms hop is one native call.
     """
     n = block.shape[0]
     step = buf.shape[0] - FRAME
@@ -121,7 +127,8 @@ def _push_block(buf, fill, block, window, frames, indptr, bins, weights, prev, s
     row = 0
     while True:
         take = min(step, n - pos)
-        k, fill = _stage_frames(buf, fill, block[pos : pos + take], window, frames)
+        raw_part = raws[row:] if raws.shape[0] > 0 else raws
+        k, fill = _stage_frames(buf, fill, block[pos : pos + take], window, frames, raw_part)
         if k > 0:
             spec = np.fft.rfft(frames[:k], axis=1)
             part = mags[row : row + k] if mags.shape[0] > 0 else mags
@@ -162,14 +169,27 @@ class _FrameStream:
         k_total = self.ready_after(samples.shape[0])
         out = np.empty((k_total, DIM), dtype=np.float32)
         mags = np.empty((k_total, N_BINS), np.float32) if return_magnitudes else self.fe._no_mags
+        self.push_into(samples, out, mags, self.fe._no_mags)
+        return (out, mags) if return_magnitudes else out
+
+    def push_into(self, samples: np.ndarray, out: np.ndarray, mags: np.ndarray,
+                  raws: np.ndarray) -> int:
+        """Trusted streaming path: no checks, no allocated outputs; returns the frame count k.
+
+        samples: (n,) C-contiguous float32, already validated. out (>= k, 272), mags
+        (>= k, 705) and raws (>= k, 1411) float32 receive the features, magnitudes and raw
+        window samples of the k completed frames (``mags``/``raws`` may be (0, 0) to skip
+        them); k = ``ready_after(n)``, which the caller sizes the buffers for.
+        """
+        k = self.ready_after(samples.shape[0])
         fb = self.fe.filterbank
         self.fill = _push_block(
             self.buf, self.fill, samples, self.fe.window, self.frames,
-            fb.indptr, fb.bins, fb.weights, self.prev, self.started, out, mags,
+            fb.indptr, fb.bins, fb.weights, self.prev, self.started, out, mags, raws,
         )
-        self.frames_emitted += k_total
+        self.frames_emitted += k
         self.samples_pushed += samples.shape[0]
-        return (out, mags) if return_magnitudes else out
+        return k
 
     def flush(self, return_magnitudes: bool):
         """Zero-pad so that every frame of the centred batch framing is emitted."""

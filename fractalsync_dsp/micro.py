@@ -208,6 +208,16 @@ class MicroFeatures:
         self.frames_seen += 1
         return self._latest
 
+    def on_frames(self, batch) -> None:
+        """Consumer hook of the analysis clock (``fractalsync_tracking.analysis_clock``): update
+        from each frame of ``batch`` (its ``windows`` (k, 1411) and ``magnitudes`` (k, 705),
+        float32, already checked by the clock), in order; `latest` is the last frame's."""
+        windows, mags = batch.windows, batch.magnitudes
+        for j in range(batch.count):
+            _micro_step(windows[j], mags[j], _BAND_BINS, _PARAMS, self._prev_log, self._state,
+                        self._out)
+        self.frames_seen += batch.count
+
     def reset(self) -> None:
         """Forget the previous spectrum and the flux mean; `latest` back to the silence vector."""
         self._prev_log[:] = 0.0

@@ -261,7 +261,10 @@ class StreamResampler:
         np.ndarray, float32, shape (m,)
             Possibly empty (soxr emits in bursts, see `pending_samples`).
         """
-        x = np.ascontiguousarray(_mono(as_float32(block, "block"), "block"))
+        return self._push_mono(np.ascontiguousarray(_mono(as_float32(block, "block"), "block")))
+
+    def _push_mono(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`push` of an already validated, C-contiguous float32 (n,) block (no checks)."""
         y = self._stream.resample_chunk(x)
         self.samples_in += x.shape[0]
         self.samples_out += y.shape[0]

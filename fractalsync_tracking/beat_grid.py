@@ -29,8 +29,9 @@ lowest: the tempo-ambiguous 60 BPM item), white/pink noise, speech-like bursts, 
 0–0.34.
 
 The default CRNN is ``model="ensemble"``: the three BeatNet weight sets combined as a product of
-experts (:func:`combine_ensemble`). On the synthetic set it removes model 1's half/double-tempo
-errors (mean beat F 0.90 -> 0.996; table in benchmarks/bench_beat_grid.py). The geometric mean
+experts (:func:`fractalsync_models.beatnet.combine`, rule ``OFFLINE_RULE`` of that registry). On
+the synthetic set it removes model 1's half/double-tempo errors (mean beat F 0.90 -> 0.996;
+table in benchmarks/bench_beat_grid.py). The geometric mean
 was kept over the arithmetic mean (same synthetic scores) because it follows the models'
 agreement: 88.6 rather than 176 BPM on the whole "Let's Go Fishin'", the tempo model 1 and
 BeatNet's DBN on the reference excerpt give.
@@ -47,6 +48,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from fractalsync_models.beatnet import OFFLINE_MODEL, OFFLINE_RULE, check_model
+
 from .tempo import alternative_tempo, dominant_tempo, grid_tempo, onbeat_offbeat_activation
 from .viterbi import BarPointerModel, observation_log_densities, viterbi_decode
 
@@ -54,7 +57,6 @@ __all__ = [
     "BeatGrid",
     "beat_activations",
     "beat_grid",
-    "combine_ensemble",
     "file_activations",
     "grid_confidence",
     "grid_from_activations",
@@ -64,8 +66,6 @@ FPS = 50.0
 BEATNET_SR = 22050
 SALIENCE_REF = 0.5
 SUPPORT_BEATS = 8
-MODELS = (1, 2, 3, "ensemble")
-ENSEMBLE_FLOOR = 1e-9
 READ_AHEAD = 8
 """Decoded blocks the decoder thread may queue ahead of the analysis (bounds the memory)."""
 THREADS_BELOW = 0.6
@@ -261,48 +261,30 @@ def grid_from_activations(
                          "offline", ratio=alt_ratio, min_bpm=min_bpm, max_bpm=max_bpm)
 
 
-@lru_cache(maxsize=6)
-def _crnn(variant: int, models_path: str):
-    """One loaded CRNN per (variant, models directory); ``run`` keeps no state between calls."""
-    from fractalsync_models.crnn import BeatNetCRNN
+@lru_cache(maxsize=8)
+def _loaded(model: int | str, models_path: str):
+    """One loaded model per (choice, models directory); ``run`` keeps no state between calls."""
+    from fractalsync_models.beatnet import BeatNetModel
 
-    return BeatNetCRNN(variant=variant)
-
-
-def combine_ensemble(probs: list[np.ndarray]) -> np.ndarray:
-    """Product-of-experts combination of CRNN outputs.
-
-    ``probs``: list of (N, 3) probability arrays (same N). Returns (N, 3) float32: the per-frame
-    geometric mean of the members (each probability floored at 1e-9), renormalised to sum to 1.
-    """
-    stack = np.stack([np.asarray(p, dtype=np.float64) for p in probs])
-    if stack.ndim != 3 or stack.shape[2] != 3:
-        raise ValueError(f"expected a list of (N, 3) arrays, got shape {stack.shape}")
-    geo = np.exp(np.log(np.maximum(stack, ENSEMBLE_FLOOR)).mean(axis=0))
-    return (geo / geo.sum(axis=1, keepdims=True)).astype(np.float32)
+    return BeatNetModel(model, OFFLINE_RULE)
 
 
-def _members(model: int | str) -> list:
-    """The loaded CRNN(s) of ``model``: one weight set, or the three of the ensemble."""
+def _offline_model(model):
+    """The loaded :class:`~fractalsync_models.beatnet.BeatNetModel` of a validated choice."""
     from fractalsync_models.paths import models_dir
 
-    variants = (1, 2, 3) if model == "ensemble" else (model,)
-    return [_crnn(v, str(models_dir())) for v in variants]
+    return _loaded(check_model(model), str(models_dir()))
 
 
-def _combine(probs: list[np.ndarray]) -> np.ndarray:
-    return probs[0] if len(probs) == 1 else combine_ensemble(probs)
-
-
-def beat_activations(x: np.ndarray, sr: float, model: int | str = "ensemble") -> np.ndarray:
+def beat_activations(x: np.ndarray, sr: float, model: int | str = OFFLINE_MODEL) -> np.ndarray:
     """BeatNet CRNN activations of an audio signal.
 
     ``x`` (n,) or (n, channels) audio at ``sr`` Hz; ``model`` a BeatNet weight set (1, 2, 3) or
-    ``"ensemble"`` (the three, :func:`combine_ensemble`). Returns (frames, 3) float32
+    ``"ensemble"`` (the three, :func:`~fractalsync_models.beatnet.combine`); default
+    :data:`~fractalsync_models.beatnet.OFFLINE_MODEL`. Returns (frames, 3) float32
     ``[beat, downbeat, no-beat]`` at 50 fps, frame ``i`` centred on ``i / 50`` s.
     """
-    if model not in MODELS:
-        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    check_model(model)
     from fractalsync_dsp.frontend import BeatNetFrontEnd
     from fractalsync_dsp.resample import resample, to_mono
 
@@ -310,11 +292,11 @@ def beat_activations(x: np.ndarray, sr: float, model: int | str = "ensemble") ->
     if mono.size == 0:
         return np.zeros((0, 3), dtype=np.float32)
     features = BeatNetFrontEnd().features(resample(mono, sr, BEATNET_SR))
-    members = _members(model)
+    loaded = _offline_model(model)
     # The members run on their own threads (onnxruntime releases the GIL): on the 2-core dev
     # machine this took 3000 frames x 3 models from ~100 ms to ~68 ms.
-    with ThreadPoolExecutor(max_workers=len(members)) as pool:
-        return _combine(list(pool.map(lambda crnn: crnn.run(features), members)))
+    with ThreadPoolExecutor(max_workers=len(loaded.members)) as pool:
+        return loaded.combine(list(pool.map(lambda crnn: crnn.run(features), loaded.members)))
 
 
 class _PieceRuns:
@@ -412,7 +394,7 @@ def _decoding_is_cheap(decoder: _TimedTransform, since: tuple, analysed: int) ->
         time.thread_time() - analysis_cpu) / (analysed - analysed_then)
 
 
-def file_activations(path: str | os.PathLike, model: int | str = "ensemble") -> np.ndarray:
+def file_activations(path: str | os.PathLike, model: int | str = OFFLINE_MODEL) -> np.ndarray:
     """:func:`beat_activations` of an audio file, decoding it while it is being analysed.
 
     A background thread decodes the file (:class:`~fractalsync_dsp.audio_io.AudioReader`;
@@ -439,18 +421,17 @@ def file_activations(path: str | os.PathLike, model: int | str = "ensemble") -> 
     an error the decoder meets part-way (raised after the blocks before it were analysed); the
     decoder thread and any CRNN worker threads have ended when this returns or raises.
     """
-    if model not in MODELS:
-        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    check_model(model)
     from fractalsync_dsp.audio_io import AudioReader
     from fractalsync_dsp.frontend import BeatNetFrontEnd
     from fractalsync_dsp.resample import StreamResampler
 
     with AudioReader(path) as reader:  # an unreadable file fails first, then a missing model
-        members = _members(model)
+        loaded = _offline_model(model)
         resampler = StreamResampler(reader.sample_rate, BEATNET_SR, quality="HQ")
         front_end = BeatNetFrontEnd()
         decoder = _TimedTransform(resampler.push)  # resampling also runs on the decoder thread
-        with _PieceRuns(members) as runs:
+        with _PieceRuns(loaded.members) as runs:
             blocks = reader.blocks(read_ahead=READ_AHEAD, transform=decoder)
             for n, samples in enumerate(blocks, start=1):
                 runs.feed(front_end.push(samples))
@@ -460,13 +441,13 @@ def file_activations(path: str | os.PathLike, model: int | str = "ensemble") -> 
                     runs.use_threads()
             runs.feed(front_end.push(resampler.flush()))
             runs.feed(front_end.flush())
-            return _combine(runs.results())
+            return loaded.combine(runs.results())
 
 
 def beat_grid(
     path_or_array: str | os.PathLike | np.ndarray,
     sr: float | None = None,
-    model: int | str = "ensemble",
+    model: int | str = OFFLINE_MODEL,
     **options,
 ) -> BeatGrid:
     """Offline beat grid of an audio file or array.
@@ -477,7 +458,7 @@ def beat_grid(
         reads), or audio samples ``(n,)`` / ``(n, channels)``.
     sr : sample rate in Hz; required for an array, must be None for a path.
     model : BeatNet weight set, 1 (GTZAN held out), 2 (Ballroom), 3 (Rock corpus), or
-        ``"ensemble"`` (default: the three combined, :func:`combine_ensemble`).
+        ``"ensemble"`` (default: the three combined, :func:`~fractalsync_models.beatnet.combine`).
     **options : passed to :func:`grid_from_activations` (``meters``, ``tempo_window``, ...).
 
     Raises
@@ -486,8 +467,7 @@ def beat_grid(
     fractalsync_models.crnn.ModelNotFoundError if the converted models are missing;
     ValueError/TypeError for bad arguments or samples (NaN/inf audio).
     """
-    if model not in MODELS:
-        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    check_model(model)
     if isinstance(path_or_array, (str, os.PathLike)):
         if sr is not None:
             raise ValueError("sr must not be given with a file path (the file has its own rate)")

@@ -7,11 +7,14 @@ Usage::
     fractalsync-beats a.wav b.flac music/ --out grids/ [--csv] [--force]
     fractalsync-beats song.mp3 --online            # causal particle-filter grid (issue 4)
 
-Outputs in ``--out DIR`` are named ``<input stem>.<json|csv|txt>`` and written atomically (a
-temporary file in the same directory, then a rename); an existing file is never replaced unless
-``--force`` is given. A directory input means the audio files directly inside it. Each bad input
-gets one ``error:`` line on stderr while the others are still processed; the exit status is 0 if
-every input succeeded, 1 if any failed, 2 for a usage error.
+Outputs in ``--out DIR`` are named ``<input stem>.<json|csv|txt>`` and written atomically
+(:func:`fractalsync_models.atomic_write.write_atomic`: a temporary file in the same directory,
+then a rename; mode 0666 & ~umask); an existing file is never replaced unless ``--force`` is
+given. A directory input means the audio files directly inside it. Each bad input gets one
+``error:`` line on stderr while the others are still processed; the exit status is 0 if every
+input succeeded, 1 if any failed, 2 for a usage error. Every warning met while analysing an
+input (e.g. NaN samples read as silence, a truncated file) is one ``warning:`` line on stderr
+and does not fail the input.
 """
 
 from __future__ import annotations
@@ -19,15 +22,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from fractalsync_models.atomic_write import write_atomic
+from fractalsync_models.beatnet import MODEL_CHOICES, OFFLINE_MODEL, ONLINE_MODEL
 from fractalsync_models.contract import ContractError
 from fractalsync_models.crnn import ModelNotFoundError
 
-from .beat_grid import MODELS, BeatGrid, beat_grid
+from .beat_grid import BeatGrid, beat_grid
 from .online_grid import online_beat_grid
 
 __all__ = ["main"]
@@ -52,33 +57,18 @@ def render(grid: BeatGrid, fmt: str) -> str:
     raise ValueError(f"unknown format {fmt!r}")
 
 
-def write_atomic(path: Path, text: str, force: bool) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename.
-
-    Without ``force`` an existing ``path`` raises FileExistsError (checked atomically: the
-    temporary file is hard-linked to ``path``, which fails if it exists; on file systems
-    without hard links the check precedes the rename).
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if force:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise FileExistsError(f"{path} exists (use --force to overwrite)") from None
-            except OSError:  # no hard links on this file system: check, then rename
-                if path.exists():
-                    raise FileExistsError(f"{path} exists (use --force to overwrite)") from None
-                os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _analysed_with_warnings(analyse, path: Path):
+    """``analyse(path)``, with each warning it issues printed as one ``warning:`` line on
+    stderr (prefixed by the path unless the message starts with it)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return analyse(path)
+        finally:
+            for w in caught:
+                text = str(w.message)
+                where = "" if text.startswith(str(path)) else f"{path}: "
+                print(f"fractalsync-beats: warning: {where}{text}", file=sys.stderr)
 
 
 def _expand(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
@@ -115,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", metavar="DIR",
                         help="write <stem>.<format> files into DIR (required for several inputs)")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    parser.add_argument("--model", choices=[str(m) for m in MODELS], default=None,
+    parser.add_argument("--model", choices=[str(m) for m in MODEL_CHOICES], default=None,
                         help="BeatNet weights: 1, 2, 3 or ensemble (offline default: ensemble; "
                              "online default: 1)")
     parser.add_argument("--online", action="store_true",
@@ -135,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = args.model if args.model is None or not args.model.isdigit() else int(args.model)
 
     if args.online:
-        online_model = 1 if model is None else model
+        online_model = ONLINE_MODEL if model is None else model
 
         def analyse(path: Path) -> BeatGrid:
             return online_beat_grid(path, model=online_model)
@@ -146,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--tempo-window must be > 0 BPM")
         options = dict(min_bpm=args.min_bpm, max_bpm=args.max_bpm,
                        tempo_window=args.tempo_window)
-        offline_model = "ensemble" if model is None else model
+        offline_model = OFFLINE_MODEL if model is None else model
 
         def analyse(path: Path) -> BeatGrid:
             return beat_grid(path, model=offline_model, **options)
@@ -178,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 claimed[target] = path
                 if target.exists() and not args.force:
                     raise FileExistsError(f"{target} exists (use --force to overwrite)")
-            text = render(analyse(path), args.format)
+            text = render(_analysed_with_warnings(analyse, path), args.format)
             if target is None:
                 try:
                     sys.stdout.write(text)
@@ -187,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                     return EXIT_FAILED
             else:
-                write_atomic(target, text, args.force)
+                write_atomic(target, text, overwrite=args.force)
         except (ModelNotFoundError, ContractError) as exc:
             print(f"fractalsync-beats: error: {exc}", file=sys.stderr)
             return EXIT_FAILED  # every other input would fail the same way

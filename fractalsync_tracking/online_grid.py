@@ -17,9 +17,10 @@ from collections import Counter
 import numpy as np
 
 from fractalsync_dsp.audio_io import AudioReader
+from fractalsync_models.beatnet import ONLINE_MODEL, ONLINE_RULE, check_model, load_beatnet
 
 from .beat_grid import FPS, BeatGrid, assemble_grid, empty_grid
-from .beat_tracker import BeatTracker, load_crnn
+from .beat_tracker import BeatTracker
 from .tempo import dominant_tempo
 
 __all__ = ["BLOCK", "TAIL_S", "online_beat_grid", "online_grid_from_audio"]
@@ -36,6 +37,9 @@ class _RecordingCRNN:
     def __init__(self, crnn) -> None:
         self.crnn = crnn
         self.rows: list[np.ndarray] = []
+        self._inner_trusted = getattr(crnn, "_step_trusted", None)
+        if self._inner_trusted is not None:
+            self._step_trusted = self._record_trusted
 
     def reset(self) -> None:
         self.crnn.reset()
@@ -46,8 +50,13 @@ class _RecordingCRNN:
         self.rows.append(np.array(probs, dtype=np.float64))
         return probs
 
+    def _record_trusted(self, frame, out):
+        """The tracker's unchecked path (``_step_trusted``), offered when the CRNN has one."""
+        self._inner_trusted(frame, out)
+        self.rows.append(np.array(out, dtype=np.float64))
 
-def online_grid_from_audio(x: np.ndarray, sample_rate: float, model: int | str = 1,
+
+def online_grid_from_audio(x: np.ndarray, sample_rate: float, model: int | str = ONLINE_MODEL,
                            seed: int = 0, crnn=None) -> BeatGrid:
     """Causal beat grid of audio samples.
 
@@ -74,7 +83,7 @@ def online_grid_from_audio(x: np.ndarray, sample_rate: float, model: int | str =
 def _grid_from_blocks(blocks, sample_rate: float, model, seed: int, crnn) -> BeatGrid:
     """Push each block of ``blocks`` ((n,) or (n, channels) arrays) in :data:`BLOCK`-sample
     pieces, then :data:`TAIL_S` of silence, and summarise the beats."""
-    recorder = _RecordingCRNN(load_crnn(model) if crnn is None else crnn)
+    recorder = _RecordingCRNN(load_beatnet(model, ONLINE_RULE) if crnn is None else crnn)
     tracker = BeatTracker(seed=seed, crnn=recorder)
     events = []
     shape = (0,)
@@ -98,7 +107,8 @@ def _grid_from_blocks(blocks, sample_rate: float, model, seed: int, crnn) -> Bea
                          frames, dominant_tempo(beat_act, FPS).bpm, "online")
 
 
-def online_beat_grid(path: str | os.PathLike, model: int | str = 1, seed: int = 0) -> BeatGrid:
+def online_beat_grid(path: str | os.PathLike, model: int | str = ONLINE_MODEL,
+                     seed: int = 0) -> BeatGrid:
     """Causal beat grid of an audio file (see the module docstring).
 
     The file is decoded block by block on a background thread (:class:`AudioReader` read-ahead)
@@ -109,8 +119,7 @@ def online_beat_grid(path: str | os.PathLike, model: int | str = 1, seed: int = 
     :class:`fractalsync_dsp.audio_io.AudioLoadError` for an unreadable file, ValueError for a bad
     ``model``.
     """
-    if model not in (1, 2, 3, "ensemble"):
-        raise ValueError(f"model must be 1, 2, 3 or 'ensemble', got {model!r}")
+    check_model(model)
     with AudioReader(path) as reader:
         return _grid_from_blocks(reader.blocks(read_ahead=4), reader.sample_rate, model, seed,
                                  None)

@@ -792,6 +792,11 @@ class ParticleFilter:
             raise ValueError(
                 "activations must be finite probabilities with beat + downbeat <= 1, "
                 f"got beat={beat!r}, downbeat={downbeat!r}")
+        return self._step_trusted(b, d)
+
+    def _step_trusted(self, b: float, d: float) -> FilterFrame:
+        """:meth:`step` without checks, for activations the pipeline made itself (Python
+        floats, valid probabilities)."""
         _pf_step(b, d, self._phi, self._tau, self._inv_tau, self._tbin, self._w, self._buf_f,
                  self._buf_i, self._rng, self._pr, self._table, self._hist_t, self._hist_p,
                  self._hist_d, self._hist_tau, self._bar_p,

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fractalsync_models.beatnet import OFFLINE_RULE, combine
 from fractalsync_tracking.beat_grid import (
     BeatGrid,
     beat_activations,
     beat_grid,
-    combine_ensemble,
     grid_confidence,
     grid_from_activations,
 )
@@ -46,7 +46,7 @@ def test_decoder_matches_beatnet_dbn_on_reference_activations(clip):
 
 @pytest.mark.parametrize("clip", CLIPS)
 def test_ensemble_activations_agree_with_beatnet_dbn(clip):
-    act = combine_ensemble([np.load(REFERENCE / clip / f"act_m{m}.npy") for m in (1, 2, 3)])
+    act = combine([np.load(REFERENCE / clip / f"act_m{m}.npy") for m in (1, 2, 3)], OFFLINE_RULE)
     ref = np.loadtxt(REFERENCE / clip / "beatnet_dbn.txt")
     assert beat_f_measure(ref[:, 0], grid_from_activations(act).beats) >= 0.95
 
@@ -296,16 +296,6 @@ def test_int16_and_other_rates(beatnet_models_dir):
     assert beat_f_measure(item.beats, grid44.beats) >= 0.97
 
 
-def test_combine_ensemble():
-    a = np.array([[0.8, 0.1, 0.1], [0.2, 0.2, 0.6]])
-    b = np.array([[0.2, 0.1, 0.4], [0.2, 0.2, 0.6]])
-    out = combine_ensemble([a, b])
-    # geometric means by hand: row 0 (0.4, 0.1, 0.2) / 0.7, row 1 already sums to 1
-    np.testing.assert_allclose(out, [[4 / 7, 1 / 7, 2 / 7], [0.2, 0.2, 0.6]], rtol=1e-6)
-    np.testing.assert_allclose(combine_ensemble([a]), a, rtol=1e-6)
-    assert np.all(np.isfinite(combine_ensemble([np.zeros((4, 3))])))
-    with pytest.raises(ValueError):
-        combine_ensemble([np.zeros((4, 2))])
 
 
 # ---------------------------------------------------------------- pipelined file analysis

@@ -151,12 +151,15 @@ def test_stage_frames_matches_numpy_reference(fill, n, seed):
     block = rng.standard_normal(n).astype(np.float32)
     window = np.hanning(FRAME).astype(np.float32)
     frames = np.full((16, FRAME), np.nan, np.float32)  # the caller sizes it: up to 13 frames
+    raws = np.full((16, FRAME), np.nan, np.float32)
     joined = np.concatenate([buf[:fill], block])
-    k, new_fill = _stage_frames(buf, fill, block, window, frames)
+    k, new_fill = _stage_frames(buf, fill, block, window, frames, raws)
     want_k = (len(joined) - FRAME) // HOP + 1 if len(joined) >= FRAME else 0
     assert k == want_k and new_fill == len(joined) - k * HOP
     for j in range(k):
         np.testing.assert_array_equal(frames[j], joined[j * HOP : j * HOP + FRAME] * window)
+        np.testing.assert_array_equal(raws[j], joined[j * HOP : j * HOP + FRAME])
+    assert np.isnan(raws[k:]).all()  # rows past the staged frames are not written
     np.testing.assert_array_equal(buf[:new_fill], joined[k * HOP :])
 
 

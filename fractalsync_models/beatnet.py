@@ -1,0 +1,207 @@
+"""The BeatNet model registry: one place that validates a model choice and loads it.
+
+A choice is one of :data:`MODEL_CHOICES`: a single weight set (1: GTZAN held out in training, 2:
+Ballroom held out, 3: Rock corpus held out) or ``"ensemble"``, the three combined.
+:func:`load_beatnet` returns a :class:`BeatNetModel` with the same interface for every choice:
+
+* ``run(features)``: a whole (T, 272) feature sequence -> (T, 3) probabilities (offline);
+* ``step(frame, out)``: one frame, carrying each member's LSTM state (online);
+* ``reset()``: back to the zero state.
+
+Outputs are in the contract's order ``[beat, downbeat, no-beat]``. For the ensemble the members'
+outputs are combined frame by frame by :func:`combine`, one rule for ``run`` and ``step``: the
+online output of a frame equals the offline output of that frame.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .crnn import N_FEATURES, BeatNetCRNN
+
+__all__ = [
+    "COMBINATION_RULES",
+    "ENSEMBLE_VARIANTS",
+    "MODEL_CHOICES",
+    "OFFLINE_MODEL",
+    "OFFLINE_RULE",
+    "ONLINE_MODEL",
+    "ONLINE_RULE",
+    "BeatNetModel",
+    "check_model",
+    "combine",
+    "load_beatnet",
+]
+
+#: Every valid model choice.
+MODEL_CHOICES = (1, 2, 3, "ensemble")
+#: The weight sets the ensemble combines.
+ENSEMBLE_VARIANTS = (1, 2, 3)
+#: Names of the combination rules (see :func:`combine`).
+COMBINATION_RULES = ("mean", "geometric")
+#: Default model choice of the offline beat grid and its ensemble rule.
+OFFLINE_MODEL, OFFLINE_RULE = "ensemble", "geometric"
+#: Default model choice of the live tracker and its ensemble rule.
+ONLINE_MODEL, ONLINE_RULE = 1, "mean"
+_FLOOR = 1e-9
+
+
+def check_model(model) -> int | str:
+    """Return ``model`` if it is one of :data:`MODEL_CHOICES`, else raise ValueError naming it.
+
+    Bools are refused (``True == 1`` would otherwise select model 1); numpy integers are
+    accepted and returned as ``int``.
+    """
+    if isinstance(model, (bool, np.bool_)):
+        raise ValueError(f"model must be one of {MODEL_CHOICES}, got {model!r}")
+    if isinstance(model, np.integer):
+        model = int(model)
+    if model not in MODEL_CHOICES or (isinstance(model, float)):
+        raise ValueError(f"model must be one of {MODEL_CHOICES}, got {model!r}")
+    return model
+
+
+@njit(cache=True)
+def _combine(stack, rule, out):
+    """Combine members' probabilities frame by frame.
+
+    stack: (M, T, 3) float32, each row a distribution. rule: 0 mean, 1 geometric (each value
+    floored at 1e-9, renormalised). out: (T, 3) float32, written in place.
+    """
+    m_count = stack.shape[0]
+    for t in range(stack.shape[1]):
+        total = 0.0
+        for c in range(3):
+            if rule == 0:
+                acc = 0.0
+                for m in range(m_count):
+                    acc += stack[m, t, c]
+                v = acc / m_count
+            else:
+                acc = 0.0
+                for m in range(m_count):
+                    acc += math.log(max(np.float64(stack[m, t, c]), _FLOOR))
+                v = math.exp(acc / m_count)
+            out[t, c] = v
+            total += v
+        if rule != 0:
+            for c in range(3):
+                out[t, c] = out[t, c] / total
+
+
+def combine(probs, rule: str = "mean") -> np.ndarray:
+    """Combine the members' CRNN outputs of one signal.
+
+    Parameters
+    ----------
+    probs : sequence of M >= 1 arrays of shape (T, 3), or an array (M, T, 3)
+        Each member's ``[beat, downbeat, no-beat]`` probabilities per frame.
+    rule : "mean" (arithmetic mean, a mixture of experts) or "geometric" (the per-frame
+        geometric mean of the members, each value floored at 1e-9, renormalised to sum to 1:
+        a product of experts).
+
+    Returns
+    -------
+    np.ndarray, (T, 3) float32
+    """
+    if rule not in COMBINATION_RULES:
+        raise ValueError(f"rule must be one of {COMBINATION_RULES}, got {rule!r}")
+    stack = np.ascontiguousarray(np.asarray(probs, dtype=np.float32))
+    if stack.ndim != 3 or stack.shape[0] < 1 or stack.shape[2] != 3:
+        raise ValueError(f"expected M >= 1 arrays of shape (T, 3), got shape {stack.shape}")
+    out = np.empty(stack.shape[1:], np.float32)
+    _combine(stack, COMBINATION_RULES.index(rule), out)
+    return out
+
+
+class BeatNetModel:
+    """A validated, loaded model choice with ``run``, ``step`` and ``reset`` (module docstring).
+
+    Parameters
+    ----------
+    model : one of :data:`MODEL_CHOICES`.
+    rule : combination rule of the ensemble (ignored for a single weight set).
+
+    Attributes
+    ----------
+    model : the choice.
+    members : the loaded :class:`~fractalsync_models.crnn.BeatNetCRNN` (one, or three).
+
+    Raises ValueError for a bad choice or rule, and what :class:`BeatNetCRNN` raises for
+    missing or invalid model files (``ModelNotFoundError`` names the command that makes them).
+    Not thread-safe for ``step``: one instance per stream.
+    """
+
+    def __init__(self, model: int | str = 1, rule: str = "mean") -> None:
+        self.model = check_model(model)
+        if rule not in COMBINATION_RULES:
+            raise ValueError(f"rule must be one of {COMBINATION_RULES}, got {rule!r}")
+        self.rule = rule
+        self._rule = COMBINATION_RULES.index(rule)
+        variants = ENSEMBLE_VARIANTS if self.model == "ensemble" else (self.model,)
+        self.members = tuple(BeatNetCRNN(variant=v) for v in variants)
+        self._stack = np.zeros((len(self.members), 1, 3), np.float32)
+        self._out = np.zeros((1, 3), np.float32)
+
+    def __repr__(self) -> str:
+        return f"BeatNetModel(model={self.model!r}, rule={self.rule!r})"
+
+    def reset(self) -> None:
+        """Every member back to the zero LSTM state."""
+        for m in self.members:
+            m.reset()
+
+    def combine(self, probs) -> np.ndarray:
+        """This model's combination of its members' (T, 3) outputs (the identity for one)."""
+        if len(self.members) == 1:
+            return np.asarray(probs[0], np.float32)
+        return combine(probs, self.rule)
+
+    def run(self, features) -> np.ndarray:
+        """(T, 272) features -> (T, 3) float32 probabilities, from the zero state; the
+        streaming state of :meth:`step` is not touched."""
+        return self.combine([m.run(features) for m in self.members])
+
+    def step(self, frame, out: np.ndarray | None = None) -> np.ndarray:
+        """One (272,) float frame -> (3,) float32 probabilities (into ``out`` if given), carrying
+        the state. Raises as :meth:`BeatNetCRNN.step` does (the state is then unchanged)."""
+        frame = np.asarray(frame)
+        if frame.shape != (N_FEATURES,):
+            raise ValueError(f"frame: expected shape ({N_FEATURES},), got {frame.shape}")
+        if frame.dtype.kind != "f":
+            raise TypeError(f"frame: expected float features, got dtype {frame.dtype}")
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused just below
+            x = np.ascontiguousarray(frame, dtype=np.float32)
+        if not np.isfinite(x).all():
+            i = int(np.argmin(np.isfinite(x)))
+            raise ValueError(f"frame must be finite: element ({i},) is {x[i]}")
+        if out is not None:
+            if getattr(out, "shape", None) != (3,):
+                raise ValueError(f"out: expected a (3,) float array, got {out!r:.60}")
+            if out.dtype.kind != "f":
+                raise TypeError(f"out: expected a float array, got dtype {out.dtype}")
+        result = self._out[0]
+        self._step_trusted(x, result)
+        if out is None:
+            return result.copy()
+        out[...] = result
+        return out
+
+    def _step_trusted(self, frame: np.ndarray, out: np.ndarray) -> None:
+        """:meth:`step` without checks: ``frame`` C-contiguous finite float32 (272,), ``out``
+        float32 (3,). Allocates nothing."""
+        if len(self.members) == 1:
+            self.members[0]._step_trusted(frame, out)
+            return
+        for m, row in zip(self.members, self._stack, strict=True):
+            m._step_trusted(frame, row[0])
+        _combine(self._stack, self._rule, self._out)
+        out[:] = self._out[0]
+
+
+def load_beatnet(model: int | str = 1, rule: str = "mean") -> BeatNetModel:
+    """:class:`BeatNetModel` of ``model`` (validated by :func:`check_model`)."""
+    return BeatNetModel(model, rule)
