@@ -27,8 +27,9 @@ import pytest
 from fractalsync_dsp.frontend import BeatNetFrontEnd
 from fractalsync_dsp.resample import StreamResampler, resample
 from fractalsync_models import export_beatnet
+from fractalsync_models.beatnet import BeatNetModel
 from fractalsync_models.crnn import BeatNetCRNN
-from fractalsync_tracking.beat_tracker import BeatTracker, EnsembleCRNN
+from fractalsync_tracking.beat_tracker import BeatTracker
 from fractalsync_tracking.online_grid import online_beat_grid
 from fractalsync_tracking.particle_filter import FilterConfig, ParticleFilter
 
@@ -165,6 +166,34 @@ def stage_times(crnn, blocks) -> dict[str, np.ndarray]:
     return {k: np.array(v) for k, v in out.items()}
 
 
+class CheckedChain:
+    """The slow chain as composed before the analysis clock: every stage's public entry point,
+    each validating its input again (StreamResampler.push -> BeatNetFrontEnd.push ->
+    BeatNetCRNN.step -> ParticleFilter.step)."""
+
+    def __init__(self, crnn) -> None:
+        self.crnn = crnn
+        self.resampler = StreamResampler(48000, 22050)
+        self.front_end = BeatNetFrontEnd()
+        self.pf = ParticleFilter()
+        self.probs = np.empty(3, np.float32)
+
+    def reset(self) -> None:
+        self.crnn.reset()
+        self.resampler.reset()
+        self.front_end.reset()
+        self.pf.reset()
+
+    def push(self, block) -> int:
+        """One block through the chain; returns the number of states (frames past the delay)."""
+        n = 0
+        for frame in self.front_end.push(self.resampler.push(block)):
+            self.crnn.step(frame, self.probs)
+            f = self.pf.step(float(self.probs[0]), float(min(self.probs[1], 1.0 - self.probs[0])))
+            n += f.ref_frame >= 0
+        return n
+
+
 def _push_times(tracker: BeatTracker, blocks) -> tuple[np.ndarray, np.ndarray]:
     """Wall time (us) of each push and the number of frames it completed."""
     for b in blocks[:200]:  # warm-up
@@ -187,8 +216,27 @@ def test_slow_chain_per_hop(benchmark, crnn):
     tracker = BeatTracker(crnn=crnn)
     times, frames = _push_times(tracker, blocks)
     lq_times, lq_frames = _push_times(BeatTracker(crnn=crnn, quality="LQ"), blocks)
-    members = [BeatNetCRNN(path=p) for p in export_beatnet(models="all")]
-    ens_times, ens_frames = _push_times(BeatTracker(crnn=EnsembleCRNN(members)), blocks)
+    export_beatnet(models="all")
+    ens_times, ens_frames = _push_times(BeatTracker(crnn=BeatNetModel("ensemble")), blocks)
+    # before/after, interleaved push by push in this run: the same chain through the public,
+    # checked entry point of every stage (what BeatTracker did before the analysis clock)
+    checked = CheckedChain(crnn)
+    after = BeatTracker(crnn=crnn)
+    for b in blocks[:200]:  # warm-up
+        checked.push(b)
+        after.push(b, 48000)
+    checked.reset()
+    after.reset()
+    cmp_times = np.empty((2, len(blocks)))
+    cmp_frames = np.empty(len(blocks), np.int64)
+    for i, b in enumerate(blocks):
+        t0 = time.perf_counter_ns()
+        n_checked = checked.push(b)
+        t1 = time.perf_counter_ns()
+        cmp_frames[i] = len(after.push(b, 48000).states)
+        t2 = time.perf_counter_ns()
+        cmp_times[:, i] = (t1 - t0) / 1e3, (t2 - t1) / 1e3
+        assert n_checked == cmp_frames[i]
     stages = stage_times(crnn, blocks)
     tracker.reset()
     it = itertools.cycle(blocks)
@@ -200,8 +248,11 @@ def test_slow_chain_per_hop(benchmark, crnn):
     l50, l99 = stats(lq_times)
     busy = ens_frames > 0
     e50, e99 = stats(np.repeat(ens_times[busy] / ens_frames[busy], ens_frames[busy]))
+    busy = cmp_frames > 0
+    before_hop = stats(np.repeat(cmp_times[0, busy] / cmp_frames[busy], cmp_frames[busy]))
+    after_hop = stats(np.repeat(cmp_times[1, busy] / cmp_frames[busy], cmp_frames[busy]))
     benchmark.extra_info.update(p50_us=p50, p99_us=p99, hop_share_p99=p99 / HOP_US,
-                                per_frame_p99_us=h99)
+                                per_frame_p99_us=h99, checked_chain_p99_us=before_hop[1])
     lines = [
         f"\nslow chain per 20 ms hop (BeatTracker.push of 960 samples of 48 kHz stereo: "
         f"down-mix + resample + front end + CRNN step + filter) over {len(times)} pushes:",
@@ -211,6 +262,10 @@ def test_slow_chain_per_hop(benchmark, crnn):
         f"bursts, so a push completes 0-2 frames (counts {np.bincount(frames).tolist()})",
         f"  per push with soxr LQ (steady, counts {np.bincount(lq_frames).tolist()}): "
         f"p50 {l50:.1f} us, p99 {l99:.1f} us",
+        f"  before/after, interleaved in this run, per analysis hop (p50 / p99 us): stages "
+        f"chained through their public checked entry points {before_hop[0]:.1f} / "
+        f"{before_hop[1]:.1f}; BeatTracker (input checked once by the analysis clock, private "
+        f"paths inside) {after_hop[0]:.1f} / {after_hop[1]:.1f}",
         f"  per analysis hop with the three-model ensemble (BeatTracker(model='ensemble')): "
         f"p50 {e50:.1f} us, p99 {e99:.1f} us",
         "  stages (p50 / p99 us; per push for resample and front end, per frame for CRNN and "

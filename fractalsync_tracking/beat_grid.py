@@ -50,7 +50,14 @@ import numpy as np
 
 from fractalsync_models.beatnet import OFFLINE_MODEL, OFFLINE_RULE, check_model
 
-from .tempo import alternative_tempo, dominant_tempo, grid_tempo, onbeat_offbeat_activation
+from .tempo import (
+    MAX_BPM,
+    MIN_BPM,
+    alternative_tempo,
+    dominant_tempo,
+    grid_tempo,
+    onbeat_offbeat_activation,
+)
 from .viterbi import BarPointerModel, observation_log_densities, viterbi_decode
 
 __all__ = [
@@ -197,8 +204,8 @@ def grid_from_activations(
     fps: float = FPS,
     *,
     meters: tuple[int, ...] = (2, 3, 4),
-    min_bpm: float = 55.0,
-    max_bpm: float = 215.0,
+    min_bpm: float = MIN_BPM,
+    max_bpm: float = MAX_BPM,
     transition_lambda: float = 100.0,
     observation_lambda: int = 16,
     threshold: float = 0.05,

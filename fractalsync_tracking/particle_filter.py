@@ -100,6 +100,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from .tempo import MAX_BPM, MIN_BPM
+
 __all__ = [
     "FilterConfig",
     "FilterFrame",
@@ -169,8 +171,8 @@ class FilterConfig:
     """
 
     fps: float = 50.0
-    min_bpm: float = 55.0
-    max_bpm: float = 215.0
+    min_bpm: float = MIN_BPM
+    max_bpm: float = MAX_BPM
     n_particles: int = 1500
     beats_per_bar: tuple[int, ...] = (2, 3, 4)
     tempo_lambda: float = 100.0

@@ -20,6 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: The tempo range every tracker of the package searches by default (BPM): BeatNet's (FACTS.md).
+MIN_BPM = 55.0
+MAX_BPM = 215.0
+
 __all__ = [
     "TempoEstimate",
     "alternative_tempo",
@@ -89,7 +93,7 @@ def beat_autocorrelation(beat_act: object, max_lag: int) -> np.ndarray:
 
 
 def dominant_tempo(
-    beat_act: object, fps: float = 50.0, min_bpm: float = 55.0, max_bpm: float = 215.0
+    beat_act: object, fps: float = 50.0, min_bpm: float = MIN_BPM, max_bpm: float = MAX_BPM
 ) -> TempoEstimate:
     """Dominant tempo of a beat activation by prior-weighted autocorrelation.
 
@@ -177,8 +181,8 @@ def alternative_tempo(
     tempo: float,
     dominant_bpm: float | None = None,
     ratio: float = 0.5,
-    min_bpm: float = 55.0,
-    max_bpm: float = 215.0,
+    min_bpm: float = MIN_BPM,
+    max_bpm: float = MAX_BPM,
 ) -> float | None:
     """Half or double of ``tempo`` if the activation makes it a plausible reading, else None.
 

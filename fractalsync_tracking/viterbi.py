@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from .tempo import MAX_BPM, MIN_BPM
+
 __all__ = [
     "BarPointerModel",
     "ViterbiPath",
@@ -130,8 +132,8 @@ class BarPointerModel:
     def from_bpm(
         cls,
         fps: float = 50.0,
-        min_bpm: float = 55.0,
-        max_bpm: float = 215.0,
+        min_bpm: float = MIN_BPM,
+        max_bpm: float = MAX_BPM,
         meters: tuple[int, ...] = (2, 3, 4),
         transition_lambda: float = 100.0,
         observation_lambda: int = 16,
