@@ -28,9 +28,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fractalsync_models.beatnet import ONLINE_RULE, BeatNetModel
 from fractalsync_models.crnn import BeatNetCRNN
 from fractalsync_tracking.beat_grid import beat_activations, grid_from_activations
-from fractalsync_tracking.beat_tracker import BeatTracker, EnsembleCRNN
+from fractalsync_tracking.beat_tracker import BeatTracker
 from fractalsync_tracking.metrics import (
     beat_f_measure,
     beat_time_errors,
@@ -134,9 +135,9 @@ def test_beats_beatnet_particle_filter_through_the_live_chain(clip, beatnet_mode
 
 
 def member_crnns(models_dir, model):
-    variants = (1, 2, 3) if model == "ensemble" else (model,)
-    members = [BeatNetCRNN(path=models_dir / f"beatnet_m{v}.onnx") for v in variants]
-    return members[0] if model != "ensemble" else EnsembleCRNN(members)
+    """The registry's online model (``models_dir`` is $FRACTALSYNC_HOME/models, where the
+    registry loads from)."""
+    return BeatNetModel(model, ONLINE_RULE)
 
 
 @pytest.fixture(scope="module", params=MODELS, ids=lambda m: f"model-{m}")
