@@ -34,6 +34,7 @@ import fractalsync_tracking as ft
 from fractalsync_dsp.audio_io import AudioLoadError, load_audio
 from fractalsync_dsp.frontend import HOP, N_BANDS, SAMPLE_RATE, BeatNetFrontEnd
 from fractalsync_dsp.resample import resample, to_mono
+from fractalsync_models.atomic_write import write_atomic
 from fractalsync_tracking.metrics import beat_f_measure, downbeat_f_measure
 from fractalsync_tracking.online_grid import online_grid_from_audio
 
@@ -60,7 +61,7 @@ def colourise(values: np.ndarray) -> np.ndarray:
 
 
 def write_png(path: Path, rgb: np.ndarray) -> None:
-    """Write an (H, W, 3) uint8 image as an 8-bit RGB PNG (atomically: temp file + rename)."""
+    """Write an (H, W, 3) uint8 image as an 8-bit RGB PNG (atomically, `write_atomic`)."""
     height, width, _ = rgb.shape
     raw = b"".join(b"\x00" + rgb[row].tobytes() for row in range(height))
 
@@ -72,9 +73,7 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
     png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6))
     png += chunk(b"IEND", b"")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(png)
-    tmp.replace(path)
+    write_atomic(path, png)
 
 
 def beat_strip(width: int, beats: np.ndarray, downbeats: np.ndarray) -> np.ndarray:

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic_write import write_atomic
 from .contract import load_contract, validate_onnx_model
 from .paths import models_dir, wheels_dir
 from .torch_zip import load_state_dict
@@ -104,20 +105,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def fetch_wheel(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -443,7 +430,7 @@ def _export(
             validate_onnx_model(model, name, contract)
             data[path] = model.SerializeToString()
         for path, blob in data.items():
-            _atomic_write(path, blob)
+            write_atomic(path, blob)
         manifest = {
             "model": target.name,
             "step_model": step_target.name,
@@ -459,7 +446,7 @@ def _export(
             "license": ATTRIBUTION,
         }
         text = json.dumps(manifest, indent=2) + "\n"
-        _atomic_write(out / f"beatnet_m{v}.json", text.encode("utf-8"))
+        write_atomic(out / f"beatnet_m{v}.json", text)
     return [(out / model_filename(v), v in todo) for v in variants]
 
 
