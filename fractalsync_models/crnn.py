@@ -5,19 +5,31 @@ frame at a time carrying the LSTM state (online), ``reset`` returns to the zero 
 Outputs are softmax probabilities in the contract's order ``[beat, downbeat, no-beat]``.
 
 Two graphs of the same weights, both made by ``fractalsync-export-beatnet``: ``run`` uses the
-sequence model ``beatnet_m{N}.onnx`` (two ONNX ``LSTM`` nodes, dynamic batch and time),
-``step`` the step model ``beatnet_m{N}_step.onnx`` next to it (one frame, static shapes, no
-shape nodes; it reproduces the sequence model bit for bit).
+sequence model ``beatnet_m{N}.onnx`` (two ONNX ``LSTM`` nodes, dynamic batch and time) through
+onnxruntime. ``step`` runs the step model ``beatnet_m{N}_step.onnx`` next to it (one frame,
+static shapes) as a numba kernel (:mod:`.crnn_kernel`) that reads the graph's initializers:
+the step graph stays the contract (validated against ``contracts/v1.json``) and the
+reference the kernel is tested against on every step (``tests/test_crnn_kernel.py``).
 
-Design notes, measured with ``benchmarks/bench_crnn.py`` on the 2-core EPYC dev machine:
-the step model took p50 36-38 µs per frame against 42-44 µs for the sequence model run on one
-frame the same way (interleaved in one process, input checks included): that graph spends the
-difference in the nodes that reshape [B,T] and split/concat the state. ``step`` uses
-onnxruntime IOBinding on preallocated, double-buffered state: it allocates no outputs, and
-the bare call beat a plain ``session.run`` (p50 37 against 45 µs); the input checks add
-~3 µs. Passing a ``RunOptions`` object to ``run_with_iobinding`` costs ~25 µs more, so none
-is passed. A numba single-frame kernel was no faster (41-44 µs): a step streams the 1.6 MB
-of float32 weights, more than the 1 MB L2 cache, so memory bandwidth sets the pace.
+Design notes, measured with ``benchmarks/bench_crnn.py`` on the 2-core EPYC dev machine
+(interleaved frame by frame in one process over 3000 real frames, input checks included):
+
+- ``step`` through onnxruntime: the step graph took p50 36-38 µs per frame against 42-44 µs
+  for the sequence graph run on one frame the same way (that graph spends the difference in
+  the nodes that reshape [B,T] and split/concat the state); IOBinding on preallocated,
+  double-buffered state beat a plain ``session.run`` (p50 37 against 45 µs); passing a
+  ``RunOptions`` object to ``run_with_iobinding`` cost ~25 µs more.
+- ``step`` through the numba kernel: p50 ~25 against ~41 µs for the IOBinding step graph,
+  p99 ~40 against ~80 µs (see the benchmark for the run's figures). A first, naive kernel was
+  no faster (41-44 µs). What made the difference: one fused, cache-line-aligned [600, 304]
+  matrix per LSTM layer (``[W_ih | W_hh]`` rows, the four gates of a unit next to each other)
+  read in a single pass with four float32 accumulators the compiler vectorises (the hot
+  layer is then close to L2 bandwidth, ~8 µs), and sigmoid/tanh as a vectorised exp instead
+  of five libm calls per unit (~3 µs saved per layer). ``np.dot`` (OpenBLAS sgemv) was about
+  as fast on the matrix but may start BLAS threads, so hand loops are used.
+- The input checks add ~3 µs; ``_step_trusted`` skips them for callers that already hold a
+  finite float32 frame.
+
 Not thread-safe: use one instance per stream and thread.
 """
 
@@ -29,13 +41,8 @@ from pathlib import Path
 import numpy as np
 
 from .contract import ContractError, load_contract, validate_onnx_model
-from .export_beatnet import (
-    STEP_STATE_INPUTS,
-    STEP_STATE_OUTPUTS,
-    VARIANTS,
-    model_filename,
-    step_model_path,
-)
+from .crnn_kernel import StepKernel, _step
+from .export_beatnet import VARIANTS, model_filename, step_model_path
 from .paths import models_dir
 
 N_FEATURES = 272
@@ -154,8 +161,8 @@ class BeatNetCRNN:
     satisfy ``models.beatnet_crnn`` and ``models.beatnet_crnn_step`` of the contract or
     onnxruntime cannot load them.
 
-    The sessions run on one intra-op thread with sequential execution. ``step`` writes
-    into preallocated input and state buffers.
+    The ``run`` session runs on one intra-op thread with sequential execution. ``step`` is
+    the numba kernel of :mod:`.crnn_kernel` on preallocated input, state and work buffers.
     """
 
     def __init__(
@@ -176,32 +183,19 @@ class BeatNetCRNN:
                 f"{self.path.name}). Create it with: {_export_hint(variant, path)}"
             )
         validate_onnx_model(self.step_path, "beatnet_crnn_step", contract)
-        self._step_session = _open_session(self.step_path)
+        try:
+            kernel = StepKernel(self.step_path)
+        except ValueError as exc:  # an initializer missing or of the wrong shape
+            raise ContractError(f"{self.step_path}: {exc}") from None
 
-        # step(): IOBinding on preallocated buffers. The state is double-buffered:
-        # _state[k, 0 (h) or 1 (c), layer] is a (1, 1, 150) tensor; binding k reads buffer k
-        # and writes buffer 1 - k, so a step allocates nothing.
-        self._frame = np.zeros((1, 1, N_FEATURES), np.float32)
+        # step(): the kernel's weights, state [h or c, layer, unit] and work space, held
+        # directly so that a step is one call; _frame and _probs are the checked copies
+        self._params = kernel.params
+        self._state = kernel._state
+        self._work = kernel._work
+        self._frame = np.zeros(N_FEATURES, np.float32)
         self._finite = np.zeros(N_FEATURES, bool)
-        self._probs = np.zeros((1, 1, 3), np.float32)
-        self._state = np.zeros((2, 2, N_LAYERS, 1, 1, HIDDEN), np.float32)
-        self._cur = 0
-        self._bindings = [self._bind(k) for k in range(2)]
-
-    def _bind(self, k: int):
-        from onnxruntime import OrtValue
-
-        ov = OrtValue.ortvalue_from_numpy  # wraps the (contiguous) numpy buffer, no copy
-        binding = self._step_session.io_binding()
-        binding.bind_ortvalue_input("features", ov(self._frame))
-        binding.bind_ortvalue_output("probs", ov(self._probs))
-        # STEP_STATE_INPUTS / _OUTPUTS are (h, c) of layer 0, then of layer 1
-        names = zip(STEP_STATE_INPUTS, STEP_STATE_OUTPUTS, strict=True)
-        for j, (name_in, name_out) in enumerate(names):
-            layer, kind = divmod(j, 2)
-            binding.bind_ortvalue_input(name_in, ov(self._state[k, kind, layer]))
-            binding.bind_ortvalue_output(name_out, ov(self._state[1 - k, kind, layer]))
-        return binding
+        self._probs = np.zeros(3, np.float32)
 
     def __repr__(self) -> str:
         return f"BeatNetCRNN(path={str(self.path)!r})"
@@ -210,19 +204,18 @@ class BeatNetCRNN:
 
     def reset(self) -> None:
         """Return the LSTM state to zeros (a fresh stream)."""
-        self._state[self._cur].fill(0.0)
+        self._state.fill(0.0)
 
     @property
     def state(self) -> tuple[np.ndarray, np.ndarray]:
         """Copy of the LSTM state ``(h, c)``, each float32 of shape (2, 150) (layer, unit)."""
-        h, c = self._state[self._cur, :, :, 0, 0]
-        return h.copy(), c.copy()
+        return self._state[0].copy(), self._state[1].copy()
 
     @state.setter
     def state(self, value) -> None:
         h, c = _check_state(value)
-        self._state[self._cur, 0, :, 0] = h
-        self._state[self._cur, 1, :, 0] = c
+        self._state[0] = h[:, 0]
+        self._state[1] = c[:, 0]
 
     # ----------------------------------------------------------------------- inference
 
@@ -244,14 +237,21 @@ class BeatNetCRNN:
                 raise ValueError(f"out: expected a (3,) float array, got {out!r:.60}")
             if out.dtype.kind != "f":
                 raise TypeError(f"out: expected a float array, got dtype {out.dtype}")
-        _load_frame(frame, self._frame[0, 0], self._finite)
-        # run_with_iobinding without a RunOptions object: passing one cost ~25 us per call
-        self._step_session.run_with_iobinding(self._bindings[self._cur])
-        self._cur = 1 - self._cur
+        _load_frame(frame, self._frame, self._finite)
+        _step(self._frame, self._params, self._state, self._work, self._probs)
         if out is None:
-            return self._probs[0, 0].copy()
-        out[...] = self._probs[0, 0]
+            return self._probs.copy()
+        out[...] = self._probs
         return out
+
+    def _step_trusted(self, frame: np.ndarray, out: np.ndarray) -> None:
+        """``step`` without checks or allocation, for callers that checked their input.
+
+        frame: C-contiguous float32 (272,) finite features (not checked: anything else gives
+        wrong results or a numba type error); out: float32 (3,), receives [beat, downbeat,
+        no-beat]. Carries the state as ``step`` does.
+        """
+        _step(frame, self._params, self._state, self._work, out)
 
     def run(self, features, state=None, return_state: bool = False):
         """Process a whole sequence; does not touch the streaming state of ``step``.

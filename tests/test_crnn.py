@@ -38,14 +38,17 @@ def test_run_reproduces_torch_activations(models, clip, variant):
 
 @pytest.mark.parametrize("variant", [1, 2, 3])
 def test_step_equals_run(models, variant):
-    # step runs the step graph, run the sequence graph: same weights, same numbers
+    # step runs the numba kernel on the step graph's weights, run the sequence graph through
+    # onnxruntime: two float32 evaluations of the same network. Over 1500 frames the rounding
+    # differences carried in the state reach a few 1e-6 on the probabilities and h, a few
+    # 1e-5 on c (|c| reaches ~70); the per-step parity is in tests/test_crnn_kernel.py.
     crnn = models[variant]
     x = _features("lets_go_fishin")
     crnn.reset()
     stepped = np.stack([crnn.step(frame) for frame in x])
     probs, (h, c) = crnn.run(x, return_state=True)
-    assert np.abs(stepped - probs).max() <= 1e-6
-    assert np.abs(crnn.state[0] - h).max() <= 1e-6 and np.abs(crnn.state[1] - c).max() <= 1e-6
+    assert np.abs(stepped - probs).max() <= 1e-5
+    assert np.abs(crnn.state[0] - h).max() <= 2e-5 and np.abs(crnn.state[1] - c).max() <= 1e-4
 
 
 @pytest.mark.parametrize("clip", CLIPS)
@@ -97,8 +100,8 @@ def test_state_save_and_restore(models):
     np.testing.assert_array_equal(first, second)
     # the offline path accepts the same state and returns the same final state
     probs, (h, c) = crnn.run(x[200:300], state=saved, return_state=True)
-    assert np.abs(probs - first).max() <= 1e-6
-    assert np.abs(h - crnn.state[0]).max() <= 1e-6 and np.abs(c - crnn.state[1]).max() <= 1e-6
+    assert np.abs(probs - first).max() <= 1e-5  # kernel against graph, as test_step_equals_run
+    assert np.abs(h - crnn.state[0]).max() <= 2e-5 and np.abs(c - crnn.state[1]).max() <= 1e-4
     # the getter hands out copies
     h, c = crnn.state
     h[...] = 123.0
