@@ -9,13 +9,24 @@ Example:
     >>> feats = BeatNetFrontEnd().features(x)                 # (ceil(n/441), 272) float32
 """
 
-from fractalsync_dsp.audio_io import BLOCK_FRAMES, AudioLoadError, AudioReader, load_audio
+from fractalsync_dsp.audio_io import (
+    BLOCK_FRAMES,
+    AudioLoadError,
+    AudioReader,
+    TruncatedAudioWarning,
+    load_audio,
+)
 from fractalsync_dsp.feature_ring import FeatureRing
 from fractalsync_dsp.filterbank import SparseFilterbank, log_filterbank
 from fractalsync_dsp.frontend import FRAME, HOP, LAG_SAMPLES, SAMPLE_RATE, BeatNetFrontEnd
 from fractalsync_dsp.micro import BAND_EDGES_HZ, MICRO_NAMES, MicroFeatures, micro_features
 from fractalsync_dsp.resample import QUALITIES, StreamResampler, resample, to_mono
-from fractalsync_dsp.sample_format import MAX_ABS, as_float32
+from fractalsync_dsp.sample_format import (
+    MAX_ABS,
+    NonFiniteAudioWarning,
+    as_float32,
+    as_float32_repaired,
+)
 
 __all__ = [
     "BAND_EDGES_HZ",
@@ -32,9 +43,12 @@ __all__ = [
     "BeatNetFrontEnd",
     "FeatureRing",
     "MicroFeatures",
+    "NonFiniteAudioWarning",
     "SparseFilterbank",
     "StreamResampler",
+    "TruncatedAudioWarning",
     "as_float32",
+    "as_float32_repaired",
     "load_audio",
     "log_filterbank",
     "micro_features",

@@ -1,31 +1,42 @@
 """Reading audio files into float32 arrays, whole (`load_audio`) or block by block (`AudioReader`).
 
 Every way a file can fail to give audio (missing, a directory, unreadable, empty, corrupt,
-unsupported format, not audio at all, non-finite samples, a decoding error part-way through)
-raises the same exception type, `AudioLoadError`, whose message names the path and the reason.
-`load_audio` is `AudioReader.blocks` with the default block size concatenated, so both apply
-exactly the same checks and give the same samples and errors.
+unsupported format, not audio at all, a decoding error part-way through) raises the same
+exception type, `AudioLoadError`, whose message names the path and the reason. `load_audio` is
+`AudioReader.blocks` with the default block size concatenated, so both apply exactly the same
+checks and give the same samples, errors and warnings.
 
-What libsndfile does not report is not an error here either: a WAV file whose data chunk is cut
-short is read up to where the data ends (libsndfile shortens the frame count when it opens the
-file), and an MP3 file delivers the frames it holds even when its header promised more (MP3
-lengths are estimates for some files).
+Two defects are repaired or read around rather than refused, each with one warning per file,
+issued when the end of the file is reached (on the thread that iterates the blocks):
+
+- NaN, +-inf or huge samples (possible in float files) become silence (0.0), by the repair
+  rule of :mod:`fractalsync_dsp.sample_format`; one `NonFiniteAudioWarning` gives the file's
+  total count.
+- A file that ends before its header says (a WAV/AIFF/AU data chunk cut short, an MP3 file
+  shorter than its header's frame count) is read up to where its data ends; one
+  `TruncatedAudioWarning` gives the declared and the read frame counts. A file cut inside its
+  header cannot be opened (`AudioLoadError`, naming the file's size); a FLAC file cut short
+  fails part-way (`AudioLoadError`). An OGG file cut short cannot be told from a short one
+  (libsndfile counts its frames from the last page present) and is read without a warning.
+
+All calls to libsndfile go through :mod:`fractalsync_dsp.sndfile_adapter`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import queue
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
-import soundfile as sf
-from soundfile import _ffi, _snd  # libsndfile through soundfile's cffi handle (see _read_into)
 
-__all__ = ["BLOCK_FRAMES", "AudioLoadError", "AudioReader", "load_audio"]
+from fractalsync_dsp.sample_format import as_float32_repaired, warn_non_finite
+from fractalsync_dsp.sndfile_adapter import SndFile, SndfileError
+
+__all__ = ["BLOCK_FRAMES", "AudioLoadError", "AudioReader", "TruncatedAudioWarning", "load_audio"]
 
 BLOCK_FRAMES = 65536
 """Default frames per block of `AudioReader.blocks`, also used by `load_audio` (1.5 s at 44.1
@@ -49,14 +60,21 @@ class AudioLoadError(ValueError):
     reason : str
         Why it failed, e.g. ``"No such file or directory"``, ``"is a directory"``,
         ``"file contains no audio frames"``,
-        ``"not readable as audio (libsndfile: Format not recognised.)"`` or
-        ``"decoding failed after frame 65536 (libsndfile: ...)"``.
+        ``"not readable as audio (libsndfile: Format not recognised.; the file has 60 bytes)"``
+        or ``"decoding failed after frame 65536 (libsndfile: ...)"``.
     """
 
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"cannot load audio from {path!r}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class TruncatedAudioWarning(UserWarning):
+    """A file ended before its header said; the frames present were read.
+
+    Message: ``"<path>: truncated: header declares <n> frames, read <m>"``.
+    """
 
 
 class _End:
@@ -86,7 +104,12 @@ class AudioReader:
     channels : int
         Channels per frame.
     frames : int
-        The frame count libsndfile reports when opening (an estimate for some MP3 files).
+        The frame count libsndfile reports when opening (for a WAV/AIFF/AU file cut short the
+        frames present; an estimate for some MP3 files).
+    declared_frames : int
+        The frame count the file's header declares (see
+        :attr:`fractalsync_dsp.sndfile_adapter.SndFile.declared_frames`); reading fewer
+        frames than this issues a `TruncatedAudioWarning`.
 
     Raises
     ------
@@ -109,14 +132,19 @@ class AudioReader:
         except OSError as exc:
             raise AudioLoadError(self.path, exc.strerror or type(exc).__name__) from exc
         try:
-            self._file = sf.SoundFile(self.path)
-        except (sf.SoundFileError, RuntimeError) as exc:
-            reason = f"not readable as audio (libsndfile: {_libsndfile_text(exc, self.path)})"
+            self._file = SndFile(self.path)
+        except SndfileError as exc:
+            size = os.path.getsize(self.path)
+            reason = f"not readable as audio (libsndfile: {exc}; the file has {size} bytes)"
             raise AudioLoadError(self.path, reason) from exc
-        self.sample_rate = int(self._file.samplerate)
-        self.channels = int(self._file.channels)
-        self.frames = int(self._file.frames)
+        self.sample_rate = self._file.sample_rate
+        self.channels = self._file.channels
+        self.frames = self._file.frames
+        self.declared_frames = self._file.declared_frames
         self._frames_read = 0
+        self._replaced = 0  # NaN/inf samples replaced by 0.0 so far
+        self._at_end = False
+        self._reported = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -160,14 +188,19 @@ class AudioReader:
         ------
         np.ndarray, float32, shape (n, channels), C-contiguous, n >= 1 (or ``transform`` of it)
             Integer PCM scaled to [-1, 1) by libsndfile (divided by 2**(bits-1)); float
-            files as stored, cast to float32. The samples do not depend on `block_frames`
-            (tested for WAV, FLAC, OGG/Vorbis and MP3).
+            files as stored, cast to float32, with NaN/inf/huge samples replaced by 0.0. The
+            samples do not depend on `block_frames` (tested for WAV, FLAC, OGG/Vorbis and MP3).
+
+        Warns
+        -----
+        NonFiniteAudioWarning, TruncatedAudioWarning
+            Once per file, when the iteration reaches the end of the file (see the module
+            docstring); an iteration stopped early warns about nothing.
 
         Raises
         ------
         AudioLoadError
-            If decoding fails part-way (e.g. a truncated FLAC file), a sample is NaN or inf
-            (possible in float files; the message names the frame), or the file gives no frames.
+            If decoding fails part-way (e.g. a truncated FLAC file) or the file gives no frames.
         ValueError
             For a bad `block_frames` or `read_ahead`, a closed reader, or a second concurrent
             read-ahead.
@@ -185,41 +218,52 @@ class AudioReader:
         source = self._decode(block_frames)
         if transform is not None:
             source = map(transform, source)
-        return self._read_ahead(source, read_ahead) if read_ahead > 0 else source
+        if read_ahead > 0:
+            source = self._read_ahead(source, read_ahead)
+        return self._warn_at_end(source)
 
     def _decode(self, block_frames: int) -> Iterator[np.ndarray]:
-        """The next blocks of the file, each checked (the one copy of these checks)."""
+        """The next blocks of the file, each checked and repaired (the one copy of this)."""
         while True:
             block = np.empty((block_frames, self.channels), dtype=np.float32)
-            offset = self._frames_read
             n = self._read_into(block)
             if n == 0:
-                if offset == 0:
+                if self._frames_read == 0:
                     raise AudioLoadError(self.path, "file contains no audio frames")
+                self._at_end = True
                 return
-            block = block[:n]
-            if not math.isfinite(float(np.sum(block, dtype=np.float64))):
-                first = offset + int(np.argmin(np.isfinite(block).all(axis=1)))
-                raise AudioLoadError(self.path, f"non-finite sample (NaN or inf) at frame {first}")
+            block, replaced = as_float32_repaired(block[:n], self.path, warn=False)
+            self._replaced += replaced
             yield block
 
     def _read_into(self, block: np.ndarray) -> int:
-        """libsndfile's ``sf_readf_float`` into a C-contiguous (k, channels) float32 array.
-
-        Called directly rather than through ``SoundFile.read``, which seeks after every call:
-        libsndfile's MP3 decoder restarts on each seek, so MP3 blocks read that way differ from
-        a whole-file read (by up to 0.5 in a test signal), while these reads give the same
-        samples for any block size. cffi releases the GIL for the call.
-        """
-        handle = self._file._file
-        n = int(_snd.sf_readf_float(handle, _ffi.from_buffer("float[]", block), block.shape[0]))
-        if _snd.sf_error(handle):
-            text = _ffi.string(_snd.sf_strerror(handle)).decode("utf-8", "replace")
+        """Decode into a C-contiguous (k, channels) float32 array (`SndFile.read_into`);
+        a decoding error becomes `AudioLoadError` naming the frame it happened after."""
+        try:
+            n = self._file.read_into(block)
+        except SndfileError as exc:
             raise AudioLoadError(
-                self.path, f"decoding failed after frame {self._frames_read} (libsndfile: {text})"
-            )
+                self.path, f"decoding failed after frame {self._frames_read} (libsndfile: {exc})"
+            ) from None
         self._frames_read += n
         return n
+
+    def _warn_at_end(self, source: Iterator[Any]) -> Iterator[Any]:
+        """``source``, then, once the end of the file has been reached, this file's warnings
+        (once per reader, on the iterating thread)."""
+        yield from source
+        if not self._at_end or self._reported:
+            return
+        self._reported = True
+        if self._frames_read < self.declared_frames:
+            warnings.warn(
+                f"{self.path}: truncated: header declares {self.declared_frames} frames, "
+                f"read {self._frames_read}",
+                TruncatedAudioWarning,
+                stacklevel=2,
+            )
+        if self._replaced:
+            warn_non_finite(self.path, self._replaced, self._frames_read * self.channels)
 
     def _read_ahead(self, source: Iterator[Any], depth: int) -> Iterator[Any]:
         """``source`` run on a background thread through a bounded queue (see :meth:`blocks`)."""
@@ -290,8 +334,9 @@ def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
     Any format the installed libsndfile reads is accepted; WAV, FLAC, OGG/Vorbis and MP3 are
     tested. Integer PCM is scaled to [-1, 1) by libsndfile (divided by 2**(bits-1)); float files
-    are returned as stored, cast to float32. This is the concatenation of
-    ``AudioReader(path).blocks()`` (same checks, same samples, same errors).
+    are returned as stored, cast to float32, with NaN/inf/huge samples replaced by 0.0. This is
+    the concatenation of ``AudioReader(path).blocks()`` (same checks, same samples, same errors
+    and warnings).
 
     Parameters
     ----------
@@ -305,23 +350,23 @@ def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     sample_rate : int
         The file's sample rate in Hz.
 
+    Warns
+    -----
+    NonFiniteAudioWarning
+        Once, with the count, if NaN/inf/huge samples were replaced by 0.0.
+    TruncatedAudioWarning
+        Once if the file ends before its header says (see the module docstring).
+
     Raises
     ------
     TypeError
         If `path` is not a str or os.PathLike.
     AudioLoadError
         If the file is missing, a directory or unreadable; if libsndfile cannot open or
-        decode it (corrupt, truncated, unsupported, or not audio); if it holds 0 frames; or if
-        it holds NaN/inf samples (possible in float WAV files).
+        decode it (corrupt, cut inside its header, a FLAC file cut short, unsupported, or not
+        audio); or if it holds 0 frames.
     """
     with AudioReader(path) as reader:
         blocks = list(reader.blocks())
     x = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
     return np.ascontiguousarray(x), reader.sample_rate
-
-
-def _libsndfile_text(exc: Exception, name: str) -> str:
-    """libsndfile's diagnosis without soundfile's "Error opening '<path>': " prefix."""
-    text = str(exc)
-    prefix = f"Error opening {name!r}: "
-    return text[len(prefix):] if text.startswith(prefix) else text

@@ -4,13 +4,22 @@ read-ahead thread) and AudioLoadError."""
 from __future__ import annotations
 
 import os
+import struct
 import threading
+import warnings
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from fractalsync_dsp.audio_io import BLOCK_FRAMES, AudioLoadError, AudioReader, load_audio
+from fractalsync_dsp.audio_io import (
+    BLOCK_FRAMES,
+    AudioLoadError,
+    AudioReader,
+    TruncatedAudioWarning,
+    load_audio,
+)
+from fractalsync_dsp.sample_format import NonFiniteAudioWarning
 
 SR = 44100
 
@@ -138,13 +147,44 @@ def test_png_is_unsupported(tmp_path):
     _expect_error(path, "not readable as audio")
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_non_finite_float_wav(tmp_path, bad):
+def _load_with_warnings(path, block_frames: int = BLOCK_FRAMES, read_ahead: int = 0):
+    """(samples, [(category, message), ...]) of reading the whole file block by block."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        x = _read_all(path, block_frames, read_ahead)
+    return x, [(w.category, str(w.message)) for w in caught]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e35])
+def test_non_finite_float_wav_is_read_as_silence(tmp_path, bad):
     x = _sine(100, 2)
     x[37, 1] = bad
     path = tmp_path / "nan.wav"
     sf.write(path, x, SR, subtype="FLOAT")
-    _expect_error(path, "frame 37")
+    with pytest.warns(NonFiniteAudioWarning) as record:
+        y, sr = load_audio(path)
+    assert [str(w.message) for w in record] == [
+        f"{path}: 1 NaN/inf samples (of 200) replaced by silence "
+        "(magnitudes above 1e+30 count as inf)"
+    ]
+    x[37, 1] = 0.0
+    np.testing.assert_array_equal(y, x)
+
+
+@pytest.mark.parametrize("read_ahead", [0, 2])
+def test_one_non_finite_warning_per_file_with_the_total(tmp_path, read_ahead):
+    x = _sine(20000, 2)
+    x[[5, 12345, 12346, 19999], [0, 0, 1, 1]] = [np.nan, np.inf, -np.inf, np.nan]
+    path = tmp_path / "late_nan.wav"
+    sf.write(path, x, SR, subtype="FLOAT")
+    y, caught = _load_with_warnings(path, 4096, read_ahead)
+    assert caught == [(NonFiniteAudioWarning, f"{path}: 4 NaN/inf samples (of 40000) replaced "
+                                              "by silence (magnitudes above 1e+30 count as inf)")]
+    x[[5, 12345, 12346, 19999], [0, 0, 1, 1]] = 0.0
+    np.testing.assert_array_equal(y, x)
+    with AudioReader(path) as reader, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        next(reader.blocks(4096))  # an iteration stopped before the end warns about nothing
 
 
 def test_path_type_checked():
@@ -185,18 +225,99 @@ def test_second_blocks_call_continues(tmp_path):
     np.testing.assert_array_equal(np.concatenate([head, rest]), load_audio(path)[0])
 
 
-def test_non_finite_sample_named_by_file_frame_in_a_later_block(tmp_path):
-    x = _sine(20000, 2)
-    x[12345, 0] = np.nan
-    path = tmp_path / "late_nan.wav"
+def test_warnings_are_issued_once_per_reader(tmp_path):
+    x = _sine(1000, 1)
+    x[10] = np.nan
+    path = tmp_path / "a.wav"
     sf.write(path, x, SR, subtype="FLOAT")
-    _expect_error(path, "at frame 12345")
+    with warnings.catch_warnings(record=True) as caught, AudioReader(path) as reader:
+        warnings.simplefilter("always")
+        head = next(reader.blocks(300))
+        rest = list(reader.blocks(300, read_ahead=2))  # goes on to the end: warns here
+        assert list(reader.blocks(300)) == []  # at the end again: no second warning
+    assert len(head) + sum(map(len, rest)) == 1000
+    assert [str(w.message).split(" replaced")[0] for w in caught] == [
+        f"{path}: 1 NaN/inf samples (of 1000)"]
+
+
+# ---------------------------------------------------------------- truncated files
+
+
+def _cut(tmp_path, name: str, n_bytes: int, frames: int = SR, **write) -> str:
+    path = tmp_path / name
+    sf.write(path, _sine(frames, write.pop("channels", 1)), SR, **write)
+    path.write_bytes(path.read_bytes()[:n_bytes])
+    return os.fspath(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "header_bytes", "frame_bytes"),
+    [
+        ("pcm16.wav", dict(subtype="PCM_16"), 44, 2),
+        ("float.wav", dict(subtype="FLOAT"), 80, 4),
+        ("stereo24.wav", dict(subtype="PCM_24", channels=2), 44, 6),
+        ("pcm16.aiff", dict(format="AIFF", subtype="PCM_16"), 54, 2),
+        ("pcm16.au", dict(format="AU", subtype="PCM_16"), 24, 2),
+    ],
+)
+@pytest.mark.parametrize("keep", [0.5, 0.25])
+def test_data_chunk_cut_short_is_read_with_one_warning(tmp_path, name, write, header_bytes,
+                                                       frame_bytes, keep):
+    """libsndfile shortens the frame count of such a file silently; the reader says so."""
+    present = int(SR * keep)
+    path = _cut(tmp_path, name, header_bytes + present * frame_bytes + 1, **write)
     with AudioReader(path) as reader:
-        got = []
-        with pytest.raises(AudioLoadError, match="at frame 12345"):
-            for block in reader.blocks(4096, read_ahead=2):
-                got.append(block)
-    assert sum(len(b) for b in got) == 3 * 4096  # the clean blocks before it were delivered
+        assert (reader.frames, reader.declared_frames) == (present, SR)
+    for read_ahead in (0, 2):
+        y, caught = _load_with_warnings(path, 1000, read_ahead)
+        assert len(y) == present
+        assert caught == [(TruncatedAudioWarning,
+                           f"{path}: truncated: header declares {SR} frames, read {present}")]
+
+
+def test_60_byte_wavs(tmp_path):
+    """16-bit PCM: the header (44 bytes) is whole, 8 frames follow: read, with the warning.
+    Float: the header (80 bytes) is cut: the error names libsndfile's reason and the size."""
+    pcm = _cut(tmp_path, "pcm.wav", 60, subtype="PCM_16")
+    with pytest.warns(TruncatedAudioWarning, match=f"header declares {SR} frames, read 8$"):
+        assert load_audio(pcm)[0].shape == (8, 1)
+    err = _expect_error(_cut(tmp_path, "float.wav", 60, subtype="FLOAT"),
+                        "not readable as audio (libsndfile: ")
+    assert err.reason.endswith("; the file has 60 bytes)")
+
+
+def test_mp3_shorter_than_its_header_warns(tmp_path):
+    path = tmp_path / "cut.mp3"
+    sf.write(path, _sine(10 * SR, 1), SR, format="MP3", subtype="MPEG_LAYER_III")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    y, caught = _load_with_warnings(path)
+    assert caught == [(TruncatedAudioWarning,
+                       f"{path}: truncated: header declares {10 * SR} frames, read {len(y)}")]
+    assert 0 < len(y) < 10 * SR
+
+
+@pytest.mark.parametrize(
+    ("ext", "write"),
+    [("wav", dict(subtype="PCM_16")), ("wav", dict(subtype="FLOAT")), ("flac", {}),
+     ("aiff", dict(format="AIFF")), ("ogg", dict(format="OGG", subtype="VORBIS")),
+     ("mp3", dict(format="MP3", subtype="MPEG_LAYER_III"))],
+)
+def test_intact_files_read_without_warnings(tmp_path, ext, write):
+    path = tmp_path / f"a.{ext}"
+    sf.write(path, _sine(3 * SR, 2), SR, **write)
+    y, caught = _load_with_warnings(path)
+    assert caught == [] and len(y) == 3 * SR
+
+
+def test_streamed_wav_of_unknown_length_does_not_warn(tmp_path):
+    """Streaming writers put 0xFFFFFFFF in the size fields: libsndfile reads what is there."""
+    path = tmp_path / "stream.wav"
+    sf.write(path, _sine(SR, 1), SR, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    data[4:8] = data[40:44] = struct.pack("<I", 0xFFFFFFFF)
+    path.write_bytes(bytes(data))
+    y, caught = _load_with_warnings(path)
+    assert caught == [] and len(y) == SR
 
 
 def _truncated_flac(tmp_path) -> tuple[str, np.ndarray]:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -10,17 +11,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from fractalsync_tracking.cli_beats import render, write_atomic
+from fractalsync_tracking.cli_beats import render
 from fractalsync_tracking.synth import make_item
 
 SR = 22050
 
 
-def _run(args, home, cwd):
+def _run(args, home, cwd, umask=None):
     env = dict(os.environ, FRACTALSYNC_HOME=str(home))
     return subprocess.run(
         [sys.executable, "-m", "fractalsync_tracking.cli_beats", *map(str, args)],
         capture_output=True, text=True, env=env, cwd=cwd, timeout=300,
+        preexec_fn=None if umask is None else (lambda: os.umask(umask)),
     )
 
 
@@ -95,6 +97,63 @@ def test_no_overwrite_without_force(beatnet_models_dir, fractalsync_home, good_d
     assert (out / "a.txt").read_text().split("\n")[0].count(" ") == 1
 
 
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_outputs_get_the_mode_of_a_normal_file(beatnet_models_dir, fractalsync_home, good_dir,
+                                               tmp_path, mask):
+    out = tmp_path / "grids"
+    res = _run([good_dir / "a.wav", "--out", out, "--txt"], fractalsync_home, tmp_path, mask)
+    assert res.returncode == 0, res.stderr
+    assert stat.S_IMODE((out / "a.txt").stat().st_mode) == 0o666 & ~mask
+
+
+@pytest.mark.parametrize("mode", [[], ["--online"]])
+def test_nan_samples_are_silence_with_one_warning(beatnet_models_dir, fractalsync_home,
+                                                  tmp_path, mode):
+    item = make_item("nan", 120.0, duration=10.0, sample_rate=SR)
+    audio = item.audio.copy()
+    audio[[100, 70000, 150000]] = [np.nan, np.inf, -np.inf]
+    path = tmp_path / "nan.wav"
+    sf.write(path, audio, SR, subtype="FLOAT")
+    out = tmp_path / "grids"
+    res = _run([path, "--out", out, *mode], fractalsync_home, tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.splitlines() == [
+        f"fractalsync-beats: warning: {path}: 3 NaN/inf samples (of {len(audio)}) replaced by "
+        "silence (magnitudes above 1e+30 count as inf)"]
+    grid = json.loads((out / "nan.json").read_text())
+    assert grid["tempo"] == pytest.approx(120.0, rel=0.02) and len(grid["beats"]) >= 15
+
+
+def test_truncated_wavs(beatnet_models_dir, fractalsync_home, tmp_path):
+    """Cut inside the data: read with a warning; cut inside the header: an error."""
+    item = make_item("cut", 120.0, duration=10.0, sample_rate=SR)
+    src = tmp_path / "src"
+    src.mkdir()
+    sf.write(src / "pcm.wav", item.audio, SR, subtype="PCM_16")  # 44-byte header
+    sf.write(src / "float.wav", item.audio, SR, subtype="FLOAT")  # 80-byte header
+    pcm, flt = (src / "pcm.wav").read_bytes(), (src / "float.wav").read_bytes()
+    d = tmp_path / "cut"
+    d.mkdir()
+    (d / "half.wav").write_bytes(pcm[: 44 + 2 * 5 * SR])
+    (d / "tiny.wav").write_bytes(pcm[:60])
+    (d / "tiny_float.wav").write_bytes(flt[:60])
+    out = tmp_path / "grids"
+    res = _run([d, "--out", out, "--quiet"], fractalsync_home, tmp_path)
+    assert res.returncode == 1
+    frames = 10 * SR
+    assert res.stderr.splitlines() == [
+        f"fractalsync-beats: warning: {d / 'half.wav'}: truncated: header declares {frames} "
+        f"frames, read {5 * SR}",
+        f"fractalsync-beats: warning: {d / 'tiny.wav'}: truncated: header declares {frames} "
+        "frames, read 8",
+        f"fractalsync-beats: error: {d / 'tiny_float.wav'}: cannot load audio from "
+        f"'{d / 'tiny_float.wav'}': not readable as audio (libsndfile: Error in WAV file. No "
+        "'data' chunk marker.; the file has 60 bytes)",
+    ]
+    assert sorted(p.name for p in out.iterdir()) == ["half.json", "tiny.json"]
+    assert json.loads((out / "half.json").read_text())["tempo"] == pytest.approx(120, rel=0.02)
+
+
 def test_usage_errors(fractalsync_home, good_dir, tmp_path):
     several = _run([good_dir / "a.wav", good_dir / "b.wav"], fractalsync_home, tmp_path)
     assert several.returncode == 2 and "--out" in several.stderr
@@ -123,17 +182,6 @@ def test_missing_models_stop_with_the_export_command(good_dir, tmp_path):
 
 
 # ---------------------------------------------------------------- in-process helpers
-
-
-def test_write_atomic_no_clobber(tmp_path):
-    target = tmp_path / "x.json"
-    write_atomic(target, "one", force=False)
-    with pytest.raises(FileExistsError):
-        write_atomic(target, "two", force=False)
-    assert target.read_text() == "one"
-    write_atomic(target, "three", force=True)
-    assert target.read_text() == "three"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
 
 
 def test_render_formats():
