@@ -427,24 +427,37 @@ def test_pipelined_file_errors_are_load_audio_errors(beatnet_models_dir, tmp_pat
 
     from fractalsync_dsp.audio_io import AudioLoadError, load_audio
 
-    item = synth_set(sample_rate=SR)[3]
-    nan_wav = tmp_path / "nan.wav"
-    audio = item.audio.copy()
-    audio[20 * SR + 17] = np.nan  # far past the first decoded blocks
-    sf.write(nan_wav, audio, SR, subtype="FLOAT")
     empty = tmp_path / "empty.wav"
     sf.write(empty, np.zeros((0, 1), np.float32), SR)
-    for path in (_truncated_flac(tmp_path), nan_wav, empty, tmp_path / "missing.ogg"):
+    for path in (_truncated_flac(tmp_path), empty, tmp_path / "missing.ogg"):
         with pytest.raises(AudioLoadError) as expected:
             load_audio(path)
         with pytest.raises(AudioLoadError) as got:
             _within(beat_grid, path)
         assert (got.value.path, got.value.reason) == (expected.value.path, expected.value.reason)
         assert _reader_threads() == []
-    with pytest.raises(AudioLoadError, match=f"frame {20 * SR + 17}"):
-        beat_grid(nan_wav)
     with pytest.raises(AudioLoadError, match="decoding failed after frame"):
         beat_grid(_truncated_flac(tmp_path))
+
+
+def test_nan_samples_in_a_file_are_analysed_as_silence(beatnet_models_dir, tmp_path):
+    """The pipelined file path repairs NaN/inf (one warning with the count): its grid is the
+    grid of the audio with those samples set to 0."""
+    import soundfile as sf
+
+    from fractalsync_dsp import NonFiniteAudioWarning
+
+    audio = synth_set(sample_rate=SR)[3].audio.copy()
+    bad = [17, 20 * SR + 17, 25 * SR]  # in the first block and far past it
+    audio[bad] = [np.nan, np.inf, -np.inf]
+    path = tmp_path / "nan.wav"
+    sf.write(path, audio, SR, subtype="FLOAT")
+    with pytest.warns(NonFiniteAudioWarning) as record:
+        grid = _within(beat_grid, path)
+    assert [str(w.message).split(" replaced")[0] for w in record] == [
+        f"{path}: 3 NaN/inf samples (of {len(audio)})"]
+    audio[bad] = 0.0
+    assert grid == beat_grid(audio, sr=SR)
 
 
 @pytest.mark.parametrize("where", ["crnn", "front_end"])
