@@ -313,8 +313,8 @@ def _score(item, grid):
 def test_synthetic_accuracy_table(benchmark, converted_models):
     """Accuracy of each CRNN choice with the tempo prior off / ±10 / ±20 BPM (printed table)."""
     from fractalsync_dsp.frontend import BeatNetFrontEnd
+    from fractalsync_models.training.synth import synth_set
     from fractalsync_tracking.beat_grid import _offline_model
-    from fractalsync_tracking.synth import synth_set
 
     items = synth_set()
     acts = {}

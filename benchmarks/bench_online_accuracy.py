@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fractalsync_models.training.synth import synth_set
 from fractalsync_tracking.metrics import (
     beat_f_measure,
     beat_time_errors,
@@ -25,7 +26,6 @@ from fractalsync_tracking.metrics import (
 )
 from fractalsync_tracking.online_grid import online_grid_from_audio
 from fractalsync_tracking.particle_filter import track_activations
-from fractalsync_tracking.synth import synth_set
 
 REF = Path(__file__).parent.parent / "tests" / "data" / "reference"
 SR = 44100

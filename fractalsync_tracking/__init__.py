@@ -35,7 +35,6 @@ from .metrics import (
 from .online_grid import online_beat_grid
 from .particle_filter import FilterConfig, ParticleFilter, track_activations
 from .phase_predictor import PhasePredictor, PhaseQuery
-from .synth import SynthItem, make_item, synth_set
 
 __all__ = [
     "BeatClockState",
@@ -46,7 +45,6 @@ __all__ = [
     "ParticleFilter",
     "PhasePredictor",
     "PhaseQuery",
-    "SynthItem",
     "TrackerOutput",
     "beat_f_measure",
     "beat_grid",
@@ -55,9 +53,7 @@ __all__ = [
     "downbeat_f_measure",
     "evaluate",
     "grid_from_activations",
-    "make_item",
     "online_beat_grid",
-    "synth_set",
     "track_activations",
     "trim",
 ]

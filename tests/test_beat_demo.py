@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from fractalsync_tracking.synth import make_item
+from fractalsync_models.training.synth import make_item
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "beat_demo.py"
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fractalsync_models.beatnet import OFFLINE_RULE, combine
+from fractalsync_models.training.synth import synth_set
 from fractalsync_tracking.beat_grid import (
     BeatGrid,
     beat_activations,
@@ -16,7 +17,6 @@ from fractalsync_tracking.beat_grid import (
     grid_from_activations,
 )
 from fractalsync_tracking.metrics import beat_f_measure, downbeat_f_measure
-from fractalsync_tracking.synth import synth_set
 
 REFERENCE = Path(__file__).parent / "data" / "reference"
 CLIPS = ("vibe_ace", "lets_go_fishin")

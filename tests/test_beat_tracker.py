@@ -17,6 +17,7 @@ from fractalsync_dsp.resample import resample
 from fractalsync_dsp.sample_format import NonFiniteAudioWarning
 from fractalsync_models.beatnet import BeatNetModel
 from fractalsync_models.crnn import BeatNetCRNN
+from fractalsync_models.training.synth import make_item
 from fractalsync_tracking.analysis_clock import AnalysisClock
 from fractalsync_tracking.beat_state import BeatClockState, BeatEvent
 from fractalsync_tracking.beat_tracker import BeatTracker
@@ -24,7 +25,6 @@ from fractalsync_tracking.cli_beats import main as cli_main
 from fractalsync_tracking.online_grid import BLOCK, TAIL_S, online_beat_grid
 from fractalsync_tracking.particle_filter import FilterConfig, track_activations
 from fractalsync_tracking.phase_predictor import PhasePredictor
-from fractalsync_tracking.synth import make_item
 
 CLIP = "tests/data/reference/vibe_ace/x22050.npy"
 

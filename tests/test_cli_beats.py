@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from fractalsync_models.training.synth import make_item
 from fractalsync_tracking.cli_beats import render
-from fractalsync_tracking.synth import make_item
 
 SR = 22050
 

@@ -4,7 +4,7 @@
    downbeats, scored against BeatNet's offline DBN decoding (``beatnet_dbn.txt``), beat BeatNet's
    shipped particle filter (``beatnet_pf.txt``) scored the same way, for every seed tried; also
    through the whole live chain on the excerpt audio.
-2. The synthetic set (``fractalsync_tracking.synth``) through the real ``--online`` pipeline
+2. The synthetic set (``fractalsync_models.training.synth``) through the real ``--online`` pipeline
    (44.1 kHz audio pushed in 1024-sample blocks through resampler, front end, CRNN and filter):
    beat F >= 0.9 and downbeat F >= 0.8 after the first 5 s, lock within 4 s, recovery from the
    abrupt tempo change within 8 beats, and the beat-time error after lock.
@@ -30,6 +30,7 @@ import pytest
 
 from fractalsync_models.beatnet import ONLINE_RULE, BeatNetModel
 from fractalsync_models.crnn import BeatNetCRNN
+from fractalsync_models.training.synth import make_item, synth_set
 from fractalsync_tracking.beat_grid import beat_activations, grid_from_activations
 from fractalsync_tracking.beat_tracker import BeatTracker
 from fractalsync_tracking.metrics import (
@@ -42,7 +43,6 @@ from fractalsync_tracking.metrics import (
 )
 from fractalsync_tracking.online_grid import online_grid_from_audio
 from fractalsync_tracking.particle_filter import track_activations
-from fractalsync_tracking.synth import make_item, synth_set
 
 REF = "tests/data/reference"
 CLIPS = ("vibe_ace", "lets_go_fishin")

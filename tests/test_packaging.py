@@ -24,6 +24,7 @@ sys.meta_path.insert(0, BlockExtras())
     [
         ("fractalsync_dsp", ("fractalsync_models", "fractalsync_tracking")),
         ("fractalsync_models", ("fractalsync_dsp", "fractalsync_tracking")),
+        ("fractalsync_models.training.synth", ("fractalsync_dsp", "fractalsync_tracking")),
         ("fractalsync_tracking", ()),
     ],
 )

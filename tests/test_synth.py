@@ -1,4 +1,4 @@
-"""Tests for fractalsync_tracking.synth: annotations agree with the rendered audio and the
+"""Tests for fractalsync_models.training.synth: annotations agree with the rendered audio and the
 tempo curve, the set covers the required scenarios, and generation is deterministic."""
 
 import numpy as np
@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.signal import butter, hilbert, sosfiltfilt
 
-from fractalsync_tracking.synth import SynthItem, make_item, synth_set
+from fractalsync_models.training.synth import SynthItem, make_item, synth_set
 
 
 @pytest.fixture(scope="module")
