@@ -85,7 +85,8 @@ class AudioReader:
     """An open audio file, read as float32 blocks; a context manager.
 
     Opening checks that the path is a readable file that libsndfile can decode (else
-    `AudioLoadError`); :meth:`blocks` checks every block as it is decoded. Use it as
+    `AudioLoadError`); :meth:`blocks` checks and repairs every block as it is decoded and
+    warns once when it reaches the end of the file (see the module docstring). Use it as
     ``with AudioReader(path) as reader: for block in reader.blocks(): ...``; leaving the
     ``with`` (also by an exception) stops a read-ahead thread and closes the file.
 
