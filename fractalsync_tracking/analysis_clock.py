@@ -213,9 +213,9 @@ class AnalysisClock:
         x, _ = as_float32_repaired(x, "block")
         x = np.ascontiguousarray(_mono(x, "block"))
         if self._sample_rate is None:
-            self._sample_rate = sr
-            if sr != SAMPLE_RATE:
+            if sr != SAMPLE_RATE:  # raises for a rate ratio soxr cannot handle
                 self._resampler = StreamResampler(sr, SAMPLE_RATE, self._quality)
+            self._sample_rate = sr
         self._samples_in += x.shape[0]
         if self._resampler is not None:
             x = self._resampler._push_mono(x)
