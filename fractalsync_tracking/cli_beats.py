@@ -34,6 +34,7 @@ from fractalsync_models.crnn import ModelNotFoundError
 
 from .beat_grid import BeatGrid, beat_grid
 from .online_grid import online_beat_grid
+from .tempo import MAX_BPM, MIN_BPM
 
 __all__ = ["main"]
 
@@ -112,8 +113,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="causal (particle filter) grid instead of the offline Viterbi grid")
     parser.add_argument("--tempo-window", type=float, metavar="BPM", default=None,
                         help="offline: decode only tempi within ± BPM of the dominant tempo")
-    parser.add_argument("--min-bpm", type=float, default=55.0, help="offline: lowest tempo")
-    parser.add_argument("--max-bpm", type=float, default=215.0, help="offline: highest tempo")
+    parser.add_argument("--min-bpm", type=float, default=MIN_BPM, help="offline: lowest tempo")
+    parser.add_argument("--max-bpm", type=float, default=MAX_BPM, help="offline: highest tempo")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return parser
 
