@@ -11,6 +11,58 @@ Ballroom held out, 3: Rock corpus held out) or ``"ensemble"``, the three combine
 Outputs are in the contract's order ``[beat, downbeat, no-beat]``. For the ensemble the members'
 outputs are combined frame by frame by :func:`combine`, one rule for ``run`` and ``step``: the
 online output of a frame equals the offline output of that frame.
+
+Combination rules
+-----------------
+Each rule maps the members' rows ``(b_m, d_m, n_m)`` of one frame to one row (definitions in
+:func:`combine`). Measured by ``benchmarks/measure_downbeat_combination.py`` (mean beat F /
+downbeat F, +-70 ms after 5 s; offline: the Viterbi grid, online: the particle filter, seeds
+0-2) on the two reference excerpts against BeatNet's DBN (real recordings; pseudo ground truth
+made from model 1), the 18-item synthetic set and 16 rendered loops (waltzes with and without
+drums, rock, drum-and-bass two-step and Amen-style breaks, house, kick-only):
+
+=================  =================  =================  =================
+offline | online   reference          synthetic          loops
+=================  =================  =================  =================
+model 1            1.00 1.00 | .99 .80  .90 .73 | .88 .70  .91 .70 | .91 .65
+model 2            .83 .85 | .92 .61    .97 .84 | .98 .84  .96 .74 | .94 .71
+model 3            .83 .50 | .73 .39    .95 .60 | .92 .56  .92 .57 | .95 .53
+mean               1.00 1.00 | .98 .86  .99 .92 | .97 .87  .98 .85 | .95 .80
+geometric          1.00 1.00 | .92 .83  .99 .92 | .83 .68  .96 .78 | .93 .74
+split_mean         1.00 1.00 | .98 .87  .99 .92 | .97 .85  .98 .89 | .95 .81
+=================  =================  =================  =================
+
+* ``mean``: the mixture of experts. Its downbeat share ``d / (b + d)`` is the members' shares
+  weighted by their beat mass, so a member that hears the beat strongly but not the bar (model
+  2 or 3 on many grooves) outvotes the one that hears the bar. It is close to ``split_mean``
+  everywhere; the offline loop difference is one item (the drummed waltz at 156 BPM, 0.26
+  against 1.00), and fast drummed waltzes are where the rules disagree: between 140 and 156 BPM
+  the decoded meter flips with the tempo and the noise seed for every ensemble rule.
+* ``geometric``: the product of experts (the offline default until this measurement). Any
+  member that calls a downbeat a plain beat vetoes it: offline it reads the drummed waltz at
+  148 BPM (seed 0; tests/test_beatnet_registry.py) as 4/4, downbeat F 0.28 against
+  ``split_mean``'s 1.00; online the veto also costs beats (synthetic beat F 0.83).
+* ``split_mean`` (the default, offline and online): beat evidence and meter evidence pooled
+  separately, the beat mass by its mean (the ensemble's tempo robustness: it removes model 1's
+  half/double-tempo errors on the synthetic set) and the downbeat share by its unweighted mean
+  (every member's bar reading counts as much, however strongly it hears the beat). It is the
+  best or within 0.015 of the best setting in every column, and at least as good as the best
+  single model in every downbeat column; the one shortfall, online beat F on the synthetic set
+  (0.97 against model 2's 0.98) and on the reference (0.98 against model 1's 0.99 on model
+  1's own pseudo ground truth), is shared by every ensemble rule.
+
+Candidates measured and dropped (defined in the script): model 1's share with the mean beat
+mass (a per-output choice; synthetic downbeat F .86/.78), log-opinion pools of the shares,
+unweighted or weighted by beat mass (best offline on the loops, .91, but online synthetic
+downbeat .79/.84), the largest share, the share of the most decided member, the root mean
+square of the shares, shares weighted by beat mass squared, and a mixture weighted per frame by
+each member's confidence ``1 - H/log 3`` (online reference downbeat .68). On BeatNet's
+``808kick120bpm.mp3`` (identical kicks, no bar cue) every setting's beat F is 0.98-0.99; the
+downbeats there are only a convention (see the script).
+
+The online default stays model 1 alone: the three-member step costs p50 79 / p99 137 us per
+frame here (one member: 24 / 40 us), which with the rest of the chain exceeds the 150 us p99
+budget per 20 ms hop. ``ONLINE_RULE`` is what ``BeatTracker(model="ensemble")`` uses.
 """
 
 from __future__ import annotations
