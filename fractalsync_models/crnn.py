@@ -19,16 +19,21 @@ Design notes, measured with ``benchmarks/bench_crnn.py`` on the 2-core EPYC dev 
   the nodes that reshape [B,T] and split/concat the state); IOBinding on preallocated,
   double-buffered state beat a plain ``session.run`` (p50 37 against 45 µs); passing a
   ``RunOptions`` object to ``run_with_iobinding`` cost ~25 µs more.
-- ``step`` through the numba kernel: p50 ~25 against ~41 µs for the IOBinding step graph,
-  p99 ~40 against ~80 µs (see the benchmark for the run's figures). A first, naive kernel was
-  no faster (41-44 µs). What made the difference: one fused, cache-line-aligned [600, 304]
+- ``step`` through the numba kernel, in one run with another process busy on the second
+  core: with input checks p50 30.9 against 48.4 µs for the IOBinding step graph, p99 78.9
+  against 111.3 µs; unchecked (``_step_trusted`` against the bare IOBinding call) p50 25.7
+  against 41.9 µs, p99 63.5 against 102.4 µs: 0.61-0.71 of the graph's time. A first, naive
+  kernel was no faster (41-44 µs). What made the difference: one fused, aligned [600, 304]
   matrix per LSTM layer (``[W_ih | W_hh]`` rows, the four gates of a unit next to each other)
   read in a single pass with four float32 accumulators the compiler vectorises (the hot
   layer is then close to L2 bandwidth, ~8 µs), and sigmoid/tanh as a vectorised exp instead
   of five libm calls per unit (~3 µs saved per layer). ``np.dot`` (OpenBLAS sgemv) was about
   as fast on the matrix but may start BLAS threads, so hand loops are used.
-- The input checks add ~3 µs; ``_step_trusted`` skips them for callers that already hold a
+- The input checks add 3-5 µs; ``_step_trusted`` skips them for callers that already hold a
   finite float32 frame.
+- ``step`` and ``run`` are no longer the same numbers bit for bit (the step graph and the
+  sequence graph were): two float32 evaluations, within 1e-6 per step from the same state,
+  a few 1e-6 on the probabilities after 1500 frames carried freely.
 
 Not thread-safe: use one instance per stream and thread.
 """
