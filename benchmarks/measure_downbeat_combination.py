@@ -17,9 +17,12 @@ Corpora and why their ground truth holds:
   CRNN outputs stored there, scored against BeatNet's own DBN on model 1 (pseudo ground truth:
   it favours model 1 by construction, so a rule that matches model 1 here is doing well).
 * ``synthetic``: the standard synthetic set (18 drum/bass items, exact annotations).
-* ``loops``: loops rendered here with exact annotations (every sound placed at its annotated
-  sample): waltzes (bass on 1, chords on 2 and 3; with and without drums), a 4/4 rock groove,
-  a drum-and-bass two-step break at 172 BPM and a kick-only 4/4 loop whose beat 1 is accented.
+* ``loops``: 16 loops rendered here with exact annotations (every sound placed at its annotated
+  sample; :data:`LOOPS`): waltzes (bass on 1, chords on 2 and 3; one kind with a soft bowed bass
+  under louder chords and a melody, one with kick on 1 and light snare on 2 and 3), 4/4 rock
+  with a distorted power chord per bar, drum-and-bass two-step and Amen-style breaks at 165-176
+  BPM, four-on-the-floor house (identical kicks; a chord stab marks beat 1) and kick-only 4/4
+  loops whose beat 1 is accented.
 * ``808kick``: BeatNet's test clip ``808kick120bpm.mp3`` from the wheel the converter downloads,
   tiled 3x to 30 s. Its 20 kicks are identical (correlation 0.9998 between any two) and start
   at exactly ``k * 22050`` samples at 44.1 kHz (cross-correlation lag 0 for each), so the beats
@@ -106,6 +109,13 @@ def cand_share_logit_w(stack):
     return _join(s.mean(0), _logit_pool(r, s))
 
 
+def cand_split_geo(stack):
+    """Beat mass = log-opinion pool of the members' beat masses (beat vs no beat); downbeat
+    share = plain mean of the shares (as split_mean)."""
+    s, r = _split(stack)
+    return _join(_logit_pool(s), r.mean(0))
+
+
 def cand_share_w2(stack):
     """Beat mass = mean; downbeat share = mean of the shares weighted by beat mass squared."""
     s, r = _split(stack)
@@ -159,6 +169,7 @@ def settings():
         "ens share_m1": cand_share_m1,
         "ens share_logit": cand_share_logit,
         "ens share_logit_w": cand_share_logit_w,
+        "ens split_geo": cand_split_geo,
         "ens share_w2": cand_share_w2,
         "ens share_max": cand_share_max,
         "ens share_decisive": cand_share_decisive,
