@@ -50,14 +50,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fractalsync_models import beatnet  # noqa: E402
+from fractalsync_models.training.synth import synth_set  # noqa: E402
 from fractalsync_tracking.beat_grid import grid_from_activations  # noqa: E402
 from fractalsync_tracking.metrics import evaluate  # noqa: E402
 from fractalsync_tracking.particle_filter import track_activations  # noqa: E402
-
-try:  # the generator is moving to the training package
-    from fractalsync_models.training.synth import synth_set  # type: ignore[import-not-found]
-except ImportError:
-    from fractalsync_tracking.synth import synth_set
 
 REF = ROOT / "tests" / "data" / "reference"
 CACHE = Path(tempfile.gettempdir()) / "fractalsync_downbeat_combination"

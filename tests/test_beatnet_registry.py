@@ -246,10 +246,7 @@ def test_default_finds_the_downbeats_of_a_drummed_waltz(beatnet_models_dir):
 
 
 def test_default_finds_the_downbeats_of_a_fast_synthetic_4_4_item(beatnet_models_dir):
-    try:
-        from fractalsync_models.training.synth import synth_set
-    except ImportError:
-        from fractalsync_tracking.synth import synth_set
+    from fractalsync_models.training.synth import synth_set
 
     item = {it.name: it for it in synth_set(sample_rate=22050)}["steady_4-4_174bpm"]
     members = _members(item.audio)
