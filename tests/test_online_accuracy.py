@@ -86,6 +86,12 @@ ONLINE_LIMITED = {
                                         "... of the item), which a causal posterior over meters "
                                         "reads as 4/4; the offline decoder resolves 3/4 with "
                                         "hindsight",
+    (1, "gap_4-4_115bpm", "beat_f"): "online shortfall at the edge: the rhythm detector keeps "
+                                     "reporting 5 beats into the 4 s silent gap and re-locks 4 "
+                                     "beats after the music returns: beat F 0.889 with seed 0 "
+                                     "(the activations of the numba CRNN step; 0.916 with the "
+                                     "ONNX step, which differs by < 1e-6), 0.90-0.94 with seeds "
+                                     "1-5",
     ("ensemble", "steady_4-4_200bpm", "beat_f"): MODELS_DISAGREE,
     ("ensemble", "steady_4-4_200bpm", "downbeat_f"): MODELS_DISAGREE,
 }
