@@ -46,13 +46,10 @@ from pathlib import Path
 import numpy as np
 
 from .contract import ContractError, load_contract, validate_onnx_model
-from .crnn_kernel import StepKernel, _step
+from .crnn_kernel import HIDDEN, N_FEATURES, N_LAYERS, StepKernel, _step
 from .export_beatnet import VARIANTS, model_filename, step_model_path
 from .paths import models_dir
 
-N_FEATURES = 272
-N_LAYERS = 2
-HIDDEN = 150
 _OUTPUTS = ["probs", "hN", "cN"]
 
 

@@ -35,7 +35,7 @@ import os
 import numpy as np
 from numba import njit
 
-N_FEATURES = 272
+N_FEATURES = 272  # the contract's features.dim (tests/test_contract.py ties the two)
 HIDDEN = 150
 N_LAYERS = 2
 N_OUT = 3
@@ -82,7 +82,7 @@ N_PARAMS = _LAYOUT["_total"][0]
 # scratch buffer (floats): pooled features, [x; h; 0] of layer 0 and of layer 1, the gates
 # and the scratch of _sigmoid_neg
 _WORK_POOLED = 0
-_WORK_XH0 = 272
+_WORK_XH0 = -(-_POOLED // _ALIGN) * _ALIGN  # 272: the pooled features, cache-line aligned
 _WORK_XH1 = _WORK_XH0 + _XH
 _WORK_GATES = _WORK_XH1 + _XH
 _WORK_SCRATCH = _WORK_GATES + _GATES

@@ -244,3 +244,15 @@ def test_model_from_path(tmp_path):
         validate_onnx_model(tmp_path / "absent.onnx")
     with pytest.raises(TypeError, match="path or onnx.ModelProto"):
         validate_onnx_model(42)
+
+
+def test_code_constants_are_the_contracts(contract):
+    """The feature size and the LSTM shape are defined once per package (fractalsync_dsp and
+    fractalsync_models cannot import each other); both must be the contract's."""
+    from fractalsync_dsp.frontend import DIM, N_BANDS
+    from fractalsync_models.crnn_kernel import HIDDEN, N_FEATURES, N_LAYERS
+
+    assert contract["frontend"]["dim"] == DIM == N_FEATURES == 2 * N_BANDS
+    inputs = {t["name"]: t["shape"] for t in contract["models"]["beatnet_crnn"]["inputs"]}
+    assert inputs["features"][2] == N_FEATURES
+    assert inputs["h0"][0] == N_LAYERS and inputs["h0"][2] == HIDDEN
