@@ -96,34 +96,30 @@ def interleaved_us(step_a, step_b, frames: np.ndarray) -> tuple[np.ndarray, np.n
     return a, b
 
 
-class OrtStepGraph:
-    """``step`` as it was before the numba kernel: the one-frame step graph under onnxruntime,
-    IOBinding on preallocated double-buffered state, the same input checks as ``step``
-    (``step``) or none (``bare``, the counterpart of ``BeatNetCRNN._step_trusted``)."""
+class _BoundGraph:
+    """A one-frame ONNX graph under onnxruntime with IOBinding on preallocated, double-buffered
+    state; ``step`` with the same input checks as ``BeatNetCRNN.step``, ``bare`` with none (the
+    counterpart of ``BeatNetCRNN._step_trusted``). Subclasses bind the state tensors."""
 
-    def __init__(self, step_path):
+    state_shape: tuple
+
+    def __init__(self, path):
         from onnxruntime import OrtValue
 
         from fractalsync_models.crnn import _open_session
-        from fractalsync_models.export_beatnet import STEP_STATE_INPUTS, STEP_STATE_OUTPUTS
 
-        self.session = _open_session(step_path)
+        self.session = _open_session(path)
         self.frame = np.zeros((1, 1, 272), np.float32)
         self.finite = np.zeros(272, bool)
         self.probs = np.zeros((1, 1, 3), np.float32)
-        self.state = np.zeros((2, 2, 2, 1, 1, 150), np.float32)  # [buffer, h/c, layer, 1, 1, unit]
+        self.state = np.zeros(self.state_shape, np.float32)
         self.cur = 0
-        ov = OrtValue.ortvalue_from_numpy
         self.bindings = []
         for k in range(2):
             binding = self.session.io_binding()
-            binding.bind_ortvalue_input("features", ov(self.frame))
-            binding.bind_ortvalue_output("probs", ov(self.probs))
-            names = zip(STEP_STATE_INPUTS, STEP_STATE_OUTPUTS, strict=True)
-            for j, (name_in, name_out) in enumerate(names):  # (h, c) of layer 0, then layer 1
-                layer, kind = divmod(j, 2)
-                binding.bind_ortvalue_input(name_in, ov(self.state[k, kind, layer]))
-                binding.bind_ortvalue_output(name_out, ov(self.state[1 - k, kind, layer]))
+            binding.bind_ortvalue_input("features", OrtValue.ortvalue_from_numpy(self.frame))
+            binding.bind_ortvalue_output("probs", OrtValue.ortvalue_from_numpy(self.probs))
+            self._bind_state(binding, k, OrtValue.ortvalue_from_numpy)
             self.bindings.append(binding)
 
     def reset(self):
@@ -144,6 +140,21 @@ class OrtStepGraph:
         self.session.run_with_iobinding(self.bindings[self.cur])
         self.cur = 1 - self.cur
         out[...] = self.probs[0, 0]
+
+
+class OrtStepGraph(_BoundGraph):
+    """``step`` as it was before the numba kernel: the one-frame step graph."""
+
+    state_shape = (2, 2, 2, 1, 1, 150)  # [buffer, h/c, layer, 1, 1, unit]
+
+    def _bind_state(self, binding, k, ov):
+        from fractalsync_models.export_beatnet import STEP_STATE_INPUTS, STEP_STATE_OUTPUTS
+
+        names = zip(STEP_STATE_INPUTS, STEP_STATE_OUTPUTS, strict=True)
+        for j, (name_in, name_out) in enumerate(names):  # (h, c) of layer 0, then layer 1
+            layer, kind = divmod(j, 2)
+            binding.bind_ortvalue_input(name_in, ov(self.state[k, kind, layer]))
+            binding.bind_ortvalue_output(name_out, ov(self.state[1 - k, kind, layer]))
 
 
 def _report(name_a, a, name_b, b) -> str:
@@ -189,41 +200,17 @@ def test_kernel_vs_step_graph(benchmark, crnn, features):
     )
 
 
-class SequenceGraphStep:
+class SequenceGraphStep(_BoundGraph):
     """``step`` as it was before the step graph: the sequence graph (``LSTM`` nodes) on one
     frame, through IOBinding on preallocated double-buffered state, same input checks."""
 
-    def __init__(self, path):
-        from onnxruntime import OrtValue
+    state_shape = (2, 2, 2, 1, 150)  # [buffer, h/c, layer, 1, unit]
 
-        from fractalsync_models.crnn import _open_session
-
-        self.session = _open_session(path)
-        self.frame = np.zeros((1, 1, 272), np.float32)
-        self.finite = np.zeros(272, bool)
-        self.probs = np.zeros((1, 1, 3), np.float32)
-        self.state = np.zeros((2, 2, 2, 1, 150), np.float32)  # [buffer, h/c, layer, 1, unit]
-        self.cur = 0
-        ov = OrtValue.ortvalue_from_numpy
-        self.bindings = []
-        for k in range(2):
-            binding = self.session.io_binding()
-            binding.bind_ortvalue_input("features", ov(self.frame))
-            binding.bind_ortvalue_input("h0", ov(self.state[k, 0]))
-            binding.bind_ortvalue_input("c0", ov(self.state[k, 1]))
-            binding.bind_ortvalue_output("probs", ov(self.probs))
-            binding.bind_ortvalue_output("hN", ov(self.state[1 - k, 0]))
-            binding.bind_ortvalue_output("cN", ov(self.state[1 - k, 1]))
-            self.bindings.append(binding)
-
-    def step(self, frame, out):
-        from fractalsync_models.crnn import _load_frame
-
-        _load_frame(frame, self.frame[0, 0], self.finite)
-        self.session.run_with_iobinding(self.bindings[self.cur])
-        self.cur = 1 - self.cur
-        out[...] = self.probs[0, 0]
-        return out
+    def _bind_state(self, binding, k, ov):
+        binding.bind_ortvalue_input("h0", ov(self.state[k, 0]))
+        binding.bind_ortvalue_input("c0", ov(self.state[k, 1]))
+        binding.bind_ortvalue_output("hN", ov(self.state[1 - k, 0]))
+        binding.bind_ortvalue_output("cN", ov(self.state[1 - k, 1]))
 
 
 def test_step_graph_vs_sequence_graph(benchmark, crnn, features):

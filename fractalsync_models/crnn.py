@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from .contract import ContractError, load_contract, validate_onnx_model
-from .crnn_kernel import HIDDEN, N_FEATURES, N_LAYERS, StepKernel, _step
+from .crnn_kernel import HIDDEN, N_FEATURES, N_LAYERS, StepKernel
 from .export_beatnet import VARIANTS, model_filename, step_model_path
 from .paths import models_dir
 
@@ -186,15 +186,10 @@ class BeatNetCRNN:
             )
         validate_onnx_model(self.step_path, "beatnet_crnn_step", contract)
         try:
-            kernel = StepKernel(self.step_path)
+            self._kernel = StepKernel(self.step_path)
         except ValueError as exc:  # an initializer missing or of the wrong shape
             raise ContractError(f"{self.step_path}: {exc}") from None
-
-        # step(): the kernel's weights, state [h or c, layer, unit] and work space, held
-        # directly so that a step is one call; _frame and _probs are the checked copies
-        self._params = kernel.params
-        self._state = kernel._state
-        self._work = kernel._work
+        # step(): _frame and _probs hold the checked copies
         self._frame = np.zeros(N_FEATURES, np.float32)
         self._finite = np.zeros(N_FEATURES, bool)
         self._probs = np.zeros(3, np.float32)
@@ -206,18 +201,16 @@ class BeatNetCRNN:
 
     def reset(self) -> None:
         """Return the LSTM state to zeros (a fresh stream)."""
-        self._state.fill(0.0)
+        self._kernel.reset()
 
     @property
     def state(self) -> tuple[np.ndarray, np.ndarray]:
         """Copy of the LSTM state ``(h, c)``, each float32 of shape (2, 150) (layer, unit)."""
-        return self._state[0].copy(), self._state[1].copy()
+        return self._kernel.state
 
     @state.setter
     def state(self, value) -> None:
-        h, c = _check_state(value)
-        self._state[0] = h[:, 0]
-        self._state[1] = c[:, 0]
+        self._kernel.state = _check_state(value)
 
     # ----------------------------------------------------------------------- inference
 
@@ -240,7 +233,7 @@ class BeatNetCRNN:
             if out.dtype.kind != "f":
                 raise TypeError(f"out: expected a float array, got dtype {out.dtype}")
         _load_frame(frame, self._frame, self._finite)
-        _step(self._frame, self._params, self._state, self._work, self._probs)
+        self._kernel.step(self._frame, self._probs)
         if out is None:
             return self._probs.copy()
         out[...] = self._probs
@@ -253,7 +246,7 @@ class BeatNetCRNN:
         wrong results or a numba type error); out: float32 (3,), receives [beat, downbeat,
         no-beat]. Carries the state as ``step`` does.
         """
-        _step(frame, self._params, self._state, self._work, out)
+        self._kernel.step(frame, out)
 
     def run(self, features, state=None, return_state: bool = False):
         """Process a whole sequence; does not touch the streaming state of ``step``.

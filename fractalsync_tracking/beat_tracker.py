@@ -135,25 +135,13 @@ class BeatTracker:
         """Feed the next block of the stream to the clock; return the states and beats decided
         since the previous :meth:`push` or :meth:`collect`.
 
-        Parameters
-        ----------
-        block : array, shape (n,) or (n, channels), n >= 0
-            Audio at ``sample_rate``: float32/float64 as is, int16/int32 scaled to [-1, 1].
-            Frames first, 1 <= channels <= ``resample.MAX_CHANNELS`` (64): a channels-first
-            ``(2, n)`` block raises ValueError (pass ``block.T``). NaN, ±inf and samples beyond
-            ±1e30 are treated as silence, with one
-            :class:`~fractalsync_dsp.sample_format.NonFiniteAudioWarning` per block giving
-            their count.
-        sample_rate : float
-            Input rate in Hz (finite, > 0), the same for every push of a stream.
-
-        Raises
-        ------
-        TypeError
-            Unsupported dtype or a non-numeric rate.
-        ValueError
-            A bad shape, a rate <= 0, or a rate differing from the stream's (call
-            :meth:`reset` first).  A rejected block leaves the tracker unchanged.
+        ``block`` ((n,) or (n, channels) audio, any n) and ``sample_rate`` (Hz, fixed within a
+        stream) follow :meth:`AnalysisClock.push
+        <fractalsync_tracking.analysis_clock.AnalysisClock.push>`, which checks them once and
+        raises TypeError/ValueError for bad ones (a rejected block leaves the tracker
+        unchanged); NaN and ±inf samples are analysed as silence, with one
+        :class:`~fractalsync_dsp.sample_format.NonFiniteAudioWarning` per block giving their
+        count.
         """
         self.clock.push(block, sample_rate)
         return self.collect()
