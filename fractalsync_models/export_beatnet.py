@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic_write import write_atomic
+from .cli_errors import add_debug_flag, cli_entry
 from .contract import load_contract, validate_onnx_model
 from .paths import models_dir, wheels_dir
 from .torch_zip import load_state_dict
@@ -471,8 +472,10 @@ def export_beatnet(
     return [path for path, _ in _export(wheel, models, out_dir, force)]
 
 
+@cli_entry("fractalsync-export-beatnet", expected=(ExportError,))
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point ``fractalsync-export-beatnet``; returns the exit status."""
+    """Console entry point ``fractalsync-export-beatnet``; returns the exit status (errors:
+    :mod:`fractalsync_models.cli_errors`)."""
     parser = argparse.ArgumentParser(
         prog="fractalsync-export-beatnet",
         description="Convert BeatNet's pretrained CRNN weights (CC BY 4.0) to ONNX, without torch.",
@@ -483,12 +486,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", help="output directory (default: $FRACTALSYNC_HOME/models)")
     parser.add_argument("--force", action="store_true", help="convert even if up to date")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
-    try:
-        results = _export(args.wheel, args.model, args.out, args.force)
-    except (ExportError, ValueError, OSError) as exc:
-        print(f"fractalsync-export-beatnet: error: {exc}", file=sys.stderr)
-        return 1
+    results = _export(args.wheel, args.model, args.out, args.force)
     for path, written in results:
         for p in (path, step_model_path(path)):
             print(f"{p}: {'written' if written else 'up to date'}")

@@ -12,9 +12,11 @@ Outputs in ``--out DIR`` are named ``<input stem>.<json|csv|txt>`` and written a
 then a rename; mode 0666 & ~umask); an existing file is never replaced unless ``--force`` is
 given. A directory input means the audio files directly inside it. Each bad input gets one
 ``error:`` line on stderr while the others are still processed; the exit status is 0 if every
-input succeeded, 1 if any failed, 2 for a usage error. Every warning met while analysing an
-input (e.g. NaN samples read as silence, a truncated file) is one ``warning:`` line on stderr
-and does not fail the input.
+input succeeded, 1 if any failed, 2 for a usage error, 130 on Ctrl-C. Errors that stop the
+command (no models, an output directory that cannot be created, a bug) follow the convention
+of :mod:`fractalsync_models.cli_errors`. Every warning met while analysing an input (e.g. NaN
+samples read as silence, a truncated file) is one ``warning:`` line on stderr and does not fail
+the input.
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ from pathlib import Path
 
 from fractalsync_models.atomic_write import write_atomic
 from fractalsync_models.beatnet import MODEL_CHOICES, OFFLINE_MODEL, ONLINE_MODEL
+from fractalsync_models.cli_errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_debug_flag,
+    cli_entry,
+    describe,
+    error_line,
+    print_error,
+)
 from fractalsync_models.contract import ContractError
 from fractalsync_models.crnn import ModelNotFoundError
 
@@ -42,7 +53,7 @@ AUDIO_SUFFIXES = frozenset(
     {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".caf"}
 )
 FORMATS = ("json", "csv", "txt")
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PROG = "fractalsync-beats"
 
 
 def render(grid: BeatGrid, fmt: str) -> str:
@@ -69,30 +80,37 @@ def _analysed_with_warnings(analyse, path: Path):
             for w in caught:
                 text = str(w.message)
                 where = "" if text.startswith(str(path)) else f"{path}: "
-                print(f"fractalsync-beats: warning: {where}{text}", file=sys.stderr)
+                print(f"{PROG}: warning: {where}{text}", file=sys.stderr)
 
 
-def _expand(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """Audio files named by ``inputs`` (directories expanded) and errors for unusable ones."""
+def _expand(inputs: Sequence[str]) -> tuple[list[Path], list[str], bool]:
+    """Audio files named by ``inputs`` (directories expanded), error lines for unusable
+    inputs, and whether any input is a directory."""
     files: list[Path] = []
     errors: list[str] = []
+    any_dir = False
     for name in inputs:
         p = Path(name)
-        if p.is_dir():
+        try:
+            if not p.is_dir():
+                files.append(p)  # missing/unreadable files are reported by the loader
+                continue
+            any_dir = True
             found = sorted(q for q in p.iterdir()
                            if q.is_file() and q.suffix.lower() in AUDIO_SUFFIXES)
-            if not found:
-                errors.append(f"{p}: directory contains no audio files "
-                              f"({', '.join(sorted(AUDIO_SUFFIXES))})")
-            files.extend(found)
-        else:
-            files.append(p)  # missing/unreadable files are reported by the loader
-    return files, errors
+        except OSError as exc:  # e.g. a name too long, a directory that cannot be listed
+            errors.append(error_line(PROG, exc, p))
+            continue
+        if not found:
+            errors.append(f"{PROG}: error: {p}: directory contains no audio files "
+                          f"({', '.join(sorted(AUDIO_SUFFIXES))})")
+        files.extend(found)
+    return files, errors, any_dir
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="fractalsync-beats",
+        prog=PROG,
         description="Beat grid (tempo, beats, downbeats, meter, confidence) of audio files.",
     )
     parser.add_argument("inputs", nargs="+", metavar="AUDIO",
@@ -116,11 +134,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-bpm", type=float, default=MIN_BPM, help="offline: lowest tempo")
     parser.add_argument("--max-bpm", type=float, default=MAX_BPM, help="offline: highest tempo")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    add_debug_flag(parser)
     return parser
 
 
+@cli_entry(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point; returns the exit status (0 ok, 1 some input failed, 2 usage)."""
+    """Console entry point; returns the exit status (0 ok, 1 some input or the command failed,
+    2 usage, 130 interrupted)."""
     parser = _parser()
     args = parser.parse_args(argv)
     model = args.model if args.model is None or not args.model.isdigit() else int(args.model)
@@ -142,17 +163,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         def analyse(path: Path) -> BeatGrid:
             return beat_grid(path, model=offline_model, **options)
 
-    files, errors = _expand(args.inputs)
-    for message in errors:
-        print(f"fractalsync-beats: error: {message}", file=sys.stderr)
+    files, errors, any_dir = _expand(args.inputs)
+    for line in errors:
+        print(line, file=sys.stderr)
     to_stdout = args.out is None
-    if to_stdout and (len(args.inputs) > 1 or len(files) > 1 or Path(args.inputs[0]).is_dir()):
+    if to_stdout and (len(args.inputs) > 1 or len(files) > 1 or any_dir):
         parser.error("several inputs need --out DIR")
     out_dir = None if to_stdout else Path(args.out)
     if out_dir is not None:
         if out_dir.exists() and not out_dir.is_dir():
             parser.error(f"--out {out_dir} is not a directory")
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # read-only, a file on the way, no permission, ...
+            print(f"{PROG}: error: cannot create the output directory: {describe(exc)}",
+                  file=sys.stderr)
+            return EXIT_FAILED
 
     failed = len(errors)
     claimed: dict[Path, Path] = {}
@@ -179,12 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     return EXIT_FAILED
             else:
                 write_atomic(target, text, overwrite=args.force)
-        except (ModelNotFoundError, ContractError) as exc:
-            print(f"fractalsync-beats: error: {exc}", file=sys.stderr)
-            return EXIT_FAILED  # every other input would fail the same way
+        except (ModelNotFoundError, ContractError):
+            raise  # every other input would fail the same way: the command stops
         except (OSError, ValueError, TypeError) as exc:
             failed += 1
-            print(f"fractalsync-beats: error: {path}: {exc}", file=sys.stderr)
+            print_error(PROG, exc, path)
             continue
         if show_progress:
             print(f"[{n}/{len(files)}] {path} -> {target} "

@@ -1,10 +1,13 @@
 """``fractalsync-beats`` as a subprocess: output shapes, batches, no-clobber, bad files."""
 
+import errno
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -198,3 +201,58 @@ def test_render_formats():
 def test_entry_point_is_installed():
     exe = Path(sys.executable).parent / "fractalsync-beats"
     assert exe.exists()
+
+
+# ------------------------------------------------- the error convention (cli_errors)
+
+
+def test_output_directory_that_cannot_be_created(fractalsync_home, good_dir, tmp_path):
+    """One error line and exit 1, no traceback (the mkdir of --out was outside the error
+    handling). A file on the way is tested as a subprocess; so is /sys, where even root may not
+    create a directory (EPERM). Root ignores a read-only mode bit, so EROFS is tested in process
+    (test_read_only_output_directory)."""
+    (tmp_path / "n").mkdir()
+    (tmp_path / "n" / "file").write_text("")
+    res = _run([good_dir / "a.wav", "--out", "n/file/sub"], fractalsync_home, tmp_path)
+    assert (res.returncode, res.stderr.splitlines()) == (1, [
+        "fractalsync-beats: error: cannot create the output directory: n/file/sub: "
+        "Not a directory"])
+    if Path("/sys/kernel").is_dir():
+        res = _run([good_dir / "a.wav", "--out", "/sys/fractalsync_test/sub"], fractalsync_home,
+                   tmp_path)
+        assert res.returncode == 1 and "Traceback" not in res.stderr
+        assert res.stderr.startswith("fractalsync-beats: error: cannot create the output "
+                                     "directory: /sys/fractalsync_test: ")
+        assert len(res.stderr.splitlines()) == 1
+
+
+def test_read_only_output_directory(good_dir, tmp_path, monkeypatch, capsys):
+    from fractalsync_tracking import cli_beats
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    assert cli_beats.main([str(good_dir / "a.wav"), "--out", str(tmp_path / "ro" / "sub")]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"fractalsync-beats: error: cannot create the output directory: {tmp_path}/ro/sub: "
+        "Read-only file system"]
+
+
+def test_ctrl_c_is_one_line_and_exit_130(fractalsync_home, tmp_path):
+    """SIGINT while the command waits for its input, a FIFO (our open() returns once the
+    command has opened it, i.e. once main is running). libsndfile retries a read that the
+    signal interrupts, so Python sees the signal when the read returns: after we close."""
+    fifo = tmp_path / "live.wav"
+    os.mkfifo(fifo)
+    env = dict(os.environ, FRACTALSYNC_HOME=str(fractalsync_home))
+    proc = subprocess.Popen([sys.executable, "-m", "fractalsync_tracking.cli_beats", str(fifo)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    with open(fifo, "wb") as writer:
+        writer.write(b"RIFF")  # a header that does not complete: the reader waits for more
+        writer.flush()
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+    out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err) == (130, "fractalsync-beats: interrupted\n")
