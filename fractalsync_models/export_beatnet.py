@@ -22,21 +22,35 @@ Step graph: the same operators and weights for exactly one frame, with static sh
 none of the sequence graph's shape nodes; see :func:`build_step_model`. It reproduces the
 sequence graph bit for bit under onnxruntime.
 
-CLI: ``fractalsync-export-beatnet [--wheel PATH] [--model 1|2|3|all] [--out DIR] [--force]``.
+Security: a wheel's sha256 is checked against the pin before the wheel is opened, on every
+path (download, cache, ``--wheel``); a wheel that does not match is refused unless the caller
+passes ``allow_unpinned`` (``--allow-unpinned``, for a retrained BeatNet), which warns
+(:class:`UnpinnedWheelWarning`) and records the wheel's hash in the manifest. The weights are
+read by the restricted, bounded reader of :mod:`fractalsync_models.torch_zip`. All models of a
+run are built and validated in memory before the first file is written, and a run that fails
+while writing removes the files and directories it created, so a failed conversion leaves no
+partial output (files it replaced stay replaced: their manifest no longer matches, so the
+next run converts them again).
+
+CLI: ``fractalsync-export-beatnet [--wheel PATH] [--allow-unpinned] [--model 1|2|3|all]
+[--out DIR] [--force]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import warnings
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -44,13 +58,15 @@ from .atomic_write import write_atomic
 from .cli_errors import add_debug_flag, cli_entry
 from .contract import load_contract, validate_onnx_model
 from .paths import models_dir, wheels_dir
-from .torch_zip import load_state_dict
+from .torch_zip import TorchZipError, load_state_dict
 
 CONVERTER_VERSION = "3"
 OPSET = 17
 BEATNET_VERSION = "1.1.3"
 WHEEL_NAME = f"BeatNet-{BEATNET_VERSION}-py3-none-any.whl"
 WHEEL_SHA256 = "1ecfa17bdcbe899975a88bdb6efebd6970d846a4f3b6cfd5c6f320647c641c7e"
+MAX_WEIGHTS_BYTES = 64 << 20
+"""Largest ``model_N_weights.pt`` member read from a wheel (BeatNet's: 1.6 MB each)."""
 VARIANTS = (1, 2, 3)
 HIDDEN = 150
 N_FEATURES = 272
@@ -86,6 +102,10 @@ class ExportError(RuntimeError):
     """The BeatNet wheel could not be obtained or does not hold the expected weights."""
 
 
+class UnpinnedWheelWarning(UserWarning):
+    """A wheel whose sha256 is not the pinned one is converted (``allow_unpinned``)."""
+
+
 def model_filename(variant: int) -> str:
     """File name of converted model ``variant`` (1, 2 or 3): ``beatnet_m{variant}.onnx``."""
     return f"beatnet_m{variant}.onnx"
@@ -101,11 +121,86 @@ def step_model_path(model_path: str | os.PathLike) -> Path:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+        return _sha256_stream(f)
+
+
+def _sha256_stream(f: BinaryIO) -> str:
+    """sha256 (hex) of what is left to read in ``f``."""
+    h = hashlib.sha256()
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+        h.update(chunk)
     return h.hexdigest()
+
+
+def _check_pin(wheel: Path, digest: str, allow_unpinned: bool) -> None:
+    """Refuse ``wheel`` (sha256 ``digest``) unless it is the pinned wheel or unpinned is allowed.
+
+    An allowed unpinned wheel gives one :class:`UnpinnedWheelWarning`, attributed to the wheel
+    file (so the command line shows it on one line).
+    """
+    if digest == WHEEL_SHA256:
+        return
+    if not allow_unpinned:
+        raise ExportError(
+            f"{wheel}: sha256 {digest} does not match the pinned sha256 {WHEEL_SHA256} of "
+            f"{WHEEL_NAME}; refusing to open it. To convert a wheel you trust (e.g. a retrained "
+            "BeatNet), pass --allow-unpinned (allow_unpinned=True)."
+        )
+    warnings.warn_explicit(
+        f"converting {wheel.name} with sha256 {digest}, which is not the pinned "
+        f"{WHEEL_NAME} ({WHEEL_SHA256}); the manifest records its hash",
+        UnpinnedWheelWarning,
+        filename=str(wheel),
+        lineno=0,
+    )
+
+
+@contextlib.contextmanager
+def _open_wheel(wheel: Path, allow_unpinned: bool) -> Iterator[tuple[zipfile.ZipFile, str]]:
+    """Yield ``(zip, sha256)`` of ``wheel``, opened as a zip only after :func:`_check_pin`.
+
+    The hash is taken from the same open file the zip is then read from, so the file cannot
+    be swapped between the check and the use.
+    """
+    try:
+        f = open(wheel, "rb")
+    except OSError as exc:
+        raise ExportError(f"wheel {wheel}: cannot open ({exc})") from None
+    with f:
+        digest = _sha256_stream(f)
+        _check_pin(wheel, digest, allow_unpinned)
+        f.seek(0)
+        try:
+            whl = zipfile.ZipFile(f)
+        except zipfile.BadZipFile as exc:
+            raise ExportError(f"{wheel}: not a wheel ({exc})") from None
+        with whl:
+            yield whl, digest
+
+
+@contextlib.contextmanager
+def _created_dirs(path: Path) -> Iterator[None]:
+    """Create directory ``path`` and its missing parents for the body.
+
+    If the body raises, the directories created here are removed again, innermost first, as
+    long as they are empty (a directory that existed before is never touched).
+    """
+    created = []
+    p = path
+    while not p.exists() and p != p.parent:
+        created.append(p)
+        p = p.parent
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for d in created:
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise
 
 
 def fetch_wheel(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -113,18 +208,18 @@ def fetch_wheel(cache_dir: str | os.PathLike | None = None) -> Path:
 
     Runs ``<python> -m pip download --no-deps beatnet==1.1.3`` into ``cache_dir``
     (default ``$FRACTALSYNC_HOME/wheels``) and checks the wheel's pinned sha256.
-    BeatNet is never installed. Raises :class:`ExportError` if pip fails.
+    BeatNet is never installed. Raises :class:`ExportError` if pip fails; a cache directory
+    created for a failed download is removed again.
     """
     cache = Path(cache_dir) if cache_dir is not None else wheels_dir()
     target = cache / WHEEL_NAME
     if target.is_file() and _sha256(target) == WHEEL_SHA256:
         return target
-    cache.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
         "--disable-pip-version-check", "--quiet", f"beatnet=={BEATNET_VERSION}",
     ]  # fmt: skip
-    with tempfile.TemporaryDirectory(dir=cache, prefix=".download.") as tmp:
+    with _created_dirs(cache), tempfile.TemporaryDirectory(dir=cache, prefix=".download.") as tmp:
         proc = subprocess.run([*cmd, "-d", tmp], capture_output=True, text=True)
         got = Path(tmp) / WHEEL_NAME
         if proc.returncode != 0 or not got.is_file():
@@ -143,18 +238,34 @@ def fetch_wheel(cache_dir: str | os.PathLike | None = None) -> Path:
     return target
 
 
-def read_weights(wheel: str | os.PathLike, variant: int) -> dict[str, np.ndarray]:
+def read_weights(
+    wheel: str | os.PathLike, variant: int, allow_unpinned: bool = False
+) -> dict[str, np.ndarray]:
     """Read ``BeatNet/models/model_{variant}_weights.pt`` from the wheel as float32 arrays.
 
-    Checks the state dict's names and shapes; raises :class:`ExportError` on any mismatch.
+    The wheel's sha256 must be the pinned one (checked before the wheel is opened) unless
+    ``allow_unpinned`` (then a :class:`UnpinnedWheelWarning` is given). Checks the state
+    dict's names and shapes; raises :class:`ExportError` on any mismatch and
+    :class:`~fractalsync_models.torch_zip.TorchZipError` for a file the reader refuses.
     """
+    with _open_wheel(Path(wheel), allow_unpinned) as (whl, _):
+        return _read_weights(whl, Path(wheel), variant)
+
+
+def _read_weights(whl: zipfile.ZipFile, wheel: Path, variant: int) -> dict[str, np.ndarray]:
+    """:func:`read_weights` from an opened, pin-checked wheel."""
     member = f"BeatNet/models/model_{variant}_weights.pt"
     try:
-        with zipfile.ZipFile(wheel) as whl:
-            data = whl.read(member)
+        size = whl.getinfo(member).file_size
+        if size > MAX_WEIGHTS_BYTES:
+            raise ExportError(f"{wheel}:{member}: {size} bytes, over {MAX_WEIGHTS_BYTES}")
+        data = whl.read(member)
     except (zipfile.BadZipFile, KeyError, OSError) as exc:
         raise ExportError(f"{wheel}: cannot read {member} ({exc})") from None
-    state = load_state_dict(data)
+    try:
+        state = load_state_dict(data)
+    except TorchZipError as exc:
+        raise TorchZipError(f"{wheel}:{member}: {exc}") from None
     if set(state) != set(EXPECTED_SHAPES):
         raise ExportError(
             f"{wheel}:{member}: unexpected state dict keys "
@@ -400,55 +511,91 @@ def _export(
     models: int | str | Iterable[int],
     out_dir: str | os.PathLike | None,
     force: bool,
+    allow_unpinned: bool = False,
 ) -> list[tuple[Path, bool]]:
     variants = _parse_variants(models)
     out = Path(out_dir) if out_dir is not None else models_dir()
     wheel_path = Path(wheel) if wheel is not None else None
     if wheel_path is not None and not wheel_path.is_file():
         raise ExportError(f"wheel {wheel_path}: no such file")
-    wheel_sha = _sha256(wheel_path) if wheel_path is not None else WHEEL_SHA256
-    todo = [
-        v
-        for v in variants
-        if force
-        or not _manifest_ok(out / f"beatnet_m{v}.json", out / model_filename(v), wheel_sha)
-    ]
-    if todo:
-        out.mkdir(parents=True, exist_ok=True)
-        wheel_path = wheel_path if wheel_path is not None else fetch_wheel()
-        contract = load_contract()
-    for v in todo:
-        state = read_weights(wheel_path, v)
+    with contextlib.ExitStack() as stack:
+        if wheel_path is not None:
+            whl, wheel_sha = stack.enter_context(_open_wheel(wheel_path, allow_unpinned))
+        else:
+            whl, wheel_sha = None, WHEEL_SHA256
+        todo = [
+            v
+            for v in variants
+            if force
+            or not _manifest_ok(out / f"beatnet_m{v}.json", out / model_filename(v), wheel_sha)
+        ]
+        if todo and whl is None:
+            wheel_path = fetch_wheel()
+            whl, wheel_sha = stack.enter_context(_open_wheel(wheel_path, False))
+        files = _convert(whl, wheel_path, wheel_sha, todo, out) if todo else {}
+    _write_all(out, files)
+    return [(out / model_filename(v), v in todo) for v in variants]
+
+
+def _convert(
+    whl: zipfile.ZipFile, wheel: Path, wheel_sha: str, variants: list[int], out: Path
+) -> dict[Path, bytes | str]:
+    """Build and validate the files of ``variants`` in memory: ``{path: content}``.
+
+    Per variant: sequence model, step model, then the manifest that vouches for both.
+    """
+    contract = load_contract()
+    files: dict[Path, bytes | str] = {}
+    for v in variants:
+        state = _read_weights(whl, wheel, v)
         doc = f"{ATTRIBUTION} Variant {v} (model_{v}_weights.pt)."
         target = out / model_filename(v)
         step_target = step_model_path(target)
-        data = {}
         for path, build, name in (
             (target, build_model, "beatnet_crnn"),
             (step_target, build_step_model, "beatnet_crnn_step"),
         ):
             model = build(state, doc=doc)
             validate_onnx_model(model, name, contract)
-            data[path] = model.SerializeToString()
-        for path, blob in data.items():
-            write_atomic(path, blob)
+            files[path] = model.SerializeToString()
         manifest = {
             "model": target.name,
             "step_model": step_target.name,
             "variant": v,
-            "source_wheel": wheel_path.name,
+            "source_wheel": wheel.name,
             "source_wheel_sha256": wheel_sha,
             "source_member": f"BeatNet/models/model_{v}_weights.pt",
-            "model_sha256": hashlib.sha256(data[target]).hexdigest(),
-            "step_model_sha256": hashlib.sha256(data[step_target]).hexdigest(),
+            "model_sha256": hashlib.sha256(files[target]).hexdigest(),
+            "step_model_sha256": hashlib.sha256(files[step_target]).hexdigest(),
             "converter_version": CONVERTER_VERSION,
             "opset": OPSET,
             "contract_version": contract["version"],
             "license": ATTRIBUTION,
         }
-        text = json.dumps(manifest, indent=2) + "\n"
-        write_atomic(out / f"beatnet_m{v}.json", text)
-    return [(out / model_filename(v), v in todo) for v in variants]
+        files[out / f"beatnet_m{v}.json"] = json.dumps(manifest, indent=2) + "\n"
+    return files
+
+
+def _write_all(out: Path, files: dict[Path, bytes | str]) -> None:
+    """Write ``files`` atomically, in order, creating ``out`` only if there is something to write.
+
+    If a write fails, the files this call created and the directories it made are removed
+    (files that existed before stay: replaced ones keep their new content).
+    """
+    if not files:
+        return
+    with _created_dirs(out):
+        created = []
+        try:
+            for path, data in files.items():
+                is_new = not path.exists()
+                write_atomic(path, data)
+                if is_new:
+                    created.append(path)
+        except BaseException:
+            for path in created:
+                path.unlink(missing_ok=True)
+            raise
 
 
 def export_beatnet(
@@ -456,20 +603,27 @@ def export_beatnet(
     models: int | str | Iterable[int] = VARIANTS,
     out_dir: str | os.PathLike | None = None,
     force: bool = False,
+    allow_unpinned: bool = False,
 ) -> list[Path]:
     """Convert BeatNet CRNN variants to ONNX; return the sequence model paths (``models`` order).
 
     Each variant's step model is written next to its sequence model (:func:`step_model_path`).
+    A failed conversion leaves no new file or directory behind.
 
     Parameters
     ----------
     wheel : path of ``BeatNet-1.1.3-py3-none-any.whl``; default: download it with pip into
-        ``$FRACTALSYNC_HOME/wheels`` (only when a model actually needs converting).
+        ``$FRACTALSYNC_HOME/wheels`` (only when a model actually needs converting). Its
+        sha256 must be the pinned :data:`WHEEL_SHA256`; it is checked before the wheel is
+        opened, and a mismatch raises :class:`ExportError`.
     models : variants to convert, a subset of (1, 2, 3), a single int, or ``"all"``.
     out_dir : output directory; default ``$FRACTALSYNC_HOME/models``.
     force : convert even if the manifest says the model is up to date.
+    allow_unpinned : convert a ``wheel`` whose sha256 is not the pinned one (e.g. a retrained
+        BeatNet you trust), with an :class:`UnpinnedWheelWarning`; the manifest records its
+        hash. Its weights still go through the restricted, bounded reader.
     """
-    return [path for path, _ in _export(wheel, models, out_dir, force)]
+    return [path for path, _ in _export(wheel, models, out_dir, force, allow_unpinned)]
 
 
 @cli_entry("fractalsync-export-beatnet", expected=(ExportError,))
@@ -486,9 +640,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", help="output directory (default: $FRACTALSYNC_HOME/models)")
     parser.add_argument("--force", action="store_true", help="convert even if up to date")
+    parser.add_argument(
+        "--allow-unpinned",
+        action="store_true",
+        help="convert a --wheel whose sha256 is not the pinned one (e.g. a retrained BeatNet "
+        "you trust): warns and records its hash in the manifest",
+    )
     add_debug_flag(parser)
     args = parser.parse_args(argv)
-    results = _export(args.wheel, args.model, args.out, args.force)
+    results = _export(args.wheel, args.model, args.out, args.force, args.allow_unpinned)
     for path, written in results:
         for p in (path, step_model_path(path)):
             print(f"{p}: {'written' if written else 'up to date'}")

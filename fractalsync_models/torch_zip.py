@@ -4,26 +4,62 @@ A torch zip holds ``<prefix>/data.pkl`` (a pickle of the state dict) and one raw
 little-endian storage per ``<prefix>/data/<key>``. Tensors reference a storage by key,
 with a storage offset, a size and a stride, so several tensors may share one storage.
 
-The pickle is read by a restricted unpickler: the only globals it resolves are
-``collections.OrderedDict``, ``torch._utils._rebuild_tensor_v2`` (mapped to a numpy
-rebuild here) and the typed storage classes (``torch.FloatStorage`` ...), which become
-inert markers. Any other global raises :class:`TorchZipError` before anything is
-called, so nothing from the file is ever executed.
+Security model: the file is treated as hostile.
+
+- Before unpickling, every opcode of the pickle is checked against :data:`ALLOWED_OPCODES`
+  (the data opcodes a state dict needs, plus GLOBAL/STACK_GLOBAL, REDUCE, BUILD and
+  BINPERSID). INST, OBJ, NEWOBJ(_EX), the EXT codes (whose copyreg cache bypasses
+  ``find_class``), text PERSID and out-of-band buffers are refused.
+- The restricted unpickler resolves only ``collections.OrderedDict``,
+  ``torch._utils._rebuild_tensor_v2`` (mapped to a rebuild record here) and the typed storage
+  classes (``torch.FloatStorage`` ...), which become inert markers. Any other global raises
+  :class:`TorchZipError` before anything is called, so nothing from the file is executed.
+- A storage is read only if its record is well formed, its element count is within
+  :data:`MAX_TENSOR_ELEMENTS` and its archive member holds exactly that many bytes.
+- Tensors are built only after the whole pickle is read, once each one's geometry is checked:
+  offset, sizes and strides non-negative, no zero stride on a dimension longer than 1, the
+  last element read inside the storage, at most :data:`MAX_TENSOR_ELEMENTS` elements, and
+  all storages and tensors of the file together within :data:`MAX_TOTAL_ELEMENTS`. So a
+  stride trick cannot inflate a small storage (8 bytes viewed as 8192 x 8192 with stride 0).
+
+The caps are far above what BeatNet needs: its largest tensor has 600 x 150 = 90,000
+elements, its largest storage (all LSTM parameters) 362,400, and a whole weights file about
+805,000 (storages and tensors counted once each).
 """
 
 from __future__ import annotations
 
 import collections
 import io
+import math
 import os
 import pickle
+import pickletools
 import re
 import zipfile
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
 MAX_PICKLE_BYTES = 16 << 20
+"""Largest ``data.pkl`` read (BeatNet's: 1,300 bytes)."""
+MAX_TENSOR_ELEMENTS = 1 << 24
+"""Most elements in one tensor or one storage: 16,777,216 (64 MiB of float32)."""
+MAX_TOTAL_ELEMENTS = 1 << 26
+"""Most elements in all storages and tensors of one file together: 67,108,864 (256 MiB
+of float32, counting the storages read and the tensors built from them)."""
+
+ALLOWED_OPCODES = frozenset(
+    """PROTO FRAME STOP MARK POP POP_MARK DUP
+    NONE NEWTRUE NEWFALSE INT BININT BININT1 BININT2 LONG LONG1 LONG4 FLOAT BINFLOAT
+    STRING BINSTRING SHORT_BINSTRING UNICODE BINUNICODE SHORT_BINUNICODE BINUNICODE8
+    BINBYTES SHORT_BINBYTES BINBYTES8
+    EMPTY_TUPLE TUPLE TUPLE1 TUPLE2 TUPLE3 EMPTY_LIST LIST APPEND APPENDS
+    EMPTY_DICT DICT SETITEM SETITEMS EMPTY_SET ADDITEMS FROZENSET
+    GET BINGET LONG_BINGET PUT BINPUT LONG_BINPUT MEMOIZE
+    GLOBAL STACK_GLOBAL REDUCE BUILD BINPERSID""".split()
+)
+"""Pickle opcodes a state dict may use (``pickletools`` names); any other one is refused."""
 
 _STORAGE_DTYPES = {
     "FloatStorage": "float32",
@@ -57,6 +93,15 @@ class _StorageType:
         return f"torch.{self.name}"
 
 
+class _TensorRecord(NamedTuple):
+    """The arguments of one ``_rebuild_tensor_v2`` call; built into an array once checked."""
+
+    storage: object
+    offset: object
+    size: object
+    stride: object
+
+
 class _StateDictUnpickler(pickle.Unpickler):
     """Unpickler resolving only the globals of a plain state dict; storages come from the zip."""
 
@@ -66,6 +111,7 @@ class _StateDictUnpickler(pickle.Unpickler):
         self._prefix = prefix
         self._byteorder = byteorder
         self._storages: dict[str, np.ndarray] = {}
+        self.elements = 0  # elements of the storages read so far
         self._allowed = {
             ("collections", "OrderedDict"): collections.OrderedDict,
             ("torch._utils", "_rebuild_tensor_v2"): self._rebuild_tensor_v2,
@@ -90,8 +136,12 @@ class _StateDictUnpickler(pickle.Unpickler):
             raise TorchZipError(f"storage record {key!r}: {storage_type!r} is not a storage type")
         if not (isinstance(key, str) and re.fullmatch(r"\w+", key)):
             raise TorchZipError(f"storage record: invalid key {key!r}")
-        if not (isinstance(numel, int) and numel >= 0):
+        if not (isinstance(numel, int) and not isinstance(numel, bool) and numel >= 0):
             raise TorchZipError(f"storage {key!r}: invalid element count {numel!r}")
+        if numel > MAX_TENSOR_ELEMENTS:
+            raise TorchZipError(
+                f"storage {key!r}: {numel} elements exceed the cap of {MAX_TENSOR_ELEMENTS}"
+            )
         dtype = np.dtype(_STORAGE_DTYPES[storage_type.name]).newbyteorder(self._byteorder)
         cached = self._storages.get(key)
         if cached is not None:
@@ -108,42 +158,108 @@ class _StateDictUnpickler(pickle.Unpickler):
                 f"storage {key!r}: {member} holds {info.file_size} bytes, "
                 f"expected {numel} x {dtype.itemsize}"
             )
+        self.elements += numel
+        if self.elements > MAX_TOTAL_ELEMENTS:
+            raise TorchZipError(
+                f"storage {key!r}: the storages read hold {self.elements} elements, "
+                f"over the cap of {MAX_TOTAL_ELEMENTS}"
+            )
         storage = np.frombuffer(self._archive.read(member), dtype=dtype)
         self._storages[key] = storage
         return storage
 
     def _rebuild_tensor_v2(
         self, storage, storage_offset, size, stride, requires_grad, backward_hooks, metadata=None
-    ) -> np.ndarray:
+    ) -> _TensorRecord:
+        """Record a tensor (its geometry is checked by :meth:`build`, which knows its name)."""
+        if not isinstance(requires_grad, bool) or backward_hooks or metadata:
+            raise TorchZipError("tensor rebuild: backward hooks or metadata are not supported")
+        return _TensorRecord(storage, storage_offset, size, stride)
+
+    def build(self, names: list[str], records: list[_TensorRecord]) -> list[np.ndarray]:
+        """Check every record's geometry and the element caps, then copy the tensors out.
+
+        ``names`` are the state dict entries of the records (for the error messages); nothing
+        is allocated before all records have passed.
+        """
+        total = self.elements
+        for key, record in zip(names, records, strict=True):
+            total += self._check(key, record)
+            if total > MAX_TOTAL_ELEMENTS:
+                raise TorchZipError(
+                    f"tensor {key!r}: the storages and tensors up to it hold {total} elements, "
+                    f"over the cap of {MAX_TOTAL_ELEMENTS}"
+                )
+        return [_copy_out(record) for record in records]
+
+    def _check(self, name: str, record: _TensorRecord) -> int:
+        """Validate one record against its storage; return its element count."""
+        storage, offset, size, stride = record
         if not isinstance(storage, np.ndarray) or not any(
             storage is s for s in self._storages.values()
         ):
-            raise TorchZipError("tensor rebuild: first argument is not a storage from the archive")
+            raise TorchZipError(
+                f"tensor {name!r}: the first rebuild argument is not a storage from the archive"
+            )
         ints = (size, stride)
         if not all(isinstance(t, tuple) and all(_is_index(v) for v in t) for t in ints):
-            raise TorchZipError(f"tensor rebuild: invalid size {size!r} or stride {stride!r}")
-        if len(size) != len(stride) or not _is_index(storage_offset):
+            raise TorchZipError(f"tensor {name!r}: invalid size {size!r} or stride {stride!r}")
+        if len(size) != len(stride) or not _is_index(offset):
             raise TorchZipError(
-                f"tensor rebuild: size {size!r}, stride {stride!r}, offset {storage_offset!r}"
+                f"tensor {name!r}: size {size!r}, stride {stride!r}, offset {offset!r}"
             )
-        if not isinstance(requires_grad, bool) or backward_hooks or metadata:
-            raise TorchZipError("tensor rebuild: backward hooks or metadata are not supported")
-        native = storage.dtype.newbyteorder("=")
-        if 0 in size:
-            return np.zeros(size, dtype=native)
-        last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
+        numel = math.prod(size)
+        if numel == 0:
+            return 0
+        for dim, (n, s) in enumerate(zip(size, stride, strict=True)):
+            if s == 0 and n > 1:
+                raise TorchZipError(
+                    f"tensor {name!r}: stride 0 on dimension {dim} of size {n} "
+                    "(broadcast tensors are not supported)"
+                )
+        if numel > MAX_TENSOR_ELEMENTS:
+            raise TorchZipError(
+                f"tensor {name!r}: {numel} elements exceed the cap of {MAX_TENSOR_ELEMENTS}"
+            )
+        last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
         if last >= storage.size:
             raise TorchZipError(
-                f"tensor rebuild: size {size} stride {stride} offset {storage_offset} "
+                f"tensor {name!r}: size {size} stride {stride} offset {offset} "
                 f"reads element {last} of a storage of {storage.size}"
             )
-        view = np.lib.stride_tricks.as_strided(
-            storage[storage_offset:],
-            shape=size,
-            strides=tuple(s * storage.itemsize for s in stride),
-            writeable=False,
-        )
-        return np.array(view, dtype=native, order="C")
+        return numel
+
+
+def _copy_out(record: _TensorRecord) -> np.ndarray:
+    """A native-endian, C-contiguous copy of a checked record."""
+    storage, offset, size, stride = record
+    native = storage.dtype.newbyteorder("=")
+    if 0 in size:
+        return np.zeros(size, dtype=native)
+    view = np.lib.stride_tricks.as_strided(
+        storage[offset:],
+        shape=size,
+        strides=tuple(s * storage.itemsize for s in stride),
+        writeable=False,
+    )
+    return np.array(view, dtype=native, order="C")
+
+
+def _check_opcodes(data: bytes, member: str) -> None:
+    """Refuse a pickle using any opcode outside :data:`ALLOWED_OPCODES` (nothing is run)."""
+    try:
+        for opcode, _arg, pos in pickletools.genops(data):
+            if opcode.name not in ALLOWED_OPCODES:
+                raise TorchZipError(
+                    f"{member}: opcode {opcode.name} at byte {pos} is not allowed in a state "
+                    "dict pickle; nothing was executed"
+                )
+    except TorchZipError:
+        raise
+    except Exception as exc:
+        raise TorchZipError(
+            f"{member}: malformed pickle: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def _is_index(v) -> bool:
@@ -184,7 +300,9 @@ def load_state_dict(source: str | os.PathLike | bytes | BinaryIO) -> dict[str, n
             if order not in ("little", "big"):
                 raise TorchZipError(f"unknown byteorder {order!r}")
             byteorder = "<" if order == "little" else ">"
-        unpickler = _StateDictUnpickler(archive.read(pickles[0]), archive, prefix, byteorder)
+        data = archive.read(pickles[0])
+        _check_opcodes(data, pickles[0])
+        unpickler = _StateDictUnpickler(data, archive, prefix, byteorder)
         try:
             state = unpickler.load()
         except TorchZipError:
@@ -194,7 +312,9 @@ def load_state_dict(source: str | os.PathLike | bytes | BinaryIO) -> dict[str, n
             raise TorchZipError(msg) from None
     if not isinstance(state, dict):
         raise TorchZipError(f"the pickle holds a {type(state).__name__}, not a state dict")
-    bad = [k for k, v in state.items() if not (isinstance(k, str) and isinstance(v, np.ndarray))]
+    bad = [
+        k for k, v in state.items() if not (isinstance(k, str) and isinstance(v, _TensorRecord))
+    ]
     if bad:
         raise TorchZipError(f"not a plain state dict of tensors: entries {bad[:5]!r}")
-    return dict(state)
+    return dict(zip(state, unpickler.build(list(state), list(state.values())), strict=True))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from fractalsync_models.atomic_write import write_atomic
 from fractalsync_models.contract import validate_onnx_model
 from fractalsync_models.crnn_reference import reference_forward
 from fractalsync_models.export_beatnet import (
@@ -22,8 +25,10 @@ from fractalsync_models.export_beatnet import (
     EXPECTED_SHAPES,
     STEP_STATE_INPUTS,
     STEP_STATE_OUTPUTS,
+    WHEEL_NAME,
     WHEEL_SHA256,
     ExportError,
+    UnpinnedWheelWarning,
     build_model,
     build_step_model,
     export_beatnet,
@@ -33,6 +38,8 @@ from fractalsync_models.export_beatnet import (
 )
 
 CLI = Path(sys.executable).parent / "fractalsync-export-beatnet"
+# the module itself (the package exports the function export_beatnet under the same name)
+export_module = importlib.import_module("fractalsync_models.export_beatnet")
 
 
 def _sha(path: Path) -> str:
@@ -246,9 +253,11 @@ def test_download_failure_is_explained(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "executable", "/bin/false")
     with pytest.raises(ExportError, match=r"(?s)could not download BeatNet-1\.1\.3.*--wheel PATH"):
         fetch_wheel(tmp_path / "wheels")
+    assert not (tmp_path / "wheels").exists()  # no empty cache directory left behind
     monkeypatch.setenv("FRACTALSYNC_HOME", str(tmp_path / "empty_home"))
     with pytest.raises(ExportError, match="could not download"):
         export_beatnet(models=1)  # no cached wheel and no models: it must download
+    assert not (tmp_path / "empty_home").exists()
 
 
 def test_bad_arguments_and_bad_wheels(tmp_path):
@@ -262,19 +271,116 @@ def test_bad_arguments_and_bad_wheels(tmp_path):
     with zipfile.ZipFile(fake, "w") as z:
         z.writestr("BeatNet/__init__.py", "")
     with pytest.raises(ExportError, match="cannot read BeatNet/models/model_3_weights.pt"):
-        export_beatnet(wheel=fake, models=3, out_dir=tmp_path / "out")
-    assert not (tmp_path / "out" / "beatnet_m3.onnx").exists()
-    assert not (tmp_path / "out" / "beatnet_m3_step.onnx").exists()
+        with pytest.warns(UnpinnedWheelWarning):
+            export_beatnet(wheel=fake, models=3, out_dir=tmp_path / "out", allow_unpinned=True)
+    assert not (tmp_path / "out").exists()
 
 
 def test_wrong_state_dict_is_refused(wheel, tmp_path):
     # a wheel whose model_1_weights.pt is the whole pickled module (model-1.pt), which needs
-    # globals the restricted reader refuses
+    # opcodes and globals the restricted reader refuses
     bad = tmp_path / "bad.whl"
     with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(bad, "w") as dst:
         dst.writestr("BeatNet/models/model_1_weights.pt", src.read("BeatNet/models/model-1.pt"))
-    with pytest.raises(ValueError, match="forbidden global"):
-        export_beatnet(wheel=bad, models=1, out_dir=tmp_path / "out")
+    member = "BeatNet/models/model_1_weights.pt"
+    with pytest.raises(ValueError, match=f"bad.whl:{member}: .*opcode NEWOBJ"):
+        with pytest.warns(UnpinnedWheelWarning):
+            export_beatnet(wheel=bad, models=1, out_dir=tmp_path / "out", allow_unpinned=True)
+    assert not (tmp_path / "out").exists()
+
+
+def test_oversized_weights_member_is_not_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(export_module, "MAX_WEIGHTS_BYTES", 1000)
+    big = tmp_path / "big.whl"
+    with zipfile.ZipFile(big, "w", zipfile.ZIP_DEFLATED) as z:  # deflates to a few bytes
+        z.writestr("BeatNet/models/model_1_weights.pt", b"\0" * 1001)
+    with pytest.raises(ExportError, match="model_1_weights.pt: 1001 bytes, over 1000"):
+        with pytest.warns(UnpinnedWheelWarning):
+            read_weights(big, 1, allow_unpinned=True)
+
+
+def _modified_wheel(wheel: Path, path: Path) -> Path:
+    """A copy of the real wheel plus one member: the same weights under another sha256."""
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(path, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info, src.read(info.filename))
+        dst.writestr("BeatNet/retrained.txt", "not the published wheel\n")
+    return path
+
+
+def test_unpinned_wheel_is_refused_before_it_is_opened(wheel, tmp_path, monkeypatch):
+    modified = _modified_wheel(wheel, tmp_path / WHEEL_NAME)
+    sha = _sha(modified)
+    opened = []
+    real_zipfile = zipfile.ZipFile
+
+    def spy_zipfile(*args, **kwargs):
+        opened.append(args)
+        return real_zipfile(*args, **kwargs)
+
+    monkeypatch.setattr(zipfile, "ZipFile", spy_zipfile)
+    out = tmp_path / "models"
+    for convert in (
+        lambda: export_beatnet(wheel=modified, models=1, out_dir=out),
+        lambda: read_weights(modified, 1),
+    ):
+        with pytest.raises(ExportError) as exc:
+            convert()
+        msg = str(exc.value)
+        assert str(modified) in msg and sha in msg and WHEEL_SHA256 in msg, msg
+        assert "--allow-unpinned" in msg
+    assert opened == [] and not out.exists()
+
+
+def test_allow_unpinned_converts_warns_and_records_the_hash(wheel, tmp_path):
+    modified = _modified_wheel(wheel, tmp_path / "retrained.whl")
+    out = tmp_path / "models"
+    with pytest.warns(UnpinnedWheelWarning, match=f"sha256 {_sha(modified)}.*not the pinned"):
+        (path,) = export_beatnet(wheel=modified, models=1, out_dir=out, allow_unpinned=True)
+    manifest = json.loads((out / "beatnet_m1.json").read_text())
+    assert manifest["source_wheel"] == "retrained.whl"
+    assert manifest["source_wheel_sha256"] == _sha(modified) != WHEEL_SHA256
+    validate_onnx_model(path)
+    # the pinned wheel converts again: the manifest names another source
+    stat = path.stat()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning for the pinned wheel, even with the flag
+        export_beatnet(wheel=wheel, models=1, out_dir=out, allow_unpinned=True)
+    assert path.stat().st_ino != stat.st_ino
+    assert json.loads((out / "beatnet_m1.json").read_text())["source_wheel_sha256"] == WHEEL_SHA256
+
+
+def test_failed_conversion_leaves_no_directory_or_file(wheel, tmp_path, monkeypatch):
+    fake = tmp_path / "fake.whl"
+    with zipfile.ZipFile(fake, "w") as z:
+        z.writestr("BeatNet/__init__.py", "")
+    fresh = tmp_path / "new" / "models"
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine")
+    for out in (fresh, existing):
+        with pytest.raises(ExportError), pytest.warns(UnpinnedWheelWarning):
+            export_beatnet(wheel=fake, models="all", out_dir=out, allow_unpinned=True)
+    assert not (tmp_path / "new").exists()
+    assert [p.name for p in existing.iterdir()] == ["notes.txt"]
+    # a write failing midway (disk full after the first variant) removes what the run created
+    written = []
+
+    def write_then_fail(path, data):
+        if len(written) == 4:
+            raise OSError(28, "No space left on device", str(path))
+        written.append(path)
+        write_atomic(path, data)
+
+    monkeypatch.setattr(export_module, "write_atomic", write_then_fail)
+    for out in (fresh, existing):
+        written.clear()
+        with pytest.raises(OSError, match="No space left"):
+            export_beatnet(wheel=wheel, models=(1, 2), out_dir=out)
+        assert len(written) == 4
+    assert not (tmp_path / "new").exists()
+    assert [p.name for p in existing.iterdir()] == ["notes.txt"]
+    assert (existing / "notes.txt").read_text() == "mine"
 
 
 # ------------------------------------------------------------ CLI
@@ -302,6 +408,22 @@ def test_cli_default_output_uses_fractalsync_home(wheel, tmp_path):
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "home" / "models" / "beatnet_m1.onnx").is_file()
     assert (tmp_path / "home" / "models" / "beatnet_m1_step.onnx").is_file()
+
+
+def test_cli_wheel_pin(wheel, tmp_path):
+    modified = _modified_wheel(wheel, tmp_path / "retrained.whl")
+    sha = _sha(modified)
+    out = tmp_path / "cli"
+    refused = _cli("--wheel", str(modified), "--model", "2", "--out", str(out))
+    assert refused.returncode == 1
+    for part in (sha, WHEEL_SHA256, str(modified)):
+        assert part in refused.stderr
+    assert not out.exists()
+    allowed = _cli("--wheel", str(modified), "--model", "2", "--out", str(out), "--allow-unpinned")
+    assert allowed.returncode == 0, allowed.stderr
+    (line,) = allowed.stderr.splitlines()  # one line
+    assert "UnpinnedWheelWarning" in line and sha in line
+    assert json.loads((out / "beatnet_m2.json").read_text())["source_wheel_sha256"] == sha
 
 
 def test_cli_errors(tmp_path):

@@ -1,78 +1,29 @@
 """Restricted torch zip reader: tensor rebuild (offsets, strides, shared storages) and security.
 
-The pickles are assembled opcode by opcode here (protocol 2), so no torch is needed.
+The pickles are assembled opcode by opcode (tests/torch_pickles.py), so no torch is needed.
 """
 
 from __future__ import annotations
 
 import io
 import pickle
-import struct
 import zipfile
 
 import numpy as np
 import pytest
+from torch_pickles import (
+    call,
+    glob,
+    integer,
+    state_dict_pickle,
+    tensor,
+    text,
+    torch_zip,
+    tup,
+)
 
 from fractalsync_models.export_beatnet import EXPECTED_SHAPES, fetch_wheel
 from fractalsync_models.torch_zip import TorchZipError, load_state_dict
-
-# ----------------------------------------------------------------- a tiny pickle assembler
-
-
-def glob(module: str, name: str) -> bytes:
-    return b"c" + f"{module}\n{name}\n".encode()
-
-
-def text(s: str) -> bytes:
-    raw = s.encode()
-    return b"X" + struct.pack("<I", len(raw)) + raw
-
-
-def integer(v: int) -> bytes:
-    return b"J" + struct.pack("<i", v)
-
-
-def tup(*items: bytes) -> bytes:
-    return b"(" + b"".join(items) + b"t"
-
-
-def call(func: bytes, *args: bytes) -> bytes:
-    return func + tup(*args) + b"R"
-
-
-def storage_ref(key: str, numel: int, cls: str = "FloatStorage") -> bytes:
-    """A BINPERSID record as torch writes it: ('storage', torch.<cls>, key, 'cpu', numel)."""
-    return tup(text("storage"), glob("torch", cls), text(key), text("cpu"), integer(numel)) + b"Q"
-
-
-def tensor(key, numel, offset, size, stride, cls="FloatStorage") -> bytes:
-    return call(
-        glob("torch._utils", "_rebuild_tensor_v2"),
-        storage_ref(key, numel, cls),
-        integer(offset),
-        tup(*map(integer, size)),
-        tup(*map(integer, stride)),
-        b"\x89",  # requires_grad=False
-        call(glob("collections", "OrderedDict")),  # backward hooks
-    )
-
-
-def state_dict_pickle(entries: dict[str, bytes]) -> bytes:
-    items = b"".join(text(k) + v for k, v in entries.items())
-    return b"\x80\x02" + call(glob("collections", "OrderedDict")) + b"(" + items + b"u."
-
-
-def torch_zip(pkl: bytes, storages: dict[str, bytes], byteorder: str | None = None) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
-        z.writestr("archive/data.pkl", pkl)
-        for key, raw in storages.items():
-            z.writestr(f"archive/data/{key}", raw)
-        if byteorder is not None:
-            z.writestr("archive/byteorder", byteorder)
-        z.writestr("archive/version", "3\n")
-    return buf.getvalue()
-
 
 # ----------------------------------------------------------------- tensor rebuild
 
@@ -249,8 +200,9 @@ def test_beatnet_weights(beatnet_wheel, variant):
 
 
 def test_beatnet_full_model_pickle_is_refused(beatnet_wheel):
-    # The wheel also ships whole pickled modules (model-1.pt): these need arbitrary globals.
+    # The wheel also ships whole pickled modules (model-1.pt): these need arbitrary objects,
+    # built with NEWOBJ from arbitrary globals.
     with zipfile.ZipFile(beatnet_wheel) as whl:
         data = whl.read("BeatNet/models/model-1.pt")
-    with pytest.raises(TorchZipError, match="forbidden global"):
+    with pytest.raises(TorchZipError, match="opcode NEWOBJ at byte 16 is not allowed"):
         load_state_dict(data)
