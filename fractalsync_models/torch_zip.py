@@ -257,9 +257,7 @@ def _check_opcodes(data: bytes, member: str) -> None:
     except TorchZipError:
         raise
     except Exception as exc:
-        raise TorchZipError(
-            f"{member}: malformed pickle: {type(exc).__name__}: {exc}"
-        ) from None
+        raise TorchZipError(f"{member}: malformed pickle: {type(exc).__name__}: {exc}") from None
 
 
 def _is_index(v) -> bool:
@@ -312,9 +310,7 @@ def load_state_dict(source: str | os.PathLike | bytes | BinaryIO) -> dict[str, n
             raise TorchZipError(msg) from None
     if not isinstance(state, dict):
         raise TorchZipError(f"the pickle holds a {type(state).__name__}, not a state dict")
-    bad = [
-        k for k, v in state.items() if not (isinstance(k, str) and isinstance(v, _TensorRecord))
-    ]
+    bad = [k for k, v in state.items() if not (isinstance(k, str) and isinstance(v, _TensorRecord))]
     if bad:
         raise TorchZipError(f"not a plain state dict of tensors: entries {bad[:5]!r}")
     return dict(zip(state, unpickler.build(list(state), list(state.values())), strict=True))

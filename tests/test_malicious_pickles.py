@@ -68,10 +68,13 @@ PAYLOADS = {
     "inst_os_system": lambda m: b"(" + _touch(m) + b"ios\nsystem\n",
     "obj_os_system": lambda m: b"(" + glob("os", "system") + _touch(m) + b"o",
     "getattr_chain": lambda m: call(
-        call(glob("builtins", "getattr"), call(glob("builtins", "__import__"), text("os")),
-             text("system")),
+        call(
+            glob("builtins", "getattr"),
+            call(glob("builtins", "__import__"), text("os")),
+            text("system"),
+        ),
         _touch(m),
-    ),  # fmt: skip
+    ),
     "ext1": _ext("ext1"),
     "ext2": _ext("ext2"),
     "ext4": _ext("ext4"),
@@ -79,22 +82,39 @@ PAYLOADS = {
     # BUILD on it calls that __setstate__ with the state
     "build_sets_setstate": lambda m: (
         call(glob("collections", "OrderedDict"))
-        + b"}" + text("__setstate__") + glob("os", "system") + b"sb"
-        + _touch(m) + b"b"
-    ),  # fmt: skip
+        + b"}"
+        + text("__setstate__")
+        + glob("os", "system")
+        + b"sb"
+        + _touch(m)
+        + b"b"
+    ),
     # BUILD with a (None, slots) state replaces the instance __dict__ by setattr
     "build_replaces_dict": lambda m: (
         call(glob("collections", "OrderedDict"))
-        + b"N}" + text("__dict__") + b"}" + text("__setstate__") + glob("os", "system") + b"ss"
-        + b"\x86b" + _touch(m) + b"b"
-    ),  # fmt: skip
+        + b"N}"
+        + text("__dict__")
+        + b"}"
+        + text("__setstate__")
+        + glob("os", "system")
+        + b"ss"
+        + b"\x86b"
+        + _touch(m)
+        + b"b"
+    ),
     # a storage record whose storage type slot is a call
     "persistent_id_smuggles_call": lambda m: (
-        tup(text("storage"), call(glob("os", "system"), _touch(m)), text("0"), text("cpu"),
-            integer(1))
+        tup(
+            text("storage"),
+            call(glob("os", "system"), _touch(m)),
+            text("0"),
+            text("cpu"),
+            integer(1),
+        )
         + b"Q"
-    ),  # fmt: skip
+    ),
 }
+
 
 def _weights_pt(payload: bytes) -> bytes:
     """A real-looking ``.pt``: the payload as the first entry of a state dict, then a tensor."""
@@ -304,3 +324,10 @@ def test_storage_element_caps(monkeypatch):
         load_state_dict(pt)
     monkeypatch.setattr(tz, "MAX_TOTAL_ELEMENTS", 18)
     assert load_state_dict(pt)["w"].shape == (9,)
+    # the storages alone: the second one is not read
+    two = state_dict_pickle(
+        {"a": tensor("0", 9, 0, (1,), (1,)), "b": tensor("1", 10, 0, (1,), (1,))}
+    )
+    pt = torch_zip(two, {"0": b"\0" * 36, "1": b"\0" * 40})
+    with pytest.raises(TorchZipError, match="storage '1': the storages read hold 19 elements"):
+        load_state_dict(pt)
