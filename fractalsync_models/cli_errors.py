@@ -16,6 +16,10 @@ line on stderr:
   ``$FRACTALSYNC_HOME/crash/`` (or the temporary directory if that cannot be written);
 - exit 130, one line ``PROG: interrupted``: KeyboardInterrupt (Ctrl-C), no traceback.
 
+A warning that reaches Python's default display while ``main`` runs is printed as one line
+``PROG: warning: <Category>: <message>`` (commands may catch and word their own, as
+fractalsync-beats does for each input file).
+
 With ``--debug`` anywhere before a ``--`` in the arguments, nothing is caught: an exception
 propagates with its full traceback (commands declare the flag with :func:`add_debug_flag` so
 that argparse accepts it and ``--help`` lists it).
@@ -34,6 +38,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -87,6 +92,14 @@ def print_error(prog: str, exc: BaseException, context: object = None) -> None:
     """Print :func:`error_line` to stderr (for errors a command reports and survives, e.g. one
     bad file of a batch)."""
     print(error_line(prog, exc, context), file=sys.stderr)
+
+
+def _warning_printer(prog: str):
+    """A ``warnings.showwarning`` replacement printing one ``PROG: warning:`` line."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"{prog}: warning: {category.__name__}: {describe(message)}",
+              file=file or sys.stderr)
+    return show
 
 
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
@@ -146,7 +159,9 @@ def run_cli(prog: str, main: MainFn, argv: Sequence[str] | None = None,
         status = main(argv)
         return EXIT_OK if status is None else status
     try:
-        status = main(argv)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_printer(prog)
+            status = main(argv)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

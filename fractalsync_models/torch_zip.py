@@ -164,7 +164,7 @@ class _StateDictUnpickler(pickle.Unpickler):
                 f"storage {key!r}: the storages read hold {self.elements} elements, "
                 f"over the cap of {MAX_TOTAL_ELEMENTS}"
             )
-        storage = np.frombuffer(self._archive.read(member), dtype=dtype)
+        storage = np.frombuffer(_read_member(self._archive, member), dtype=dtype)
         self._storages[key] = storage
         return storage
 
@@ -260,6 +260,16 @@ def _check_opcodes(data: bytes, member: str) -> None:
         raise TorchZipError(f"{member}: malformed pickle: {type(exc).__name__}: {exc}") from None
 
 
+def _read_member(archive: zipfile.ZipFile, member: str) -> bytes:
+    """``archive.read(member)``; a damaged member (bad local header, CRC mismatch, corrupt
+    compressed data, an unsupported or encrypted entry) raises :class:`TorchZipError`."""
+    try:
+        return archive.read(member)
+    except Exception as exc:  # zipfile, zlib, bz2 and lzma each raise their own types
+        raise TorchZipError(f"{member}: damaged archive member: {type(exc).__name__}: "
+                            f"{exc}") from None
+
+
 def _is_index(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
@@ -294,11 +304,12 @@ def load_state_dict(source: str | os.PathLike | bytes | BinaryIO) -> dict[str, n
             raise TorchZipError(f"{pickles[0]} is larger than {MAX_PICKLE_BYTES} bytes")
         byteorder = "<"
         if f"{prefix}byteorder" in archive.namelist():
-            order = archive.read(f"{prefix}byteorder").decode("ascii", "replace").strip()
+            order = _read_member(archive, f"{prefix}byteorder").decode("ascii", "replace")
+            order = order.strip()
             if order not in ("little", "big"):
                 raise TorchZipError(f"unknown byteorder {order!r}")
             byteorder = "<" if order == "little" else ">"
-        data = archive.read(pickles[0])
+        data = _read_member(archive, pickles[0])
         _check_opcodes(data, pickles[0])
         unpickler = _StateDictUnpickler(data, archive, prefix, byteorder)
         try:

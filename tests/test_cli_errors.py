@@ -128,3 +128,15 @@ def test_cli_entry_keeps_the_signature_and_passes_argv():
 
     assert main(["a"]) == EXIT_FAILED and seen == [["a"]]
     assert main.__doc__ == "Doc." and main.__name__ == "main"
+
+
+def test_warnings_are_one_line(capsys):
+    import warnings
+
+    def main(argv=None):
+        warnings.warn_explicit("converting x.whl\nwith another hash", UserWarning, "x.whl", 0)
+        return 0
+
+    assert run_cli(PROG, main, []) == EXIT_OK
+    assert capsys.readouterr().err == (f"{PROG}: warning: UserWarning: converting x.whl; "
+                                       "with another hash\n")

@@ -65,6 +65,24 @@ def test_big_endian_storage():
     np.testing.assert_array_equal(sd["w"], values.astype(np.float32))
 
 
+@pytest.mark.parametrize("member", ["archive/data.pkl", "archive/byteorder", "archive/data/0"])
+@pytest.mark.parametrize("damage", ["local header", "crc"])
+def test_damaged_members_raise(member, damage):
+    """A member whose local header or CRC is damaged (found by tests/test_cli_fuzz.py: an
+    unexpected BadZipFile escaped from the data.pkl read)."""
+    values = np.arange(3, dtype="<f4").tobytes()
+    raw = bytearray(torch_zip(state_dict_pickle({"w": tensor("0", 3, 0, (3,), (1,))}),
+                              {"0": values}, byteorder="little"))
+    info = zipfile.ZipFile(io.BytesIO(bytes(raw))).getinfo(member)
+    if damage == "local header":
+        raw[info.header_offset] ^= 0xFF  # "PK\x03\x04" no more
+    else:  # the last byte of the stored data
+        name_len, extra_len = np.frombuffer(raw, "<u2", 2, info.header_offset + 26)
+        raw[info.header_offset + 30 + name_len + extra_len + info.compress_size - 1] ^= 0xFF
+    with pytest.raises(TorchZipError, match=f"{member}: damaged archive member"):
+        load_state_dict(bytes(raw))
+
+
 def test_reads_from_path_and_file_object(tmp_path):
     raw = torch_zip(state_dict_pickle({"w": tensor("0", 2, 0, (2,), (1,))}), {"0": b"\0" * 8})
     path = tmp_path / "w.pt"
