@@ -10,6 +10,7 @@ installed one is 0.14.0). Any change of soundfile's internals only touches this 
 from __future__ import annotations
 
 import math
+import os
 import re
 
 import numpy as np
@@ -66,11 +67,12 @@ class SndFile:
     """
 
     def __init__(self, path: str) -> None:
-        try:
-            self._file = sf.SoundFile(path)
+        raw = os.fsencode(path)  # soundfile encodes a str strictly: a name that is not valid
+        try:  # UTF-8 (an undecodable byte, held as a surrogate escape) would fail
+            self._file = sf.SoundFile(raw)
         except (sf.SoundFileError, RuntimeError) as exc:
             text = str(exc)
-            prefix = f"Error opening {path!r}: "
+            prefix = f"Error opening {raw!r}: "
             raise SndfileError(text[len(prefix):] if text.startswith(prefix) else text) from exc
         self.sample_rate = int(self._file.samplerate)
         self.channels = int(self._file.channels)

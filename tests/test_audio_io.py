@@ -102,6 +102,21 @@ def _expect_error(path, reason_part: str) -> AudioLoadError:
     return err
 
 
+def test_file_name_that_is_not_utf8(tmp_path):
+    """A name with an undecodable byte (0xff, a surrogate escape in Python) is read (found by
+    tests/test_cli_fuzz.py: soundfile encoded the str name strictly and failed), and its errors
+    are the usual ones."""
+    audio = np.linspace(-0.5, 0.5, 800, dtype=np.float32)[:, None]
+    path = tmp_path / os.fsdecode(b"song \xff.wav")
+    sf.write(os.fsencode(path), audio, 8000, subtype="FLOAT")  # soundfile needs bytes here
+    got, rate = load_audio(path)
+    assert rate == 8000 and np.array_equal(got, audio)
+    bad = tmp_path / os.fsdecode(b"bad \xff.wav")
+    bad.write_bytes(b"RIFF")
+    with pytest.raises(AudioLoadError, match=r"bad \\udcff\.wav': not readable as audio"):
+        load_audio(bad)
+
+
 def test_missing_file(tmp_path):
     _expect_error(tmp_path / "nope.wav", "No such file")
 
