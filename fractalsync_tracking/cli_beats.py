@@ -22,6 +22,7 @@ the input.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -152,8 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         def analyse(path: Path) -> BeatGrid:
             return online_beat_grid(path, model=online_model)
     else:
-        if not 0 < args.min_bpm <= args.max_bpm:
-            parser.error("need 0 < --min-bpm <= --max-bpm")
+        if not 0 < args.min_bpm <= args.max_bpm < math.inf:
+            parser.error("need 0 < --min-bpm <= --max-bpm, both finite")
         if args.tempo_window is not None and not args.tempo_window > 0:
             parser.error("--tempo-window must be > 0 BPM")
         options = dict(min_bpm=args.min_bpm, max_bpm=args.max_bpm,

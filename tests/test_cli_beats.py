@@ -163,6 +163,9 @@ def test_usage_errors(fractalsync_home, good_dir, tmp_path):
     bad_range = _run([good_dir / "a.wav", "--min-bpm", "200", "--max-bpm", "100"],
                      fractalsync_home, tmp_path)
     assert bad_range.returncode == 2 and "--min-bpm" in bad_range.stderr
+    infinite = _run([good_dir / "a.wav", "--min-bpm=inf", "--max-bpm=inf"], fractalsync_home,
+                    tmp_path)  # was exit 0 with an empty grid
+    assert infinite.returncode == 2 and "finite" in infinite.stderr
     missing = _run([tmp_path / "nope.wav"], fractalsync_home, tmp_path)
     assert missing.returncode == 1 and "nope.wav" in missing.stderr
 
