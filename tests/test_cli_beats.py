@@ -243,19 +243,36 @@ def test_read_only_output_directory(good_dir, tmp_path, monkeypatch, capsys):
 
 
 def test_ctrl_c_is_one_line_and_exit_130(fractalsync_home, tmp_path):
-    """SIGINT while the command waits for its input, a FIFO (our open() returns once the
-    command has opened it, i.e. once main is running). libsndfile retries a read that the
-    signal interrupts, so Python sees the signal when the read returns: after we close."""
+    """SIGINT while the command reads its input, a FIFO that we hold open read-write (so its
+    opens never block and our writes never fail) with a header that does not complete. We send
+    the signal once the command has the FIFO open, i.e. main is running; libsndfile retries a
+    read that the signal interrupts, so Python sees the signal when we close (EOF)."""
     fifo = tmp_path / "live.wav"
     os.mkfifo(fifo)
-    env = dict(os.environ, FRACTALSYNC_HOME=str(fractalsync_home))
-    proc = subprocess.Popen([sys.executable, "-m", "fractalsync_tracking.cli_beats", str(fifo)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    with open(fifo, "wb") as writer:
-        writer.write(b"RIFF")  # a header that does not complete: the reader waits for more
-        writer.flush()
+    fd = os.open(fifo, os.O_RDWR)
+    try:
+        os.write(fd, b"RIFF")
+        env = dict(os.environ, FRACTALSYNC_HOME=str(fractalsync_home))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fractalsync_tracking.cli_beats", str(fifo)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        fds = Path(f"/proc/{proc.pid}/fd")
+        deadline = time.monotonic() + 60
+        while not any(os.path.realpath(link) == os.path.realpath(fifo) for link in _links(fds)):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.02)
         time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
         time.sleep(0.5)
+    finally:
+        os.close(fd)
     out, err = proc.communicate(timeout=60)
     assert (proc.returncode, err) == (130, "fractalsync-beats: interrupted\n")
+
+
+def _links(fds: Path) -> list[Path]:
+    """The open file links of a process (none if it is gone or not yet listed)."""
+    try:
+        return list(fds.iterdir())
+    except OSError:
+        return []
