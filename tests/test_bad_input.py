@@ -595,9 +595,12 @@ def test_export_cli_bad_inputs(tmp_path):
     bad_model = _cli("fractalsync_models.export_beatnet", "--model", "7")
     assert bad_model.returncode == 2 and "invalid choice" in bad_model.stderr
     out = str(tmp_path / "models")
-    for wheel, message in ((str(tmp_path / "missing.whl"), "no such file"),
-                           (str(junk), "cannot read")):
+    # a junk wheel is refused by its hash before it is opened; allowed unpinned, it is opened
+    # and refused as an unreadable zip
+    for wheel, message, extra in ((str(tmp_path / "missing.whl"), "no such file", ()),
+                                  (str(junk), "sha256", ()),
+                                  (str(junk), "not a wheel", ("--allow-unpinned",))):
         proc = _cli("fractalsync_models.export_beatnet", "--wheel", wheel, "--out", out,
-                    "--model", "1")
+                    "--model", "1", *extra)
         assert proc.returncode == 1, proc.stderr
         assert message in proc.stderr and "Traceback" not in proc.stderr
