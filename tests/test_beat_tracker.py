@@ -339,5 +339,9 @@ def test_a_shared_clock_feeds_other_consumers_without_changing_the_beats(crnn, c
     assert micro.frames_seen == 0
     clock.push(x, 22050)
     out = tracker.collect()
-    assert (out.states, out.events) == alone[:2] or out.states[:len(alone[0])] == alone[0]
+    # one 3 s block instead of 1024-sample ones: the same states and beats (the last frame may
+    # complete in a different push, as test_block_sizes_do_not_change_the_result allows)
+    assert out.states == alone[0][:len(out.states)] and abs(len(out.states) - len(alone[0])) <= 1
+    assert out.events == alone[1][:len(out.events)] and len(out.events) >= len(alone[1]) - 1
+    assert len(out.events) > 3
     assert tracker.collect() == ([], [])
