@@ -16,7 +16,7 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	bash scripts/sysdeps.sh
-	$(BIN)/python -m pip install -q -e '.[dev,live]'
+	$(BIN)/python -m pip install -q -e '.[dev,live,cluster,train]'
 	touch $@ $(VENV)/.core
 
 sysdeps:

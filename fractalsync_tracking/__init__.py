@@ -35,8 +35,13 @@ from .metrics import (
 from .online_grid import online_beat_grid
 from .particle_filter import FilterConfig, ParticleFilter, track_activations
 from .phase_predictor import PhasePredictor, PhaseQuery
+from .slow_state import HORIZONS_BEATS, SECTION_LABELS, SlowState, StructureState
 
 __all__ = [
+    "HORIZONS_BEATS",
+    "SECTION_LABELS",
+    "SlowState",
+    "StructureState",
     "BeatClockState",
     "BeatEvent",
     "BeatGrid",

@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Installs the system packages the project needs (PortAudio headers for pyaudio, ALSA tools
-# for the audio tests). As root with apt-get it installs them; otherwise it names them once.
+# Installs the system packages the project needs: PortAudio headers for pyaudio, ALSA tools for
+# the audio tests, Xvfb for the window test, ffmpeg for video, Mesa's EGL/GL for the headless
+# renderer, FluidSynth and a General MIDI soundfont for held-out rendered songs. As root with
+# apt-get it installs them; otherwise it names them once.
 set -euo pipefail
 need=()
 [ -f /usr/include/portaudio.h ] || need+=(portaudio19-dev)
 command -v aplay >/dev/null 2>&1 || need+=(alsa-utils)
+command -v Xvfb >/dev/null 2>&1 || need+=(xvfb)
+command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+command -v fluidsynth >/dev/null 2>&1 || need+=(fluidsynth)
+[ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need+=(fluid-soundfont-gm)
+ls /usr/lib/*/libEGL_mesa.so.0 >/dev/null 2>&1 || need+=(libegl1 libegl-mesa0 libgl1-mesa-dri)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
