@@ -1,0 +1,137 @@
+"""The one colouring both Julia renderers use: smooth escape count and palette.
+
+Escape time
+-----------
+Starting from the pixel's point ``z_0`` (geometry: :mod:`examples.julia.params`), iterate
+``z_{k+1} = z_k**2 + c`` while ``|z_k| <= BAILOUT`` and ``k < max_iter``. The loop stops at the
+escape count ``n`` (``0 <= n <= max_iter``); the point has *escaped* when ``|z_n| > BAILOUT``
+(a NaN ``|z_n|``, which only an overflowing view can produce, counts as escaped). Points that
+have not escaped by ``max_iter`` are the interior: pure black.
+
+Smooth count
+------------
+For an escaped point the continuous count is ::
+
+    mu = max(0, n - log2( log2|z_n| / log2(BAILOUT) ))
+
+which is the classic ``nu = n + 1 - log2(log2|z_n|)`` shifted by the constant
+``log2(log2 BAILOUT) - 1`` (= 2 for ``BAILOUT = 2**8``), so that ``mu`` lies in ``(n - 1, n]``
+whenever ``|z_{n-1}| <= BAILOUT``. It is continuous across the bands where ``n`` changes: a point
+with ``|z_{n-1}|`` just above ``BAILOUT`` has ``mu ~ n - 1``, and one just below has
+``|z_n| ~ BAILOUT**2`` and also ``mu ~ n - 1``. The large bailout radius keeps the error of the
+``|z|**2`` approximation (the ``+ c``) below a hundredth of a band. ``|z_n|**2`` is capped at
+``R2_CAP`` before the logarithm (so an overflowing orbit still gives a finite ``mu``), and the
+clamp at 0 only acts on points with ``|z_0| > BAILOUT`` (views zoomed out below ~0.01).
+
+Palette (all of ``hue``, ``saturation``, ``brightness`` from :class:`JuliaParams`)
+-----------------------------------------------------------------------------------
+::
+
+    t     = hue + TURNS_PER_COUNT * mu                       (turns around the colour wheel)
+    w_k   = 0.5 + 0.5 cos(2 pi (t - k / 3)),   k = 0, 1, 2  (R, G, B: a smooth hue wheel)
+    value = brightness * (1 - exp(-mu / GLOW_COUNT))         (dark far out, bright at the set)
+    rgb_k = clip(value * (1 - saturation + saturation * w_k), 0, 1)
+
+``saturation = 0`` gives a grey scale of ``value``; ``brightness`` is a gain (``rgb`` is clipped
+to [0, 1], so values above 1 saturate). 8-bit output is ``floor(255 * rgb + 0.5)``.
+
+One formula, three forms: :func:`smooth_count` and :func:`shade` are plain Python on numpy
+arrays or scalars (the numba kernel compiles these very functions), and :data:`GLSL_PALETTE`
+is the same formula as GLSL source that the GL renderer splices into its fragment shader.
+``tests/test_julia_render.py`` evaluates the GLSL through a real GL context and checks it
+against :func:`colour` to one 8-bit level.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from examples.julia.params import JuliaParams
+
+__all__ = ["BAILOUT", "BAILOUT2", "GLOW_COUNT", "GLSL_PALETTE", "R2_CAP", "TURNS_PER_COUNT",
+           "colour", "shade", "smooth_count", "to_uint8"]
+
+#: Escape radius ``|z| > BAILOUT`` (2**8: large, so the smooth count is smooth).
+BAILOUT = 256.0
+#: ``BAILOUT**2``, the bound on ``|z|**2`` the loops test.
+BAILOUT2 = BAILOUT * BAILOUT
+#: Cap on ``|z_n|**2`` before the logarithm (finite in float32).
+R2_CAP = 1.0e30
+#: Colour-wheel turns per unit of smooth count.
+TURNS_PER_COUNT = 1.0 / 24.0
+#: Smooth count over which the brightness ramps up (``1 - exp(-mu / GLOW_COUNT)``).
+GLOW_COUNT = 4.0
+
+_LOG2_BAILOUT = math.log2(BAILOUT)
+_TWO_PI = 2.0 * math.pi
+
+
+def smooth_count(n, r2):
+    """Continuous escape count ``mu`` of an escaped point (module docstring).
+
+    ``n``: escape count (int or int array), ``r2``: ``|z_n|**2`` (float or float array, above
+    ``BAILOUT2``, or inf/NaN from an overflowing view). Returns ``mu >= 0`` (float or array,
+    ``mu < n``). Plain arithmetic only: numpy broadcasts it, numba compiles it for the kernel.
+    ``fmin`` maps inf and NaN to ``R2_CAP``, like the GLSL ternary.
+    """
+    r2c = np.fmin(r2, R2_CAP)
+    return np.fmax(n - np.log2(0.5 * np.log2(r2c) / _LOG2_BAILOUT), 0.0)
+
+
+def shade(mu, hue, saturation, brightness):
+    """Palette colour of smooth count ``mu`` (float or array, any shape ``S``).
+
+    Returns ``(r, g, b)``, each a float (array) of shape ``S`` in [0, 1]. Plain arithmetic on
+    scalars or arrays: numpy broadcasts it, numba compiles it for the kernel.
+    """
+    t = hue + TURNS_PER_COUNT * mu
+    value = brightness * (1.0 - np.exp(-mu / GLOW_COUNT))
+    grey = 1.0 - saturation
+    r = value * (grey + saturation * (0.5 + 0.5 * np.cos(_TWO_PI * t)))
+    g = value * (grey + saturation * (0.5 + 0.5 * np.cos(_TWO_PI * (t - 1.0 / 3.0))))
+    b = value * (grey + saturation * (0.5 + 0.5 * np.cos(_TWO_PI * (t - 2.0 / 3.0))))
+    return (np.fmin(np.fmax(r, 0.0), 1.0), np.fmin(np.fmax(g, 0.0), 1.0),
+            np.fmin(np.fmax(b, 0.0), 1.0))
+
+
+def colour(nu: np.ndarray, escaped: np.ndarray, params: JuliaParams) -> np.ndarray:
+    """Reference colouring: smooth counts ``nu`` (float array, shape ``S``, the ``mu`` of
+    :func:`smooth_count`) and ``escaped`` (bool array, shape ``S``) -> RGB floats in [0, 1],
+    shape ``S + (3,)``; points that have not escaped are black."""
+    nu = np.asarray(nu, dtype=np.float64)
+    escaped = np.asarray(escaped, dtype=bool)
+    if nu.shape != escaped.shape:
+        raise ValueError(f"colour: nu {nu.shape} and escaped {escaped.shape} differ in shape")
+    rgb = np.stack(shade(nu, params.hue, params.saturation, params.brightness), axis=-1)
+    return np.where(escaped[..., None], rgb, 0.0)
+
+
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """RGB floats (any shape) -> uint8 ``floor(255 * clip(rgb, 0, 1) + 0.5)``, same shape."""
+    return np.floor(np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+#: The same smooth count and palette as GLSL (``#version 330`` and later): two functions,
+#: ``julia_smooth_count(n, r2)`` and ``julia_shade(mu, hue, saturation, brightness)``.
+GLSL_PALETTE = f"""
+const float JULIA_BAILOUT2 = {BAILOUT2!r};
+const float JULIA_R2_CAP = {R2_CAP!r};
+const float JULIA_LOG2_BAILOUT = {_LOG2_BAILOUT!r};
+const float JULIA_TURNS_PER_COUNT = {TURNS_PER_COUNT!r};
+const float JULIA_GLOW_COUNT = {GLOW_COUNT!r};
+const float JULIA_TWO_PI = {_TWO_PI!r};
+
+float julia_smooth_count(int n, float r2) {{
+    float r2c = (r2 < JULIA_R2_CAP) ? r2 : JULIA_R2_CAP;
+    return max(float(n) - log2(0.5 * log2(r2c) / JULIA_LOG2_BAILOUT), 0.0);
+}}
+
+vec3 julia_shade(float mu, float hue, float saturation, float brightness) {{
+    float t = hue + JULIA_TURNS_PER_COUNT * mu;
+    float value = brightness * (1.0 - exp(-mu / JULIA_GLOW_COUNT));
+    vec3 wheel = 0.5 + 0.5 * cos(JULIA_TWO_PI * (t - vec3(0.0, 1.0 / 3.0, 2.0 / 3.0)));
+    return clamp(value * ((1.0 - saturation) + saturation * wheel), 0.0, 1.0);
+}}
+"""

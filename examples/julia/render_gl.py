@@ -1,0 +1,206 @@
+"""Julia-set renderer in GLSL through moderngl: a fragment shader on a full-screen quad.
+
+``GLRenderer(width, height)`` opens its own offscreen EGL context (Mesa's llvmpipe on a machine
+without a GPU) and draws into a framebuffer whose row 0 is the image's top row, so that
+:meth:`GLRenderer.read` hands the pixels over without reordering them. ``GLRenderer(width, height,
+ctx=window_ctx)`` draws into ``ctx``'s default framebuffer (the window, bottom row first as GL
+has it), which ``read`` flips row by row.
+
+Precision: the shader computes in float32 (uniforms and iteration). Relative resolution is
+``2**-24 ~ 6e-8``: the pixel spacing ``2 * VIEW_HALF_HEIGHT / (zoom * height)`` must stay well above
+``6e-8 * max(|z|)`` (``|z| <= 2`` on the Julia set), so the picture degrades into blocks beyond
+``zoom ~ 1e4`` at 540 rows. Deep zoom is not a goal. Near the set's boundary, where the orbit is
+chaotic, single pixels differ from the float64 numba renderer (``tests/test_julia_render.py``
+bounds how many).
+
+The iteration cap is the uniform ``u_max_iter``; the loop's bound is the constant
+``MAX_ITER_RANGE[1]``, left early with ``break``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from examples.julia.palette import GLSL_PALETTE
+from examples.julia.params import MAX_ITER_RANGE, JuliaParams
+from examples.julia.renderers import check_out, check_size, view_basis
+
+__all__ = ["GLRenderer", "GLUnavailableError", "FRAGMENT_SHADER", "VERTEX_SHADER"]
+
+
+class GLUnavailableError(RuntimeError):
+    """OpenGL (moderngl, or an EGL/GL 3.3 context) cannot be used on this machine."""
+
+
+VERTEX_SHADER = """
+#version 330
+in vec2 in_pos;
+void main() {
+    gl_Position = vec4(in_pos, 0.0, 1.0);
+}
+"""
+
+FRAGMENT_SHADER = ("""
+#version 330
+uniform vec2 u_size;        // image width, height in pixels
+uniform bool u_top_down;    // framebuffer row 0 holds the image's top row
+uniform vec2 u_c;
+uniform vec2 u_center;
+uniform vec2 u_basis;       // renderers.view_basis: (a, b)
+uniform int u_max_iter;
+uniform float u_hue;
+uniform float u_saturation;
+uniform float u_brightness;
+out vec4 f_colour;
+""" + GLSL_PALETTE + f"""
+const int LOOP_BOUND = {MAX_ITER_RANGE[1]};
+
+void main() {{
+    // pixel centre, measured from the image's left edge and top edge
+    float px = gl_FragCoord.x;
+    float py = u_top_down ? gl_FragCoord.y : u_size.y - gl_FragCoord.y;
+    float u = (2.0 * px - u_size.x) / u_size.y;
+    float v = (u_size.y - 2.0 * py) / u_size.y;
+    float x = u_center.x + u_basis.x * u - u_basis.y * v;
+    float y = u_center.y + u_basis.y * u + u_basis.x * v;
+    float r2 = x * x + y * y;
+    int n = 0;
+    for (int k = 0; k < LOOP_BOUND; ++k) {{
+        if (n >= u_max_iter || !(r2 <= JULIA_BAILOUT2)) break;
+        float xn = x * x - y * y + u_c.x;
+        y = 2.0 * x * y + u_c.y;
+        x = xn;
+        r2 = x * x + y * y;
+        n += 1;
+    }}
+    if (r2 <= JULIA_BAILOUT2) {{
+        f_colour = vec4(0.0, 0.0, 0.0, 1.0);
+    }} else {{
+        float mu = julia_smooth_count(n, r2);
+        f_colour = vec4(julia_shade(mu, u_hue, u_saturation, u_brightness), 1.0);
+    }}
+}}
+""")
+
+_NO_GL = "run with --renderer numba (the CPU fallback) instead"
+
+
+def _standalone_context():
+    """A moderngl EGL standalone context (GL >= 3.3), or ``GLUnavailableError``."""
+    try:
+        import moderngl
+    except ImportError as exc:
+        raise GLUnavailableError(f"GL renderer: moderngl is not installed ({exc}); install the "
+                                 f"[live] extra or {_NO_GL}") from exc
+    try:
+        return moderngl.create_standalone_context(backend="egl", require=330)
+    except Exception as exc:  # moderngl raises plain Exception for a missing EGL/GL
+        raise GLUnavailableError(f"GL renderer: cannot open an EGL OpenGL 3.3 context ({exc}); "
+                                 f"{_NO_GL}") from exc
+
+
+class GLRenderer:
+    """GLSL renderer of ``width`` x ``height`` pixels (module docstring).
+
+    ``ctx=None``: an own offscreen EGL context and framebuffer (``GLUnavailableError`` naming
+    ``--renderer numba`` if that fails). ``ctx`` given: draws into ``ctx.screen`` (the default
+    framebuffer, e.g. a pygame window's) at viewport ``(0, 0, width, height)``; the context stays
+    the caller's. The shader is compiled here, not on the first frame.
+    """
+
+    def __init__(self, width: int, height: int, ctx=None) -> None:
+        self.width, self.height = check_size(width, height, "GLRenderer")
+        self._owns_ctx = ctx is None
+        self.ctx = _standalone_context() if ctx is None else ctx
+        try:
+            self._prog = self.ctx.program(vertex_shader=VERTEX_SHADER,
+                                          fragment_shader=FRAGMENT_SHADER)
+            quad = np.array([-1.0, -1.0, 1.0, -1.0, -1.0, 1.0, 1.0, 1.0], dtype="f4")
+            self._vbo = self.ctx.buffer(quad.tobytes())
+            self._vao = self.ctx.vertex_array(self._prog, [(self._vbo, "2f", "in_pos")])
+            self._fbo = None
+            self._scratch = None
+            self._allocate()
+        except Exception:
+            self.release()
+            raise
+
+    def _allocate(self) -> None:
+        """(Re)create what depends on the size: the offscreen framebuffer or the flip buffer."""
+        size = (self.width, self.height)
+        if self._owns_ctx:
+            if self._fbo is not None:
+                for attachment in self._fbo.color_attachments:
+                    attachment.release()
+                self._fbo.release()
+            self._fbo = self.ctx.framebuffer(color_attachments=[self.ctx.renderbuffer(size, 4)])
+        else:
+            self._scratch = np.empty((self.height, self.width, 3), np.uint8)
+        self._prog["u_size"].value = (float(self.width), float(self.height))
+        self._prog["u_top_down"].value = self._owns_ctx
+
+    def resize(self, width: int, height: int) -> None:
+        """Draw at a new size from the next frame on (e.g. a window gone fullscreen)."""
+        size = check_size(width, height, "GLRenderer.resize")
+        if size != (self.width, self.height):
+            self.width, self.height = size
+            self._allocate()
+
+    def render(self, params: JuliaParams) -> None:
+        """Draw one frame of ``params`` (into the offscreen framebuffer, or ``ctx.screen``)."""
+        if not isinstance(params, JuliaParams):
+            raise TypeError(f"GLRenderer.render: params must be JuliaParams, "
+                            f"got {type(params).__name__}")
+        if self._vao is None:
+            raise RuntimeError("GLRenderer: used after release()")
+        target = self._fbo if self._owns_ctx else self.ctx.screen
+        target.use()
+        self.ctx.viewport = (0, 0, self.width, self.height)
+        prog = self._prog
+        prog["u_c"].value = (params.c_re, params.c_im)
+        prog["u_center"].value = (params.center_re, params.center_im)
+        prog["u_basis"].value = view_basis(params)
+        prog["u_max_iter"].value = params.max_iter
+        prog["u_hue"].value = params.hue
+        prog["u_saturation"].value = params.saturation
+        prog["u_brightness"].value = params.brightness
+        self._vao.render(mode=self.ctx.TRIANGLE_STRIP)  # TRIANGLE_STRIP: 4 vertices, one quad
+
+    def read(self, out: np.ndarray | None = None) -> np.ndarray:
+        """The last frame, (height, width, 3) uint8 RGB, top row first; into ``out`` when given
+        (no allocation: offscreen, GL writes straight into it), else a new array. Waits for the
+        GPU to finish the frame."""
+        if self._vao is None:
+            raise RuntimeError("GLRenderer: used after release()")
+        if out is None:
+            out = np.empty((self.height, self.width, 3), np.uint8)
+        else:
+            check_out(out, self.width, self.height, "GLRenderer.read")
+        viewport = (0, 0, self.width, self.height)
+        if self._owns_ctx:
+            self._fbo.read_into(out, viewport=viewport, components=3, alignment=1)
+        else:
+            self.ctx.screen.read_into(self._scratch, viewport=viewport, components=3,
+                                      alignment=1)
+            np.copyto(out, self._scratch[::-1])
+        return out
+
+    def release(self) -> None:
+        """Free the GL objects (and the context if it is the renderer's own); idempotent."""
+        for name in ("_vao", "_vbo", "_prog", "_fbo"):
+            obj = getattr(self, name, None)
+            if obj is not None:
+                if name == "_fbo":
+                    for attachment in obj.color_attachments:
+                        attachment.release()
+                obj.release()
+                setattr(self, name, None)
+        if getattr(self, "_owns_ctx", False) and getattr(self, "ctx", None) is not None:
+            self.ctx.release()
+            self.ctx = None
+
+    def __enter__(self) -> GLRenderer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
