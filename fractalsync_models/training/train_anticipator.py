@@ -52,6 +52,7 @@ import math
 import re
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -509,23 +510,28 @@ def export_onnx(model: AnticipatorNet, contract: dict | None = None, seed: int =
     )
     seq = {0: "B", 1: "T"}
     buf = io.BytesIO()
-    torch.onnx.export(
-        model,
-        args,
-        buf,
-        dynamo=False,
-        opset_version=OPSET,
-        input_names=list(INPUT_NAMES),
-        output_names=list(OUTPUT_NAMES),
-        dynamic_axes={
-            "audio_features": seq,
-            "beat_features": seq,
-            "state_in": {0: "B"},
-            "section_logits": seq,
-            "hazard_logits": seq,
-            "state_out": {0: "B"},
-        },
-    )
+    with warnings.catch_warnings():
+        # the TorchScript exporter's deprecation notice, and its GRU batch-size advice (the
+        # initial state is an input here, state_in, which is what that advice asks for)
+        for category in (DeprecationWarning, UserWarning, torch.jit.TracerWarning):
+            warnings.simplefilter("ignore", category)
+        torch.onnx.export(
+            model,
+            args,
+            buf,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=list(INPUT_NAMES),
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes={
+                "audio_features": seq,
+                "beat_features": seq,
+                "state_in": {0: "B"},
+                "section_logits": seq,
+                "hazard_logits": seq,
+                "state_out": {0: "B"},
+            },
+        )
     proto = onnx.load_from_string(buf.getvalue())
     proto.ir_version = IR_VERSION
     proto.graph.name = "anticipator_v1"
