@@ -15,8 +15,8 @@ import onnxruntime as ort  # noqa: E402
 
 from fractalsync_models.contract import validate_onnx_model  # noqa: E402
 from fractalsync_models.training.train_anticipator import (  # noqa: E402
-    TrainConfig,
     Track,
+    TrainConfig,
     augment_beats,
     auroc,
     beats_since_boundary,
