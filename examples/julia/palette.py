@@ -36,7 +36,8 @@ Palette (all of ``hue``, ``saturation``, ``brightness`` from :class:`JuliaParams
 to [0, 1], so values above 1 saturate). 8-bit output is ``floor(255 * rgb + 0.5)``.
 
 One formula, three forms: :func:`smooth_count` and :func:`shade` are plain Python on numpy
-arrays or scalars (the numba kernel compiles these very functions), and :data:`GLSL_PALETTE`
+arrays or scalars (the numba kernel compiles these very functions, and gets the constants at call
+time from :data:`NUMBA_CONSTANTS`), and :data:`GLSL_PALETTE`
 is the same formula as GLSL source that the GL renderer splices into its fragment shader.
 ``tests/test_julia_render.py`` evaluates the GLSL through a real GL context and checks it
 against :func:`colour` to one 8-bit level.
@@ -50,50 +51,61 @@ import numpy as np
 
 from examples.julia.params import JuliaParams
 
-__all__ = ["BAILOUT", "BAILOUT2", "GLOW_COUNT", "GLSL_PALETTE", "R2_CAP", "TURNS_PER_COUNT",
-           "colour", "shade", "smooth_count", "to_uint8"]
+__all__ = ["BAILOUT", "BAILOUT2", "GLOW_COUNT", "GLSL_PALETTE", "LOG2_BAILOUT", "NUMBA_CONSTANTS",
+           "R2_CAP", "TURNS_PER_COUNT", "colour", "shade", "smooth_count", "to_uint8"]
 
 #: Escape radius ``|z| > BAILOUT`` (2**8: large, so the smooth count is smooth).
 BAILOUT = 256.0
 #: ``BAILOUT**2``, the bound on ``|z|**2`` the loops test.
 BAILOUT2 = BAILOUT * BAILOUT
+#: ``log2(BAILOUT)``.
+LOG2_BAILOUT = math.log2(BAILOUT)
 #: Cap on ``|z_n|**2`` before the logarithm (finite in float32).
 R2_CAP = 1.0e30
 #: Colour-wheel turns per unit of smooth count.
-TURNS_PER_COUNT = 1.0 / 24.0
+TURNS_PER_COUNT = 1.0 / 32.0
 #: Smooth count over which the brightness ramps up (``1 - exp(-mu / GLOW_COUNT)``).
-GLOW_COUNT = 4.0
+GLOW_COUNT = 12.0
 
-_LOG2_BAILOUT = math.log2(BAILOUT)
 _TWO_PI = 2.0 * math.pi
 
 
-def smooth_count(n, r2):
+def smooth_count(n, r2, log2_bailout=LOG2_BAILOUT, r2_cap=R2_CAP):
     """Continuous escape count ``mu`` of an escaped point (module docstring).
 
     ``n``: escape count (int or int array), ``r2``: ``|z_n|**2`` (float or float array, above
     ``BAILOUT2``, or inf/NaN from an overflowing view). Returns ``mu >= 0`` (float or array,
-    ``mu < n``). Plain arithmetic only: numpy broadcasts it, numba compiles it for the kernel.
-    ``fmin`` maps inf and NaN to ``R2_CAP``, like the GLSL ternary.
+    ``mu < n``). Plain arithmetic only: numpy broadcasts it, numba compiles it for the kernel,
+    which passes the constants as arguments (:data:`NUMBA_CONSTANTS`). ``fmin`` maps inf and
+    NaN to ``r2_cap``, like the GLSL ternary.
     """
-    r2c = np.fmin(r2, R2_CAP)
-    return np.fmax(n - np.log2(0.5 * np.log2(r2c) / _LOG2_BAILOUT), 0.0)
+    r2c = np.fmin(r2, r2_cap)
+    return np.fmax(n - np.log2(0.5 * np.log2(r2c) / log2_bailout), 0.0)
 
 
-def shade(mu, hue, saturation, brightness):
+def shade(mu, hue, saturation, brightness, turns_per_count=TURNS_PER_COUNT,
+          glow_count=GLOW_COUNT):
     """Palette colour of smooth count ``mu`` (float or array, any shape ``S``).
 
     Returns ``(r, g, b)``, each a float (array) of shape ``S`` in [0, 1]. Plain arithmetic on
-    scalars or arrays: numpy broadcasts it, numba compiles it for the kernel.
+    scalars or arrays: numpy broadcasts it, numba compiles it for the kernel (which passes the
+    constants as arguments).
     """
-    t = hue + TURNS_PER_COUNT * mu
-    value = brightness * (1.0 - np.exp(-mu / GLOW_COUNT))
+    t = hue + turns_per_count * mu
+    value = brightness * (1.0 - np.exp(-mu / glow_count))
     grey = 1.0 - saturation
     r = value * (grey + saturation * (0.5 + 0.5 * np.cos(_TWO_PI * t)))
     g = value * (grey + saturation * (0.5 + 0.5 * np.cos(_TWO_PI * (t - 1.0 / 3.0))))
     b = value * (grey + saturation * (0.5 + 0.5 * np.cos(_TWO_PI * (t - 2.0 / 3.0))))
     return (np.fmin(np.fmax(r, 0.0), 1.0), np.fmin(np.fmax(g, 0.0), 1.0),
             np.fmin(np.fmax(b, 0.0), 1.0))
+
+
+#: The palette's numbers in the order the numba kernel takes them: ``(BAILOUT2, LOG2_BAILOUT,
+#: R2_CAP, TURNS_PER_COUNT, GLOW_COUNT)``. Passed at call time rather than compiled in, because
+#: numba's on-disk cache of the kernel (``cache=True``) is keyed on the kernel's own file only and
+#: would keep stale constants after an edit here.
+NUMBA_CONSTANTS = (BAILOUT2, LOG2_BAILOUT, R2_CAP, TURNS_PER_COUNT, GLOW_COUNT)
 
 
 def colour(nu: np.ndarray, escaped: np.ndarray, params: JuliaParams) -> np.ndarray:
@@ -118,7 +130,7 @@ def to_uint8(rgb: np.ndarray) -> np.ndarray:
 GLSL_PALETTE = f"""
 const float JULIA_BAILOUT2 = {BAILOUT2!r};
 const float JULIA_R2_CAP = {R2_CAP!r};
-const float JULIA_LOG2_BAILOUT = {_LOG2_BAILOUT!r};
+const float JULIA_LOG2_BAILOUT = {LOG2_BAILOUT!r};
 const float JULIA_TURNS_PER_COUNT = {TURNS_PER_COUNT!r};
 const float JULIA_GLOW_COUNT = {GLOW_COUNT!r};
 const float JULIA_TWO_PI = {_TWO_PI!r};

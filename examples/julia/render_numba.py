@@ -5,7 +5,10 @@ Arithmetic is float64 (the GL path is float32): at this cost (the iteration is t
 operations either way on the CPU) the numba picture is the more accurate one, and the GL image is
 compared against it (``tests/test_julia_render.py``). Escape test, smooth count and palette are
 those of :mod:`examples.julia.palette` (the kernel compiles :func:`~examples.julia.palette.shade`
-and :func:`~examples.julia.palette.smooth_count` themselves).
+and :func:`~examples.julia.palette.smooth_count` themselves, and takes the palette's numbers as an
+argument, ``palette.NUMBA_CONSTANTS``). numba's on-disk cache is keyed on this file alone: after
+editing those two *functions* in ``palette.py``, touch this file (or delete ``__pycache__``) so
+that the kernel recompiles; ``tests/test_julia_render.py`` fails on a stale kernel.
 
 ``scale`` > 1 renders one sample per ``scale`` x ``scale`` block of the output, at the block's
 centre, and fills the block with it (nearest-neighbour upscaling). When ``width`` and ``height``
@@ -18,7 +21,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from examples.julia.palette import BAILOUT2, shade, smooth_count
+from examples.julia.palette import NUMBA_CONSTANTS, shade, smooth_count
 from examples.julia.params import JuliaParams
 from examples.julia.renderers import check_out, check_size, view_basis
 
@@ -30,11 +33,13 @@ _smooth_count = numba.njit(cache=True)(smooth_count)
 
 @numba.njit(parallel=True, cache=True)
 def _julia_kernel(out, scale, c_re, c_im, center_re, center_im, a, b, max_iter, hue, saturation,
-                  brightness):
+                  brightness, constants):
     """Fill ``out`` (H, W, 3) uint8 with the Julia set; one sample per ``scale`` block.
 
-    ``a, b``: the view basis (``renderers.view_basis``); rows of blocks run in parallel.
+    ``a, b``: the view basis (``renderers.view_basis``); ``constants``:
+    ``palette.NUMBA_CONSTANTS``. Rows of blocks run in parallel.
     """
+    bailout2, log2_bailout, r2_cap, turns_per_count, glow_count = constants
     height, width = out.shape[0], out.shape[1]
     blocks_y = (height + scale - 1) // scale
     blocks_x = (width + scale - 1) // scale
@@ -51,14 +56,15 @@ def _julia_kernel(out, scale, c_re, c_im, center_re, center_im, a, b, max_iter, 
             y = center_im + b * u + a * v
             r2 = x * x + y * y
             n = 0
-            while n < max_iter and r2 <= BAILOUT2:
+            while n < max_iter and r2 <= bailout2:
                 x, y = x * x - y * y + c_re, 2.0 * x * y + c_im
                 r2 = x * x + y * y
                 n += 1
-            if r2 <= BAILOUT2:
+            if r2 <= bailout2:
                 red = green = blue = 0
             else:
-                r, g, bl = _shade(_smooth_count(n, r2), hue, saturation, brightness)
+                mu = _smooth_count(n, r2, log2_bailout, r2_cap)
+                r, g, bl = _shade(mu, hue, saturation, brightness, turns_per_count, glow_count)
                 red = int(r * 255.0 + 0.5)
                 green = int(g * 255.0 + 0.5)
                 blue = int(bl * 255.0 + 0.5)
@@ -80,7 +86,8 @@ def render_julia(params: JuliaParams, out: np.ndarray, scale: int = 1) -> np.nda
               "render_julia")
     a, b = view_basis(params)
     _julia_kernel(out, int(scale), params.c_re, params.c_im, params.center_re, params.center_im,
-                  a, b, params.max_iter, params.hue, params.saturation, params.brightness)
+                  a, b, params.max_iter, params.hue, params.saturation, params.brightness,
+                  NUMBA_CONSTANTS)
     return out
 
 
