@@ -1,0 +1,177 @@
+"""The complete, renderer-independent plan of one generated song: :func:`plan_song`.
+
+A :class:`SongPlan` fixes everything but the sound: duration, meter, tempo map, form and
+arrangement, key and the notes of every voice, plus the exact annotations (beats, downbeats,
+sections) derived from them. The numpy renderer (:mod:`.song_generator`) and the MIDI renderer
+(:mod:`.song_midi`) both play a plan, so their annotations are identical.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .song_form import (
+    FormSection,
+    Section,
+    TempoMap,
+    draw_tempo_change,
+    fit_form,
+    plan_form,
+    tempo_map_for,
+)
+from .song_parts import Arrangement, Harmony, Notes, arrange, draw_harmony, write_notes
+
+__all__ = ["MAX_DURATION_S", "MIN_DURATION_S", "SongPlan", "plan_song"]
+
+#: Accepted range of ``duration_s`` (seconds); drawn durations lie in 60..180 s.
+MIN_DURATION_S, MAX_DURATION_S = 30.0, 600.0
+#: A gap between the music's end and the song's end shorter than this joins the last section.
+_MIN_TAIL_SILENCE_S = 0.25
+
+
+@dataclass(frozen=True, eq=False)
+class SongPlan:
+    """Everything about a song except its audio.
+
+    Attributes
+    ----------
+    seed : int
+        The seed it was drawn from.
+    duration_s : float
+        Length of the song in seconds.
+    lead_in_s : float
+        Time of the first beat (s); before it, a silence section when > 0.
+    beats_per_bar : int
+        3 or 4 (a beat is a quarter note).
+    tempo : TempoMap
+        Tempo over musical time; beat ``b`` sounds at ``lead_in_s + tempo.seconds_at(b)``.
+    harmony : Harmony
+        Key, mode and chord progressions.
+    arrangement : tuple[Arrangement, ...]
+        The non-silent sections in order, contiguous from bar 0.
+    notes : dict[str, Notes]
+        Per voice (``song_parts.VOICES``), the notes in beats.
+    """
+
+    seed: int
+    duration_s: float
+    lead_in_s: float
+    beats_per_bar: int
+    tempo: TempoMap
+    harmony: Harmony
+    arrangement: tuple[Arrangement, ...]
+    notes: dict[str, Notes]
+
+    @property
+    def n_beats(self) -> int:
+        """Number of annotated beats (every beat of every non-silent section)."""
+        return sum(a.bars for a in self.arrangement) * self.beats_per_bar
+
+    def seconds(self, beats: object) -> np.ndarray:
+        """Song time (s) of musical positions ``beats`` (beats, any shape)."""
+        return self.lead_in_s + self.tempo.seconds_at(beats)
+
+    @property
+    def beats(self) -> np.ndarray:
+        """Beat times (s), shape (n_beats,), increasing."""
+        return self.seconds(np.arange(self.n_beats, dtype=np.float64))
+
+    @property
+    def downbeats(self) -> np.ndarray:
+        """Downbeat times (s): every ``beats_per_bar``-th beat from the first."""
+        return self.beats[:: self.beats_per_bar]
+
+    @property
+    def music_end_s(self) -> float:
+        """Time (s) where the last bar of music ends (the would-be next downbeat)."""
+        return float(self.seconds(float(self.n_beats)))
+
+    @property
+    def sections(self) -> list[Section]:
+        """Annotated sections covering ``[0, duration_s]`` contiguously.
+
+        Every non-silent section starts on a downbeat. The exceptions: a leading silence
+        starts at 0 s; a trailing silence starts where the last bar ends (the time the next
+        downbeat would fall, not an annotated beat); when the gap after the last bar is under
+        0.25 s there is no trailing silence and the last section ends at ``duration_s``.
+        """
+        out: list[Section] = []
+        if self.lead_in_s > 0:
+            out.append(Section(0.0, self.lead_in_s, "silence"))
+        starts = self.seconds([a.first_bar * self.beats_per_bar for a in self.arrangement])
+        ends = [*starts[1:], self.music_end_s]
+        for a, s, e in zip(self.arrangement, starts, ends, strict=True):
+            out.append(Section(float(s), float(e), a.label))
+        if self.duration_s - self.music_end_s >= _MIN_TAIL_SILENCE_S:
+            out.append(Section(self.music_end_s, self.duration_s, "silence"))
+        else:
+            out[-1] = out[-1]._replace(end=self.duration_s)
+        return out
+
+
+def plan_song(seed: int, duration_s: float | None = None) -> SongPlan:
+    """Draw the plan of song ``seed`` (see :class:`SongPlan`); the same seed gives the same plan.
+
+    Parameters
+    ----------
+    seed : int
+        Any integer >= 0.
+    duration_s : float or None
+        Song length in seconds, 30..600; None draws 60..180 s from the seed. Other choices
+        (meter, tempo, key, form shape) do not depend on it, but the form is cut or extended
+        to fit it.
+
+    Draws: meter 4/4 (75 %) or 3/4; tempo 70..180 BPM; a tempo change for about a third of
+    the songs; a lead-in silence of 0.5-2 s for 60 % of them; a trailing silence of at least
+    0.5 s for 60 %; the form (:func:`.song_form.plan_form`), fitted so the music fills the
+    duration to within one bar; key, progressions, arrangement and notes.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    base = np.random.default_rng([int(seed), 0])
+    drawn = float(base.uniform(60.0, 180.0))
+    if duration_s is None:
+        duration_s = drawn
+    if not (isinstance(duration_s, (int, float)) and math.isfinite(duration_s)) or not (
+        MIN_DURATION_S <= duration_s <= MAX_DURATION_S
+    ):
+        raise ValueError(
+            f"duration_s must be a number in {MIN_DURATION_S:g}..{MAX_DURATION_S:g} s, "
+            f"got {duration_s!r}"
+        )
+    duration_s = float(duration_s)
+    beats_per_bar = 3 if base.random() < 0.25 else 4
+    bpm = float(np.round(base.uniform(70.0, 180.0) * 2.0) / 2.0)
+    lead_in = float(np.round(base.uniform(0.5, 2.0), 3)) if base.random() < 0.6 else 0.0
+    tail = 0.5 if base.random() < 0.6 else 0.0
+    change = draw_tempo_change(base, bpm)
+
+    form_rng = np.random.default_rng([int(seed), 1])
+    budget = duration_s - lead_in - tail
+    slowest = min(bpm, change.bpm)
+    form = fit_form(plan_form(form_rng), 60.0 * beats_per_bar / slowest, budget, form_rng)
+    tempo = tempo_map_for(form, beats_per_bar, bpm, change)
+    # The fit assumed the slowest tempo throughout: add the bars a faster part leaves room for.
+    while True:
+        longer = [*form[:-1], FormSection(form[-1].label, form[-1].bars + 1)]
+        longer_tempo = tempo_map_for(longer, beats_per_bar, bpm, change)
+        if float(longer_tempo.seconds_at(sum(s.bars for s in longer) * beats_per_bar)) > budget:
+            break
+        form, tempo = longer, longer_tempo
+
+    harmony = draw_harmony(np.random.default_rng([int(seed), 2]))
+    arrangement = arrange(form, harmony, beats_per_bar, np.random.default_rng([int(seed), 3]))
+    notes = write_notes(arrangement, harmony, beats_per_bar, np.random.default_rng([int(seed), 4]))
+    return SongPlan(
+        seed=int(seed),
+        duration_s=duration_s,
+        lead_in_s=lead_in,
+        beats_per_bar=beats_per_bar,
+        tempo=tempo,
+        harmony=harmony,
+        arrangement=arrangement,
+        notes=notes,
+    )
