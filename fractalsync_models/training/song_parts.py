@@ -372,7 +372,7 @@ def write_notes(
     last = len(arrangement) - 1
     for si, sec in enumerate(arrangement):
         e = sec.energy
-        gain = 0.55 + 0.45 * e
+        gain = 0.35 + 0.65 * e
         start = sec.first_bar * n
         end = start + sec.bars * n
         fill_from = end - sec.fill_beats

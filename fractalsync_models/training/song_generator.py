@@ -1,0 +1,222 @@
+"""Structured songs with exact beats, downbeats and sections, synthesised with numpy.
+
+``generate_song(seed)`` draws a whole pop song: meter (4/4 or 3/4), tempo 70-180 BPM with an
+occasional step or ramp, a form such as ``[silence] intro verse pre-chorus chorus verse
+pre-chorus chorus bridge chorus outro [silence]``, a key and chord progressions, an arrangement
+whose layers (drums, bass, pad, keys, lead, arpeggio) and drum patterns change per section,
+and the cues that announce a change: drum fills, risers into choruses, a pre-chorus snare roll,
+drop-outs before a chorus and a crash on every new section. The same seed and sample rate give
+bit-identical audio. It is the training/evaluation corpus of the structure model and the live
+demo's built-in song.
+
+The plan (form, notes, annotations) comes from :mod:`.song_plan`, the sounds from
+:mod:`.song_voices`; :mod:`.song_midi` renders the same plan through FluidSynth instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from ..atomic_write import write_atomic
+from .song_form import Section, TempoMap
+from .song_parts import VOICES
+from .song_plan import SongPlan, plan_song
+from .song_voices import draw_palette, render_voice, reverb
+
+__all__ = ["PEAK", "Song", "generate_song", "song_from_audio"]
+
+#: Peak level of every song's audio (the music is normalised to it, noise floor included).
+PEAK = 0.89
+#: Standard deviation of the white-noise floor added everywhere (-60 dBFS).
+NOISE_STD = 1e-3
+#: Level of each voice in the mix (relative to the drums).
+_VOICE_GAIN = {
+    "drums": 1.0,
+    "bass": 0.55,
+    "pad": 0.14,
+    "keys": 0.13,
+    "lead": 0.3,
+    "arp": 0.12,
+    "fx": 0.3,
+}
+#: Reverb send per voice.
+_REVERB_SEND = {
+    "drums": 0.12,
+    "bass": 0.0,
+    "pad": 0.5,
+    "keys": 0.35,
+    "lead": 0.45,
+    "arp": 0.5,
+    "fx": 0.3,
+}
+#: Fade (s) at the end of the music, before a trailing silence.
+_END_FADE_S = 0.15
+_SAMPLE_RATES = (8000, 192000)
+
+
+@dataclass(frozen=True, eq=False)
+class Song:
+    """A rendered song and its exact annotations.
+
+    Attributes
+    ----------
+    audio : np.ndarray, shape (n,), float32
+        Mono audio, peak <= 0.9; ``n = round(duration_s * sample_rate)``.
+    sample_rate : int
+        Hz.
+    beats : np.ndarray, shape (B,), float64
+        Beat times (s), increasing; every beat of the music (none in silence sections).
+    downbeats : np.ndarray, shape (D,), float64
+        ``beats[::beats_per_bar]``: the first beat of every bar (s).
+    beats_per_bar : int
+        3 or 4, fixed per song.
+    tempo_bpm : float
+        Initial tempo (BPM).
+    tempo_map : TempoMap
+        Tempo over musical time (beats from the first beat); beat k sounds at
+        ``beats[0] + tempo_map.seconds_at(k)``.
+    sections : tuple[Section, ...]
+        ``(start, end, label)`` in seconds, contiguous from 0 to the song's end, labels from
+        the contract's 8. Sections start on downbeats, except silences (see
+        :attr:`.song_plan.SongPlan.sections`).
+    seed : int
+        The seed the song was drawn from.
+    plan : SongPlan
+        Everything the song was made from (form, arrangement, notes, key).
+    """
+
+    audio: np.ndarray
+    sample_rate: int
+    beats: np.ndarray
+    downbeats: np.ndarray
+    beats_per_bar: int
+    tempo_bpm: float
+    tempo_map: TempoMap
+    sections: tuple[Section, ...]
+    seed: int
+    plan: SongPlan
+
+    @property
+    def duration(self) -> float:
+        """Length of ``audio`` in seconds."""
+        return self.audio.size / self.sample_rate
+
+    @property
+    def beat_positions(self) -> np.ndarray:
+        """Position of each beat in its bar, 1..beats_per_bar, shape (B,), int64."""
+        return np.arange(self.beats.size, dtype=np.int64) % self.beats_per_bar + 1
+
+    def label_csv(self) -> str:
+        """The sections as CSV text: a ``start,end,label`` header, one row per section."""
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["start", "end", "label"])
+        for s in self.sections:
+            writer.writerow([f"{s.start:.6f}", f"{s.end:.6f}", s.label])
+        return buf.getvalue()
+
+    def to_label_csv(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`label_csv` to ``path`` (atomically); return the path."""
+        path = Path(path)
+        write_atomic(path, self.label_csv())
+        return path
+
+    def write(self, directory: str | os.PathLike, stem: str | None = None) -> tuple[Path, Path]:
+        """Write ``<stem>.wav`` (float32 WAV) and ``<stem>.csv`` (labels) into ``directory``
+        (created if missing); ``stem`` defaults to ``song_<seed>``. Returns both paths."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        stem = stem or f"song_{self.seed:06d}"
+        wav = directory / f"{stem}.wav"
+        buf = io.BytesIO()
+        sf.write(buf, self.audio, self.sample_rate, format="WAV", subtype="FLOAT")
+        write_atomic(wav, buf.getvalue())
+        return wav, self.to_label_csv(directory / f"{stem}.csv")
+
+
+def song_from_audio(plan: SongPlan, music: np.ndarray, sample_rate: int, seed_noise: int) -> Song:
+    """Finish ``music`` (shape (round(plan.duration_s * sample_rate),)) into a :class:`Song`:
+    silence sections are zeroed (the music fades out over 150 ms before a trailing silence),
+    the result is normalised to :data:`PEAK` with a -60 dBFS noise floor (seeded by
+    ``seed_noise``) added everywhere, and the plan's annotations are attached."""
+    sr = int(sample_rate)
+    n = music.size
+    t = np.arange(n) / sr
+    sections = tuple(plan.sections)
+    gate = np.ones(n)
+    for s in sections:
+        if s.label == "silence":
+            a, b = int(round(s.start * sr)), int(round(s.end * sr))
+            gate[a:b] = 0.0
+            if a > 0:  # fade out the music ringing into a trailing silence
+                gate[:a] *= np.clip((s.start - t[:a]) / _END_FADE_S, 0.0, 1.0)
+    music = music * gate
+    noise = NOISE_STD * np.random.default_rng([seed_noise, 9]).standard_normal(n)
+    peak = np.max(np.abs(music))
+    if peak > 0:
+        music *= (PEAK - 6 * NOISE_STD) / peak
+    audio = np.clip(music + noise, -PEAK, PEAK).astype(np.float32)
+    beats = plan.beats
+    return Song(
+        audio=audio,
+        sample_rate=sr,
+        beats=beats,
+        downbeats=beats[:: plan.beats_per_bar].copy(),
+        beats_per_bar=plan.beats_per_bar,
+        tempo_bpm=float(plan.tempo.bpm[0]),
+        tempo_map=plan.tempo,
+        sections=sections,
+        seed=plan.seed,
+        plan=plan,
+    )
+
+
+def check_sample_rate(sample_rate: object) -> int:
+    """``sample_rate`` as an int if it is an integer in 8000..192000 Hz, else ValueError."""
+    lo, hi = _SAMPLE_RATES
+    if (
+        isinstance(sample_rate, bool)
+        or not isinstance(sample_rate, (int, np.integer))
+        or not (lo <= sample_rate <= hi)
+    ):
+        raise ValueError(f"sample_rate must be an integer in {lo}..{hi} Hz, got {sample_rate!r}")
+    return int(sample_rate)
+
+
+def generate_song(seed: int, *, sample_rate: int = 22050, duration_s: float | None = None) -> Song:
+    """Draw and synthesise song ``seed``.
+
+    Parameters
+    ----------
+    seed : int
+        >= 0. The same seed and sample rate give bit-identical audio.
+    sample_rate : int
+        8000..192000 Hz (22050 for the analysis clock, 44100 for playback).
+    duration_s : float or None
+        Length in seconds, 30..600; None draws 60..180 s from the seed.
+
+    Returns
+    -------
+    Song
+        Audio and exact annotations; ``Song.plan`` holds the form, arrangement and notes.
+    """
+    sr = check_sample_rate(sample_rate)
+    plan = plan_song(seed, duration_s)
+    n = int(round(plan.duration_s * sr))
+    palette = draw_palette(np.random.default_rng([plan.seed, 5]), sr)
+    fx_rng = np.random.default_rng([plan.seed, 6])
+    dry = np.zeros(n)
+    send = np.zeros(n)
+    for voice in VOICES:
+        audio = render_voice(voice, plan.notes[voice], plan.seconds, n, palette, fx_rng)
+        audio *= _VOICE_GAIN[voice]
+        dry += audio
+        send += _REVERB_SEND[voice] * audio
+    return song_from_audio(plan, dry + 0.35 * reverb(send, palette), sr, plan.seed)
