@@ -14,10 +14,15 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
 	touch $@
 
+$(VENV)/.live: pyproject.toml | $(BIN)/python
+	bash scripts/sysdeps.sh
+	$(BIN)/python -m pip install -q -e '.[live]'
+	touch $@ $(VENV)/.core
+
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	bash scripts/sysdeps.sh
 	$(BIN)/python -m pip install -q -e '.[dev,live,cluster,train]'
-	touch $@ $(VENV)/.core
+	touch $@ $(VENV)/.core $(VENV)/.live
 
 sysdeps:
 	bash scripts/sysdeps.sh
@@ -26,8 +31,11 @@ sysdeps:
 models: $(VENV)/.core
 	$(BIN)/fractalsync-export-beatnet --model all
 
-demo: $(VENV)/.core models
-	$(BIN)/python examples/beat_demo.py --out demo_output/beats.png
+# The main job: the live Julia visual on the demo song. A window where there is a display;
+# otherwise 20 s rendered to demo_output/live_julia.mp4, with the frame-time statistics.
+demo: $(VENV)/.live models
+	@if [ -n "$$DISPLAY" ]; then $(BIN)/python examples/live_julia.py; \
+	else $(BIN)/python examples/live_julia.py --seconds 20; fi
 
 # Lint, the test suite, then every benchmark with the fewest rounds (a smoke run, so that they cannot
 # rot; its timings are not the figures quoted in the README: those come from `make bench`).

@@ -1,0 +1,212 @@
+"""``python examples/live_julia.py``: the live Julia-set visual (argument parsing and the modes).
+
+Modes, chosen from the arguments and the machine:
+
+* **window** (a display is available and no ``--out``): the song plays on the speakers (or
+  ``--mic`` listens) while a window shows the Julia set. Slow clock: the PortAudio callback copies
+  blocks into a lock-free ring; an analysis thread feeds them to the slow clock and publishes
+  immutable ``SlowState`` s. Fast clock: the render loop (``--fps``) reads the latest state
+  without waiting, advances the beat with the phase predictor, runs the controller, renders.
+  For a file, playback and analysis share one sample clock: the picture is drawn for the
+  stream time being heard (``FilePlayback.playback_time``) plus ``--latency-ms``.
+* **video** (no display, or ``--out``): the file (or the demo song) is rendered causally to an
+  MP4 with its audio (see :mod:`examples.julia.video_render`), then frame-time statistics are
+  printed. ``--mic`` needs a window.
+
+The demo song is a generated structured song (``generate_song(DEMO_SEED)``, see
+``fractalsync_models.training.song_generator``), made on the fly at 44.1 kHz.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from fractalsync_models.cli_errors import add_debug_flag, cli_entry
+
+from .render_gl import GLUnavailableError
+from .video import VideoError
+
+PROG = "live_julia.py"
+DEMO_SEED = 7
+DEMO_RATE = 44100
+DEFAULT_OUT = Path("demo_output") / "live_julia.mp4"
+#: The analysis ring holds this much audio (s): the callback drops, never blocks, when full.
+RING_SECONDS = 4.0
+
+
+class NoDisplayError(RuntimeError):
+    """A window was asked for where there is no display."""
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 960x540, got {text!r}") from None
+    if not (16 <= w <= 7680 and 16 <= h <= 4320) or w % 2 or h % 2:
+        raise argparse.ArgumentTypeError(f"size must be even, 16x16 .. 7680x4320, got {text!r}")
+    return w, h
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not v > 0 or not np.isfinite(v):
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+        return v
+    return parse
+
+
+def _non_negative(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v >= 0 or not np.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="A Julia-set visual that follows the beat and the song's sections. With a "
+                    "display it opens a window and plays the song; without one (or with --out) "
+                    "it renders a video with the song's audio.")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--audio", metavar="FILE", help="a song file (default: the demo song)")
+    src.add_argument("--mic", action="store_true", help="listen to an input device (window)")
+    src.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    p.add_argument("--device", type=int, metavar="N", help="audio device index (--list-devices)")
+    p.add_argument("--out", metavar="FILE.mp4", help="render a video instead of a window")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--seconds", type=_positive(float), metavar="N",
+                   help="stop after N seconds (video: the span rendered)")
+    p.add_argument("--start", type=_non_negative, default=0.0, metavar="S",
+                   help="video: first second of the span rendered (default 0)")
+    p.add_argument("--size", type=_size, default=(960, 540), metavar="WxH",
+                   help="picture size (default 960x540)")
+    p.add_argument("--fps", type=_positive(float), default=60.0, help="frames per second")
+    p.add_argument("--renderer", choices=("gl", "numba"), default="gl",
+                   help="GLSL through moderngl (default) or the numba CPU kernel")
+    p.add_argument("--latency-ms", type=_non_negative, default=None, metavar="X",
+                   help="output path delay, so that a pulse is seen when the beat is heard "
+                        "(default: the audio device's reported latency; 0 for video)")
+    p.add_argument("--silent", action="store_true",
+                   help="window: do not play the file, pace it in real time (no output device)")
+    p.add_argument("--structure", choices=("model", "none"), default="model",
+                   help="structure tracker: the shipped anticipator model, or none (neutral)")
+    add_debug_flag(p)
+    return p
+
+
+def display_available() -> bool:
+    """True when a window can be opened (an X11 or Wayland display is set)."""
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def load_input(args) -> tuple[np.ndarray, int, str]:
+    """The audio to show: ``--audio FILE`` decoded, or the demo song. Returns
+    (audio (n, channels) float32, sample rate Hz, a name)."""
+    if args.audio:
+        from fractalsync_dsp.audio_io import load_audio
+        audio, rate = load_audio(args.audio)
+        audio = np.asarray(audio, np.float32)
+        if audio.ndim == 1:
+            audio = audio[:, None]
+        if audio.shape[0] == 0:
+            raise ValueError(f"{args.audio}: no audio samples")
+        return audio, int(rate), args.audio
+    from fractalsync_models.training.song_generator import generate_song
+    song = generate_song(DEMO_SEED, sample_rate=DEMO_RATE)
+    return song.audio[:, None].astype(np.float32), DEMO_RATE, f"demo song (seed {DEMO_SEED})"
+
+
+def make_structure(args):
+    """The structure tracker for the slow clock, or None for the neutral structure."""
+    if args.structure == "none":
+        return None
+    try:
+        from fractalsync_tracking.structure import StructureTracker
+    except ImportError:  # the structure model has not landed in this checkout
+        return None
+    return StructureTracker()
+
+
+def run_video(args, out: Path) -> int:
+    from .video_render import render_video
+    audio, rate, name = load_input(args)
+    latency = 0.0 if args.latency_ms is None else args.latency_ms / 1e3
+    print(f"{PROG}: rendering {name} to {out} ({args.size[0]}x{args.size[1]}, {args.fps:g} fps, "
+          f"{args.renderer})", flush=True)
+    stats = render_video(audio, rate, out, fps=args.fps, size=args.size, renderer=args.renderer,
+                         seconds=args.seconds, start=args.start, structure=make_structure(args),
+                         latency_s=latency, overwrite=args.overwrite or out == DEFAULT_OUT)
+    print(f"{PROG}: wrote {out}: {stats.line()}", flush=True)
+    return 0
+
+
+def run_window(args) -> int:
+    from fractalsync_dsp.block_ring import BlockRing
+    from fractalsync_dsp.live_audio import FilePlayback, MicInput
+    from fractalsync_tracking.analysis_thread import AnalysisThread
+    from fractalsync_tracking.slow_clock import SlowClock
+
+    from .live_loop import LiveLoop
+    from .window import JuliaWindow
+
+    window = JuliaWindow(*args.size, title="FractalSync live Julia")
+    try:
+        if args.mic:
+            channels = 1
+            ring = BlockRing(int(RING_SECONDS * 48000) * 2, channels)
+            source = MicInput(ring, device=args.device, channels=channels)
+            rate = source.sample_rate
+            name = f"microphone (device {args.device if args.device is not None else 'default'})"
+        else:
+            audio, rate, name = load_input(args)
+            ring = BlockRing(int(RING_SECONDS * rate), audio.shape[1])
+            source = FilePlayback(audio, rate, ring, device=args.device, play=not args.silent)
+        clock = SlowClock(rate, structure=make_structure(args))
+        thread = AnalysisThread(ring, clock)
+        latency = (source.latency if args.latency_ms is None else args.latency_ms / 1e3)
+        loop = LiveLoop(window, clock, thread, source, renderer=args.renderer, fps=args.fps,
+                        latency_s=latency)
+        print(f"{PROG}: {name} in a window ({args.size[0]}x{args.size[1]}); space taps, arrows "
+              "nudge, F fullscreen, H overlay, Esc quits", flush=True)
+        stats = loop.run(seconds=args.seconds)
+        print(f"{PROG}: {stats}", flush=True)
+    finally:
+        window.close()
+    return 0
+
+
+@cli_entry(PROG, expected=(NoDisplayError, GLUnavailableError, VideoError))
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list_devices:
+        from fractalsync_dsp.live_audio import format_devices
+        print(format_devices())
+        return 0
+    if args.out is not None or not display_available():
+        if args.mic:
+            raise NoDisplayError("--mic needs a window, and no display is available (DISPLAY "
+                                 "is not set); run it on a desktop, or render a file with "
+                                 "--audio FILE --out FILE.mp4")
+        out = Path(args.out) if args.out is not None else DEFAULT_OUT
+        if out.suffix.lower() not in (".mp4", ".mkv", ".mov"):
+            raise ValueError(f"--out {out}: use a .mp4 (or .mkv/.mov) file name")
+        return run_video(args, out)
+    return run_window(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
