@@ -251,43 +251,58 @@ def _wavetables(timbre: Timbre, freq: float, sr: int) -> tuple[np.ndarray, np.nd
     return tables[0] / peak, tables[1] / peak
 
 
-def _oscillator(tables, freq: float, t: np.ndarray, timbre: Timbre, sr: int) -> np.ndarray:
-    """The note's raw tone at times ``t`` (s): bright-to-dark crossfade, vibrato after 0.2 s."""
-    phase = freq * t
-    if timbre.vibrato_cents:
-        depth = freq * (2.0 ** (timbre.vibrato_cents / 1200.0) - 1.0)
-        onset = np.clip(t / 0.3, 0.0, 1.0)
-        phase = phase + onset * depth / (2 * np.pi * 5.5) * (1.0 - np.cos(2 * np.pi * 5.5 * t))
+class _Shapes:
+    """A timbre's note-independent curves over the longest note, so each note only slices them:
+    ``warp`` (time in s, bent by the vibrato: a note's phase is ``freq * warp``), ``bright``
+    (weight of the bright table) and ``env`` (attack and decay to sustain)."""
+
+    def __init__(self, tb: Timbre, max_samples: int, sr: int) -> None:
+        t = np.arange(max_samples) / sr
+        self.warp = t
+        if tb.vibrato_cents:
+            depth = 2.0 ** (tb.vibrato_cents / 1200.0) - 1.0
+            vib = 1.0 - np.cos(2 * np.pi * 5.5 * t)
+            self.warp = t + np.clip(t / 0.3, 0.0, 1.0) * depth / (2 * np.pi * 5.5) * vib
+        self.bright = np.exp(-t / tb.bright_s)
+        self.env = np.minimum(t / tb.attack_s, 1.0) * (
+            tb.sustain + (1 - tb.sustain) * np.exp(-t / tb.decay_s)
+        )
+
+
+def _tone(tables, phase: np.ndarray, bright: np.ndarray) -> np.ndarray:
+    """Table lookup at ``phase`` (periods), crossfading dark to bright by weight ``bright``."""
     idx = (phase * _TABLE).astype(np.int64) & (_TABLE - 1)
-    bright, dark = tables
-    w = np.exp(-t / timbre.bright_s)
-    return dark[idx] + w * (bright[idx] - dark[idx])
-
-
-def _envelope(t: np.ndarray, length_s: float, tb: Timbre) -> np.ndarray:
-    """Attack (linear), decay (exponential to sustain), release (linear) after ``length_s``."""
-    env = np.minimum(t / tb.attack_s, 1.0) * (
-        tb.sustain + (1 - tb.sustain) * np.exp(-t / tb.decay_s)
-    )
-    return env * np.clip((length_s + tb.release_s - t) / tb.release_s, 0.0, 1.0)
+    hi, lo = tables
+    dark = lo[idx]
+    return dark + bright * (hi[idx] - dark)
 
 
 def _pitched(notes: Notes, starts: np.ndarray, lengths_s: np.ndarray, tb: Timbre, n: int, sr: int):
+    """Sum of the notes of one pitched voice, shape (n,): per note, the bright/dark wavetable
+    oscillator (and its detuned copy) times the envelope, released linearly after its length."""
     out = np.zeros(n)
+    release = max(1, int(round(tb.release_s * sr)))
+    sizes = np.minimum(np.rint(lengths_s * sr).astype(np.int64) + release, n - starts)
+    if sizes.size == 0 or sizes.max() <= 0:
+        return out
+    shapes = _Shapes(tb, int(sizes.max()), sr)
+    fade = np.linspace(1.0, 0.0, release, endpoint=False)
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     detune = 2.0 ** (tb.detune_cents / 1200.0)
-    for p, s, length, v in zip(notes.pitch, starts, lengths_s, notes.velocity, strict=True):
+    for p, s, m, v in zip(notes.pitch, starts, sizes, notes.velocity, strict=True):
+        if m <= 0:
+            continue
         freq = 440.0 * 2.0 ** ((int(p) - 69) / 12.0)
         if p not in cache:
             cache[p] = _wavetables(tb, freq * max(detune, 1.0), sr)
-        m = min(int(round((length + tb.release_s) * sr)), n - s)
-        if m <= 0:
-            continue
-        t = np.arange(m) / sr
-        tone = _oscillator(cache[p], freq, t, tb, sr)
+        warp, bright = shapes.warp[:m], shapes.bright[:m]
+        tone = _tone(cache[p], freq * warp, bright)
         if tb.detune_cents:
-            tone = 0.5 * (tone + _oscillator(cache[p], freq * detune, t + 0.37 / freq, tb, sr))
-        out[s : s + m] += (v**1.5) * tone * _envelope(t, length, tb)
+            tone = 0.5 * (tone + _tone(cache[p], freq * detune * warp + 0.37, bright))
+        tone *= shapes.env[:m]
+        r = min(release, m)
+        tone[m - r :] *= fade[release - r :]
+        out[s : s + m] += (v**1.5) * tone
     return out
 
 
