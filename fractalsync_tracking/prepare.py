@@ -534,16 +534,21 @@ def _run_local(tasks: list[tuple], jobs: int, on_result: Callable[[str, dict], N
             raise
 
 
-def _run_dask(tasks: list[tuple], scheduler: str, on_result: Callable[[str, dict], None],
-              ) -> None:
+def _import_dask():
+    """dask.distributed's ``Client`` and ``as_completed``, or :class:`ClusterExtraMissing`."""
     try:
-        from distributed import Client
-        from distributed import as_completed as dask_completed
+        from distributed import Client, as_completed
     except ImportError as exc:
         raise ClusterExtraMissing(
             f"--scheduler needs dask.distributed, the [cluster] extra: pip install "
             f"'fractalsync-dsp[cluster]' ({exc})") from None
-    with Client(scheduler) as client:
+    return Client, as_completed
+
+
+def _run_dask(tasks: list[tuple], scheduler: str, on_result: Callable[[str, dict], None],
+              ) -> None:
+    client_class, dask_completed = _import_dask()
+    with client_class(scheduler) as client:
         futures = [client.submit(_worker, *task, key=f"fractalsync-prepare-{i}-{task[0]}",
                                  pure=False) for i, task in enumerate(tasks)]
         names = {f.key: task[0] for f, task in zip(futures, tasks, strict=True)}
@@ -595,8 +600,11 @@ def prepare_corpus(audio_dir: str | os.PathLike, labels_dir: str | os.PathLike,
         jobs = os.cpu_count() or 1
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
-    if scheduler is not None and not isinstance(scheduler, str):
-        raise TypeError(f"scheduler must be an address string, got {type(scheduler).__name__}")
+    if scheduler is not None:
+        if not isinstance(scheduler, str):
+            raise TypeError(f"scheduler must be an address string, got "
+                            f"{type(scheduler).__name__}")
+        _import_dask()  # before any work
     matched, lonely_audio, lonely_labels = match_tracks(audio_dir, labels_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
