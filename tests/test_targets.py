@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from fractalsync_models.training.labels import IGNORE, Segment, segments_to_frames
 from fractalsync_models.training.targets import (
     HORIZONS_BEATS,
+    beat_position,
     beats_to_next_boundary,
     hazard_targets,
     section_targets,
@@ -78,6 +79,15 @@ def test_tempo_change_interpolates_each_interval():
     # boundary at 1.25 = half-way between beats 1 and 2 -> position 1.5
     np.testing.assert_allclose(beats_to_next_boundary([0.0, 0.5, 1.0, 1.2], beats, [1.25]),
                                [1.5, 1.0, 0.5, 0.1], atol=1e-12)
+
+
+def test_beat_position_hand_case():
+    beats = [1.0, 2.0, 2.5, 3.0]
+    np.testing.assert_allclose(beat_position([0.0, 1.0, 1.5, 2.25, 3.0, 4.0], beats),
+                               [-1.0, 0.0, 0.5, 1.5, 3.0, 5.0], atol=1e-12)
+    for bad in ([], [1.0]):
+        with pytest.raises(ValueError, match="at least 2 beats"):
+            beat_position([0.0], bad)
 
 
 def test_boundary_before_the_first_beat_extrapolates_the_first_interval():
@@ -251,6 +261,9 @@ def test_btnb_matches_plain_python_reference(beats, bounds, times, extra):
     np.testing.assert_allclose(got, _btnb_reference(times, beats, bounds), rtol=1e-9, atol=1e-9)
     finite = np.isfinite(got)
     assert np.all(got[finite] > 0)
+    if len(beats) >= 2 and times:
+        np.testing.assert_allclose(beat_position(times, beats),
+                                   [_position(t, list(beats)) for t in times], rtol=1e-9, atol=1e-9)
 
 
 @settings(max_examples=150, deadline=None)

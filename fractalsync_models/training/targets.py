@@ -2,6 +2,7 @@
 
 The roadmap's definition, counted on the project's own tracked beats:
 
+* :func:`beat_position` — the continuous beat position ``p(t)`` below;
 * :func:`beats_to_next_boundary` — for each time ``t``, how many beats lie between ``t`` and the
   next section boundary ``b > t``, as a real number;
 * :func:`hazard_targets` — ``y[t, k] = 1 if 0 < btnb[t] <= horizons[k] else 0``;
@@ -36,6 +37,7 @@ from .labels import Segment, segments_to_frames
 
 __all__ = [
     "HORIZONS_BEATS",
+    "beat_position",
     "beats_to_next_boundary",
     "hazard_targets",
     "section_targets",
@@ -63,22 +65,44 @@ def _times(values: object, name: str, order: str) -> np.ndarray:
     return arr
 
 
+def _intervals(x: np.ndarray, beats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(k, ibi): the beat interval ``[beats[k], beats[k+1]]`` of each time, clipped to the first
+    interval before the grid and the last after it (which extend them), and all intervals."""
+    k = np.clip(np.searchsorted(beats, x, side="right") - 1, 0, beats.size - 2)
+    return k, np.diff(beats)
+
+
+def beat_position(times: object, beat_times: object) -> np.ndarray:
+    """Continuous beat position ``p(t)`` on a tracked beat grid (module docstring).
+
+    Parameters
+    ----------
+    times : (T,) seconds, finite, any order.
+    beat_times : (B,) beat times in seconds, strictly increasing, ``B >= 2``.
+
+    Returns (T,) float64: ``p(beat_times[i]) = i``, linear between beats, extended before the
+    first and after the last beat with the first and last inter-beat interval.
+    """
+    t = _times(times, "times", "any")
+    beats = _times(beat_times, "beat_times", "increasing")
+    if beats.size < 2:
+        raise ValueError(f"beat_position needs at least 2 beats, got {beats.size}")
+    k, ibi = _intervals(t, beats)
+    return k + (t - beats[k]) / ibi[k]
+
+
 def _beats_between(t: np.ndarray, b: np.ndarray, beats: np.ndarray) -> np.ndarray:
     """``p(b) - p(t)`` for ``t < b`` elementwise on the grid ``beats`` (>= 2 beats).
 
-    Interval ``k(x)`` is the beat interval holding ``x``, clipped to the first one before the
-    grid and the last one after it (which extends them). Summing the part of ``t``'s interval
-    after ``t``, the whole intervals between and the part of ``b``'s interval before ``b`` keeps
-    every term >= 0, so no cancellation turns a tiny ``b - t`` into 0.
+    Sums the part of ``t``'s interval after ``t``, the whole intervals between and the part of
+    ``b``'s interval before ``b``: every term is >= 0, so no cancellation turns a tiny
+    ``b - t`` into 0.
     """
-    ibi = np.diff(beats)
-    last = beats.size - 2
-    kt = np.clip(np.searchsorted(beats, t, side="right") - 1, 0, last)
-    kb = np.clip(np.searchsorted(beats, b, side="right") - 1, 0, last)
-    same = kt == kb
+    kt, ibi = _intervals(t, beats)
+    kb, _ = _intervals(b, beats)
     after_t = (beats[kt + 1] - t) / ibi[kt]
     before_b = (b - beats[kb]) / ibi[kb]
-    return np.where(same, (b - t) / ibi[kt], after_t + (kb - kt - 1) + before_b)
+    return np.where(kt == kb, (b - t) / ibi[kt], after_t + (kb - kt - 1) + before_b)
 
 
 def beats_to_next_boundary(times: object, beat_times: object, boundaries: object) -> np.ndarray:
