@@ -27,13 +27,15 @@ Not thread-safe: use one instance per stream and thread.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
-from .contract import load_contract, validate_onnx_model
+from .contract import ContractError, load_contract, validate_onnx_model
 from .crnn import ModelNotFoundError, _open_session
 
 __all__ = ["DEFAULT_MODEL_PATH", "Anticipator", "NonFiniteInputWarning"]
@@ -44,6 +46,8 @@ N_BEAT = 5
 N_SECTIONS = 8
 N_HORIZONS = 5
 STATE = 128
+INPUT_LIMIT = 1e4
+"""Inputs are clipped to [-INPUT_LIMIT, INPUT_LIMIT] (real features are within a few units)."""
 _INPUTS = ("audio_features", "beat_features", "state_in")
 _OUTPUTS = ["section_logits", "hazard_logits", "state_out"]
 
@@ -52,28 +56,44 @@ class NonFiniteInputWarning(RuntimeWarning):
     """NaN or ±inf in the anticipator's input was replaced by 0 (see the module docstring)."""
 
 
-def _as_input(x, shape: tuple[int, ...], what: str) -> np.ndarray:
-    """``x`` as a C-contiguous float32 array of ``shape`` with non-finite values set to 0.
+def _load(x, buf: np.ndarray, what: str, want: str) -> None:
+    """Copy ``x`` into the float32 array ``buf`` of the same shape, non-finite values set to 0
+    (with a :class:`NonFiniteInputWarning`) and everything clipped to ±INPUT_LIMIT.
 
-    Raises ValueError for a wrong shape, TypeError for a non-numeric dtype.
+    Raises ValueError for a shape other than ``buf``'s (``want`` describes the expected shape),
+    TypeError for a non-numeric dtype.
     """
     a = np.asarray(x)
-    if a.shape != shape:
-        want = tuple("T" if d == -1 else d for d in shape)
+    if a.shape != buf.shape:
         raise ValueError(f"{what}: expected shape {want}, got {a.shape}")
     if a.dtype.kind not in "fiu":
         raise TypeError(f"{what}: expected real numbers, got dtype {a.dtype}")
     with np.errstate(over="ignore"):  # beyond float32 becomes inf, replaced just below
-        a = np.ascontiguousarray(a, dtype=np.float32)
-    finite = np.isfinite(a)
-    if not finite.all():
+        np.copyto(buf, a, casting="unsafe")
+    bad = _sanitize(buf.reshape(-1), np.float32(INPUT_LIMIT))
+    if bad:
         warnings.warn(
-            f"{what}: {int((~finite).sum())} non-finite value(s) replaced by 0",
+            f"{what}: {bad} non-finite value(s) replaced by 0",
             NonFiniteInputWarning,
             stacklevel=3,
         )
-        a = np.where(finite, a, np.float32(0.0))
-    return a
+
+
+@njit(cache=True, nogil=True)
+def _sanitize(x: np.ndarray, limit: np.float32) -> int:
+    """In place on a 1-D float32 array: NaN/±inf -> 0, the rest clipped to [-limit, limit];
+    returns the number of non-finite values."""
+    bad = 0
+    for i in range(x.shape[0]):
+        v = x[i]
+        if not math.isfinite(v):
+            x[i] = 0.0
+            bad += 1
+        elif v > limit:
+            x[i] = limit
+        elif v < -limit:
+            x[i] = -limit
+    return bad
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -81,10 +101,158 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
+def _sigmoid_np(logits: np.ndarray) -> np.ndarray:
     # exp of a non-positive number only: no overflow for large |logit|
     e = np.exp(-np.abs(logits))
     return np.where(logits >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- step kernel
+
+#: The graph initializers the step kernel reads (names given by the exporter,
+#: ``fractalsync_models.training.train_anticipator``), in the kernel's argument order.
+KERNEL_WEIGHTS = (
+    "audio_mean", "audio_scale", "beat_mean", "beat_scale", "audio_proj.weight_t",
+    "audio_proj.bias", "gru.W", "gru.R", "gru.B", "head.weight_t", "head.bias",
+    "section_out.weight_t", "section_out.bias", "hazard_out.weight_t", "hazard_out.bias",
+)  # fmt: skip
+
+
+def read_kernel_weights(proto) -> tuple[np.ndarray, ...]:
+    """The step kernel's weights from an anticipator ``onnx.ModelProto``, float32, C-contiguous,
+    matrices as rows per output unit: audio_mean, audio_scale (272), beat_mean, beat_scale (5),
+    proj_w (P, 272), proj_b (P), gru_w (3H, P+5), gru_r (3H, H), gru_wb, gru_rb (3H; gate rows
+    z, r, h as in ONNX), head_w (D, H), head_b (D), sec_w (8, D), sec_b (8), haz_w (5, D), haz_b
+    (5), with H = 128. Raises ValueError naming a missing initializer, a wrong shape or a GRU
+    node that is not ``linear_before_reset=1`` with the default activations."""
+    from onnx import helper, numpy_helper
+
+    inits = {t.name: t for t in proto.graph.initializer}
+    missing = [n for n in KERNEL_WEIGHTS if n not in inits]
+    if missing:
+        raise ValueError(
+            f"not an anticipator graph of this runtime: initializers {missing} missing"
+        )
+    w = {n: numpy_helper.to_array(inits[n]).astype(np.float32) for n in KERNEL_WEIGHTS}
+    grus = [n for n in proto.graph.node if n.op_type == "GRU"]
+    attrs = {a.name: helper.get_attribute_value(a) for a in grus[0].attribute} if grus else {}
+    if len(grus) != 1 or attrs.get("linear_before_reset") != 1 or "activations" in attrs:
+        raise ValueError("not an anticipator graph of this runtime: expected one GRU node with "
+                         "linear_before_reset=1 and the default activations")
+    p = w["audio_proj.bias"].shape[0]
+    d = w["head.bias"].shape[0]
+    h3 = 3 * STATE
+    want = {
+        "audio_mean": (N_AUDIO,), "audio_scale": (N_AUDIO,), "beat_mean": (N_BEAT,),
+        "beat_scale": (N_BEAT,), "audio_proj.weight_t": (N_AUDIO, p), "audio_proj.bias": (p,),
+        "gru.W": (1, h3, p + N_BEAT), "gru.R": (1, h3, STATE), "gru.B": (1, 2 * h3),
+        "head.weight_t": (STATE, d), "head.bias": (d,), "section_out.weight_t": (d, N_SECTIONS),
+        "section_out.bias": (N_SECTIONS,), "hazard_out.weight_t": (d, N_HORIZONS),
+        "hazard_out.bias": (N_HORIZONS,),
+    }  # fmt: skip
+    for name, shape in want.items():
+        if w[name].shape != shape:
+            raise ValueError(f"initializer {name!r}: expected shape {shape}, got {w[name].shape}")
+    c = np.ascontiguousarray
+    return (
+        w["audio_mean"], w["audio_scale"], w["beat_mean"], w["beat_scale"],
+        c(w["audio_proj.weight_t"].T), w["audio_proj.bias"], c(w["gru.W"][0]), c(w["gru.R"][0]),
+        c(w["gru.B"][0, :h3]), c(w["gru.B"][0, h3:]), c(w["head.weight_t"].T), w["head.bias"],
+        c(w["section_out.weight_t"].T), w["section_out.bias"], c(w["hazard_out.weight_t"].T),
+        w["hazard_out.bias"],
+    )  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
+def _sigmoid(x: float) -> float:
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _step_kernel(audio, beat, h, a_mean, a_scale, b_mean, b_scale, proj_w, proj_b, gru_w,
+                 gru_r, gru_wb, gru_rb, head_w, head_b, sec_w, sec_b, haz_w, haz_b,
+                 norm, x, h_new, z, sec_out, haz_out):  # fmt: skip
+    """One slow step of the exported graph, in place: ``h`` (H,) becomes the new state,
+    ``sec_out`` (8,) the section probabilities, ``haz_out`` (5,) the hazard probabilities.
+
+    audio (272,) and beat (5,) float32 finite inputs; weights as :func:`read_kernel_weights`;
+    work buffers norm (272,), x (P+5,), h_new (H,), z (D,) float32. Float32 accumulation."""
+    n_audio = audio.shape[0]
+    for i in range(n_audio):
+        norm[i] = (audio[i] - a_mean[i]) * a_scale[i]
+    n_proj = proj_b.shape[0]
+    for j in range(n_proj):
+        acc = proj_b[j]
+        for i in range(n_audio):
+            acc += proj_w[j, i] * norm[i]
+        x[j] = max(acc, np.float32(0.0))
+    for i in range(beat.shape[0]):
+        x[n_proj + i] = (beat[i] - b_mean[i]) * b_scale[i]
+    n_x = x.shape[0]
+    hid = h.shape[0]
+    for u in range(hid):  # ONNX GRU, gates z, r, h; linear_before_reset = 1
+        gz = gru_wb[u] + gru_rb[u]
+        gr = gru_wb[hid + u] + gru_rb[hid + u]
+        gn = gru_wb[2 * hid + u]
+        rn = gru_rb[2 * hid + u]
+        for i in range(n_x):
+            gz += gru_w[u, i] * x[i]
+            gr += gru_w[hid + u, i] * x[i]
+            gn += gru_w[2 * hid + u, i] * x[i]
+        for k in range(hid):
+            gz += gru_r[u, k] * h[k]
+            gr += gru_r[hid + u, k] * h[k]
+            rn += gru_r[2 * hid + u, k] * h[k]
+        zu = _sigmoid(gz)
+        n = math.tanh(gn + _sigmoid(gr) * rn)
+        h_new[u] = (1.0 - zu) * n + zu * h[u]
+    for u in range(hid):
+        h[u] = h_new[u]
+    for d in range(head_b.shape[0]):
+        acc = head_b[d]
+        for k in range(hid):
+            acc += head_w[d, k] * h[k]
+        z[d] = max(acc, np.float32(0.0))
+    top = -np.inf
+    for c in range(sec_b.shape[0]):
+        acc = sec_b[c]
+        for d in range(z.shape[0]):
+            acc += sec_w[c, d] * z[d]
+        sec_out[c] = acc
+        top = max(top, acc)
+    total = 0.0
+    for c in range(sec_b.shape[0]):
+        sec_out[c] = math.exp(sec_out[c] - top)
+        total += sec_out[c]
+    for c in range(sec_b.shape[0]):
+        sec_out[c] /= total
+    for k in range(haz_b.shape[0]):
+        acc = haz_b[k]
+        for d in range(z.shape[0]):
+            acc += haz_w[k, d] * z[d]
+        haz_out[k] = _sigmoid(acc)
+
+
+class _StepKernel:
+    """The step kernel with its weights and preallocated work buffers."""
+
+    def __init__(self, weights: tuple[np.ndarray, ...]):
+        self.weights = weights
+        n_x = weights[6].shape[1]
+        self.work = (
+            np.zeros(N_AUDIO, np.float32), np.zeros(n_x, np.float32),
+            np.zeros(STATE, np.float32), np.zeros(weights[10].shape[0], np.float32),
+        )  # fmt: skip
+        self.sec = np.zeros(N_SECTIONS, np.float32)
+        self.haz = np.zeros(N_HORIZONS, np.float32)
+
+    def __call__(self, audio: np.ndarray, beat: np.ndarray, h: np.ndarray) -> None:
+        """audio (272,), beat (5,) finite float32; h (128,) float32 state, updated in place;
+        the probabilities land in ``self.sec`` and ``self.haz``."""
+        _step_kernel(audio, beat, h, *self.weights, *self.work, self.sec, self.haz)
 
 
 class Anticipator:
@@ -98,7 +266,14 @@ class Anticipator:
     Raises :class:`~fractalsync_models.crnn.ModelNotFoundError` (a FileNotFoundError) for a
     missing file, :class:`~fractalsync_models.contract.ContractError` (a ValueError) naming
     the problem for a file that is not ONNX, is truncated, has other tensor names, shapes or
-    dtypes than ``models.anticipator``, or that onnxruntime cannot load.
+    dtypes than ``models.anticipator``, is not the exporter's graph (the weights the step
+    kernel reads), or that onnxruntime cannot load.
+
+    ``run`` runs the graph under onnxruntime (one intra-op thread, sequential execution).
+    ``step`` runs a numba kernel on the graph's own weights (initializers
+    :data:`KERNEL_WEIGHTS`): the same float32 computation without onnxruntime's per-call
+    overhead. At load the kernel is checked against the graph on 16 probe steps (ContractError
+    beyond 1e-4), and ``tests/test_anticipator.py`` checks step == run within 1e-5.
     """
 
     def __init__(self, path: str | os.PathLike = DEFAULT_MODEL_PATH, contract: dict | None = None):
@@ -110,50 +285,63 @@ class Anticipator:
                 "fractalsync_models.training.train_anticipator)"
             )
         contract = load_contract() if contract is None else contract
-        validate_onnx_model(self.path, "anticipator", contract)
+        proto = validate_onnx_model(self.path, "anticipator", contract)
         spec = contract["models"]["anticipator"]
         self.section_labels = tuple(contract["sections"]["labels"])
         self.horizons_beats = tuple(contract["hazard"]["horizons_beats"])
         self.decimation = int(spec["decimation"])
+        try:
+            self._kernel = _StepKernel(read_kernel_weights(proto))
+        except ValueError as exc:
+            raise ContractError(f"{self.path}: {exc}") from None
         self._session = _open_session(self.path)
-        self._state = np.zeros((1, STATE), np.float32)
+        self._h = np.zeros(STATE, np.float32)
+        self._audio = np.zeros(N_AUDIO, np.float32)
+        self._beat = np.zeros(N_BEAT, np.float32)
+        self._probe()
 
     def __repr__(self) -> str:
         return f"Anticipator(path={str(self.path)!r})"
+
+    def _probe(self) -> None:
+        """Run 16 fixed steps through the kernel and the graph; ContractError if they differ
+        by more than 1e-4 (a graph with the kernel's weight names but another computation)."""
+        t = np.arange(16, dtype=np.float32)[:, None]
+        audio = (np.abs(np.sin(t * 0.7 + np.arange(N_AUDIO) * 0.1)) * 2).astype(np.float32)
+        beat = np.concatenate(
+            [np.sin(t), np.cos(t), np.full_like(t, -0.7), np.full_like(t, 0.8), t % 4 == 0],
+            axis=1,
+        ).astype(np.float32)
+        sec, haz, state = self.run(audio, beat)
+        h = np.zeros(STATE, np.float32)
+        err = 0.0
+        for i in range(len(t)):
+            self._kernel(audio[i], beat[i], h)
+            err = max(err, np.abs(self._kernel.sec - sec[i]).max(),
+                      np.abs(self._kernel.haz - haz[i]).max())
+        err = max(err, np.abs(h - state).max())
+        if not err <= 1e-4:
+            raise ContractError(
+                f"{self.path}: the step kernel does not reproduce the graph (difference {err:.3g} "
+                "on the probe steps): not an anticipator graph of this runtime"
+            )
 
     # ----------------------------------------------------------------------- state
 
     def reset(self) -> None:
         """Return the recurrent state to zeros (a fresh stream)."""
-        self._state = np.zeros((1, STATE), np.float32)
+        self._h[:] = 0.0
 
     @property
     def state(self) -> np.ndarray:
         """Copy of the recurrent state, float32 (128,)."""
-        return self._state[0].copy()
+        return self._h.copy()
 
     @state.setter
     def state(self, value) -> None:
-        self._state = self._check_state(value)
-
-    @staticmethod
-    def _check_state(value) -> np.ndarray:
-        a = np.asarray(value)
-        if a.shape != (STATE,):
-            raise ValueError(f"state: expected shape ({STATE},), got {a.shape}")
-        if a.dtype.kind != "f":
-            raise TypeError(f"state: expected a float array, got dtype {a.dtype}")
-        if not np.isfinite(a).all():
-            raise ValueError("state: must be finite")
-        return a.astype(np.float32).reshape(1, STATE)
+        self._h[:] = _check_state(value)
 
     # ----------------------------------------------------------------------- inference
-
-    def _run(self, audio: np.ndarray, beat: np.ndarray, state: np.ndarray):
-        sec, haz, out = self._session.run(
-            _OUTPUTS, {_INPUTS[0]: audio[None], _INPUTS[1]: beat[None], _INPUTS[2]: state}
-        )
-        return _softmax(sec[0]), _sigmoid(haz[0]), out
 
     def run(self, audio_features, beat_features, state=None):
         """Process a sequence of T slow steps; does not touch the streaming state of ``step``.
@@ -168,15 +356,19 @@ class Anticipator:
         probabilities of each step and the state after the last one.
         """
         a = np.asarray(audio_features)
-        t = a.shape[0] if a.ndim == 2 else -1
-        audio = _as_input(a, (t, N_AUDIO), "audio_features")
-        beat = _as_input(beat_features, (len(audio), N_BEAT), "beat_features")
-        h0 = np.zeros((1, STATE), np.float32) if state is None else self._check_state(state)
-        if len(audio) == 0:
+        t = a.shape[0] if a.ndim == 2 else 0
+        audio = np.zeros((t, N_AUDIO), np.float32)
+        _load(a, audio, "audio_features", f"({'T' if a.ndim != 2 else t}, {N_AUDIO})")
+        beat = np.zeros((t, N_BEAT), np.float32)
+        _load(beat_features, beat, "beat_features", f"({t}, {N_BEAT})")
+        h0 = np.zeros(STATE, np.float32) if state is None else _check_state(state)
+        if t == 0:
             empty = np.zeros((0, N_SECTIONS), np.float32), np.zeros((0, N_HORIZONS), np.float32)
-            return (*empty, h0[0].copy())
-        sec, haz, h = self._run(audio, beat, h0)
-        return sec, haz, h[0]
+            return (*empty, h0)
+        sec, haz, h = self._session.run(
+            _OUTPUTS, {_INPUTS[0]: audio[None], _INPUTS[1]: beat[None], _INPUTS[2]: h0[None]}
+        )
+        return _softmax(sec[0]), _sigmoid_np(haz[0]), h[0]
 
     def step(self, audio_features, beat_features):
         """Process one slow step, carrying the state.
@@ -186,9 +378,21 @@ class Anticipator:
         audio_features : (272,) audio features of the step.
         beat_features : (5,) beat features of the step.
 
-        Returns ``(section_probs (8,), hazard_probs (5,))``, float32.
+        Returns ``(section_probs (8,), hazard_probs (5,))``, float32 (new arrays).
         """
-        audio = _as_input(audio_features, (N_AUDIO,), "audio_features")
-        beat = _as_input(beat_features, (N_BEAT,), "beat_features")
-        sec, haz, self._state = self._run(audio[None], beat[None], self._state)
-        return sec[0], haz[0]
+        _load(audio_features, self._audio, "audio_features", f"({N_AUDIO},)")
+        _load(beat_features, self._beat, "beat_features", f"({N_BEAT},)")
+        self._kernel(self._audio, self._beat, self._h)
+        return self._kernel.sec.copy(), self._kernel.haz.copy()
+
+
+def _check_state(value) -> np.ndarray:
+    """A (128,) finite float state as float32; ValueError/TypeError naming the problem."""
+    a = np.asarray(value)
+    if a.shape != (STATE,):
+        raise ValueError(f"state: expected shape ({STATE},), got {a.shape}")
+    if a.dtype.kind != "f":
+        raise TypeError(f"state: expected a float array, got dtype {a.dtype}")
+    if not np.isfinite(a).all():
+        raise ValueError("state: must be finite")
+    return a.astype(np.float32)

@@ -492,6 +492,25 @@ def evaluate(
 # --------------------------------------------------------------------------- export
 
 
+def _name_weights(proto) -> None:
+    """Give the exporter's generated weight names (``onnx::MatMul_108``) stable names that
+    the runtime's step kernel reads: ``<layer>.weight_t`` for the right operand of a layer's
+    MatMul (``/audio_proj/MatMul``: ``audio_proj.weight_t``, [in, out]) and ``gru.W``,
+    ``gru.R``, ``gru.B`` for the ONNX GRU's weights (gates z, r, h)."""
+    inits = {t.name: t for t in proto.graph.initializer}
+    rename = {}
+    for node in proto.graph.node:
+        if node.op_type == "MatMul" and node.input[1] in inits:
+            rename[node.input[1]] = node.output[0].split("/")[1] + ".weight_t"
+        elif node.op_type == "GRU":
+            rename.update(zip(node.input[1:4], ("gru.W", "gru.R", "gru.B"), strict=True))
+    for t in proto.graph.initializer:
+        t.name = rename.get(t.name, t.name)
+    for node in proto.graph.node:
+        for i, name in enumerate(node.input):
+            node.input[i] = rename.get(name, name)
+
+
 def export_onnx(model: AnticipatorNet, contract: dict | None = None, seed: int = 0) -> bytes:
     """The model as an ONNX file (bytes): opset 17, IR version 8, the contract's tensor names
     with dynamic B and T; checked by ``onnx.checker`` (full), against ``contracts/v1.json``
@@ -533,6 +552,7 @@ def export_onnx(model: AnticipatorNet, contract: dict | None = None, seed: int =
             },
         )
     proto = onnx.load_from_string(buf.getvalue())
+    _name_weights(proto)
     proto.ir_version = IR_VERSION
     proto.graph.name = "anticipator_v1"
     proto.doc_string = (
