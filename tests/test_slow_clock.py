@@ -5,6 +5,7 @@ and change nothing; the structure seam; reset; errors."""
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -275,3 +276,34 @@ def test_bad_input(audio, reference):
 
     with pytest.raises(TypeError, match="StructureState or None"):
         SlowClock(SR, structure=Wrong()).push(audio[:1024])
+
+
+def test_a_read_during_a_store_waits_for_it(audio, reference):
+    """A read that starts while the producer is storing a batch (after the feature ring was
+    extended, before the frame count moved) returns only once the store is complete, with the
+    frames the count names: the seqlock, checked deterministically by pausing a store."""
+    clock = SlowClock(SR)
+    store = next(c for c in clock.analysis_clock.consumers if hasattr(c, "micros"))
+    run(clock, audio[: SR], [1024])
+    n0 = clock.frames_analysed
+    results, paused = [], []
+    extend = store.micros.extend
+
+    def paused_extend(rows):  # the store's second ring, while the first already holds the batch
+        reader = threading.Thread(
+            target=lambda: results.append(clock.feature_window(3, clock.frame_time(n0 - 1))))
+        reader.start()
+        reader.join(0.2)
+        paused.append(reader.is_alive())  # still waiting for the store to end
+        extend(rows)
+        paused.append(reader)
+
+    store.micros.extend = paused_extend
+    try:
+        clock.push(audio[SR:SR + 4096])
+    finally:
+        del store.micros.extend
+    assert clock.frames_analysed > n0
+    paused[1].join(5)
+    assert paused[0] is True and not paused[1].is_alive()
+    np.testing.assert_array_equal(results[0], reference["features"][n0 - 3:n0])
