@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -168,10 +169,42 @@ def _pyaudio():
     return pyaudio
 
 
+def _check_alsa_config() -> None:
+    """Refuse, with AudioDeviceError, an ALSA configuration that would make PortAudio abort.
+
+    PortAudio 19.6's ALSA host (Debian's libportaudio2) ends its device scan with
+    ``assert(devIdx < numDeviceNames)``: when every PCM it found opened and none of them is
+    ``default`` or ``dmix``, that assertion fails and the whole process aborts. That is the
+    case for an ALSA configuration that cannot be read (e.g. a missing ``alsa.conf``) or
+    that defines neither ``pcm.default`` nor ``pcm.dmix`` (an empty ``ALSA_CONFIG_PATH``
+    file, say). Such a configuration has no default device anyway, so it is refused here,
+    before PortAudio starts. Nothing is checked where libasound is not installed.
+    """
+    alsa = _library("libasound.so.2")
+    if alsa is None:
+        return
+    alsa.snd_strerror.restype = ctypes.c_char_p
+    with _quiet_native_output():
+        err = alsa.snd_config_update()
+    if err < 0:
+        reason = alsa.snd_strerror(err).decode(errors="replace")
+        raise AudioDeviceError(f"the ALSA configuration cannot be read ({reason}); check "
+                               "ALSA_CONFIG_PATH, /usr/share/alsa/alsa.conf and ~/.asoundrc")
+    top = ctypes.c_void_p.in_dll(alsa, "snd_config")
+    node = ctypes.c_void_p()
+    for key in (b"pcm.default", b"pcm.dmix"):
+        if alsa.snd_config_search(top, key, ctypes.byref(node)) == 0:
+            return
+    where = os.environ.get("ALSA_CONFIG_PATH") or "/usr/share/alsa/alsa.conf and ~/.asoundrc"
+    raise AudioDeviceError(f"the ALSA configuration ({where}) defines no `default` PCM, on "
+                           "which PortAudio 19.6 would abort; define pcm.!default there")
+
+
 def _open_portaudio():
-    """A new ``pyaudio.PyAudio`` session (PortAudio initialised quietly). Close it with
-    :func:`_close_portaudio`."""
+    """A new ``pyaudio.PyAudio`` session (PortAudio initialised quietly, after
+    :func:`_check_alsa_config`). Close it with :func:`_close_portaudio`."""
     pyaudio = _pyaudio()
+    _check_alsa_config()
     with _quiet_native_output():
         return pyaudio.PyAudio()
 
