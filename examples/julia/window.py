@@ -42,6 +42,8 @@ class NoDisplayError(RuntimeError):
 KEY_EVENTS = {"space": "tap", "right": "nudge+", "left": "nudge-", "f": "fullscreen",
               "h": "toggle_overlay", "escape": "quit"}
 
+#: SDL video drivers that show nothing on any screen.
+_HEADLESS_DRIVERS = ("offscreen", "dummy")
 #: Overlay geometry in window pixels: margin, padding, bar size, text size.
 OVERLAY_MARGIN = 12
 OVERLAY_PADDING = 8
@@ -213,6 +215,10 @@ class JuliaWindow:
             pygame.display.gl_set_attribute(pygame.GL_CONTEXT_MINOR_VERSION, 3)
             pygame.display.gl_set_attribute(pygame.GL_CONTEXT_PROFILE_MASK,
                                             pygame.GL_CONTEXT_PROFILE_CORE)
+            if pygame.display.get_driver() in _HEADLESS_DRIVERS:
+                # SDL falls back to these when it reaches no display: a window nobody sees
+                raise pygame.error(f"SDL reached no display, only its "
+                                   f"{pygame.display.get_driver()!r} video driver")
             flags = pygame.OPENGL | pygame.DOUBLEBUF | (pygame.FULLSCREEN if fullscreen else 0)
             pygame.display.set_mode((0, 0) if fullscreen else (width, height), flags)
         except pygame.error as exc:

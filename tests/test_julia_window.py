@@ -1,0 +1,287 @@
+"""The live visual's window on a real X server (Xvfb): what the screen shows (grabbed by ffmpeg's
+x11grab) against the offscreen GL render of the same parameters; overlay, keys, fullscreen;
+and the clear error without a display.
+
+Mesa's GLX (llvmpipe) works under Xvfb as it is: no LIBGL_ALWAYS_SOFTWARE needed. The window runs
+in a child process (pygame's display is process-global state) driven line by line over stdin.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# `python -m pytest` puts the repository root on sys.path, a bare `pytest` does not (examples/ is
+# not an installed package): until pyproject's pytest options say pythonpath = ["."].
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+pytest.importorskip("pygame")  # the [live] extra
+pytest.importorskip("moderngl")
+
+from examples.julia.params import JuliaParams  # noqa: E402
+from examples.julia.render_gl import GLRenderer  # noqa: E402
+from examples.julia.window import BAR_FILL_RGBA, JuliaWindow, NoDisplayError  # noqa: E402
+
+SCREEN = (1280, 720)
+WINDOW = (480, 270)
+PARAMS = JuliaParams(-0.8, 0.156, zoom=1.3, rotation=0.4, center_re=0.2, center_im=0.1, hue=0.2)
+
+CHILD = r"""
+import json, sys
+import pygame
+from examples.julia.params import JuliaParams
+from examples.julia.window import JuliaWindow
+
+win = JuliaWindow(int(sys.argv[1]), int(sys.argv[2]), fullscreen=sys.argv[3] == "1",
+                  title="test")
+print(json.dumps({"size": win.size}), flush=True)
+for line in sys.stdin:
+    cmd = json.loads(line)
+    reply = {}
+    if cmd["do"] == "draw":
+        win.draw(JuliaParams(**cmd["params"]))
+        if "overlay" in cmd:
+            layout = win.draw_overlay(cmd["overlay"]["lines"],
+                                      [tuple(b) for b in cmd["overlay"]["bars"]])
+            reply["layout"] = {"panel": layout.panel, "bars": layout.bars}
+        win.present()
+    elif cmd["do"] == "keys":
+        for key in cmd["keys"]:
+            pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=getattr(pygame, key), mod=0,
+                                                 unicode="", scancode=0))
+        pygame.event.post(pygame.event.Event(pygame.QUIT))
+        reply["events"] = win.poll_events()
+    elif cmd["do"] == "fullscreen":
+        win.toggle_fullscreen()
+    elif cmd["do"] == "close":
+        win.close()
+        break
+    reply.update(size=win.size, fullscreen=win.fullscreen)
+    print(json.dumps(reply), flush=True)
+"""
+
+
+def free_display() -> int:
+    for n in range(90, 400):
+        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
+            return n
+    raise RuntimeError("no free X display number in 90..399")
+
+
+@pytest.fixture(scope="module")
+def xvfb():
+    """A real Xvfb (1280x720x24, no TCP) on a free display number; its number."""
+    if shutil.which("Xvfb") is None or shutil.which("ffmpeg") is None:
+        pytest.fail("Xvfb and ffmpeg are required (Debian packages xvfb, ffmpeg: "
+                    "scripts/sysdeps.sh installs them)")
+    n = free_display()
+    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24",
+                             "-nolisten", "tcp"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 15
+        while not Path(f"/tmp/.X11-unix/X{n}").exists():
+            if proc.poll() is not None:
+                raise RuntimeError(f"Xvfb :{n} exited: {proc.stderr.read().decode()[-500:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Xvfb :{n}: no socket after 15 s")
+            time.sleep(0.05)
+        yield n
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def grab(display: int) -> np.ndarray:
+    """The whole X screen now, (720, 1280, 3) uint8 RGB, by ffmpeg's x11grab."""
+    run = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "x11grab",
+                          "-draw_mouse", "0", "-video_size", f"{SCREEN[0]}x{SCREEN[1]}",
+                          "-i", f":{display}+0,0",
+                          "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                         capture_output=True, timeout=60)
+    assert run.returncode == 0, run.stderr.decode()
+    return np.frombuffer(run.stdout, np.uint8).reshape(SCREEN[1], SCREEN[0], 3)
+
+
+def grab_until(display: int, ok, timeout: float = 10.0) -> np.ndarray:
+    """Grab until ``ok(shot)`` (the X server shows a swapped frame a moment after the swap);
+    returns the last grab either way, for the assertions to explain."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shot = grab(display)
+        if ok(shot) or time.monotonic() > deadline:
+            return shot
+        time.sleep(0.1)
+
+
+def offscreen(params: JuliaParams, width: int, height: int) -> np.ndarray:
+    with GLRenderer(width, height) as gl:
+        gl.render(params)
+        return gl.read()
+
+
+def same_picture(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bound: the same driver (llvmpipe) runs the same shader behind GLX and EGL, so the pictures
+    should be identical; allow one 8-bit level on 0.1 % of the pixels for driver rounding."""
+    diff = np.abs(a.astype(int) - b)
+    return a.shape == b.shape and np.mean(diff > 1) <= 0.001
+
+
+class Window:
+    """The child process holding a JuliaWindow on the Xvfb display."""
+
+    def __init__(self, display: int, fullscreen: bool = False) -> None:
+        env = {**os.environ, "DISPLAY": f":{display}", "SDL_VIDEO_WINDOW_POS": "0,0",
+               "PYTHONPATH": str(ROOT)}
+        env.pop("WAYLAND_DISPLAY", None)
+        env.pop("SDL_VIDEODRIVER", None)
+        self.display = display
+        self.proc = subprocess.Popen([sys.executable, "-c", CHILD, *map(str, WINDOW),
+                                      "1" if fullscreen else "0"], cwd=ROOT,
+                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.opened = self._reply()
+
+    def _reply(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait(timeout=30)
+            raise AssertionError(f"window process exited {self.proc.returncode}: "
+                                 f"{self.proc.stderr.read()[-2000:]}")
+        return json.loads(line)
+
+    def send(self, **cmd) -> dict:
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        return self._reply()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.send(do="close")
+            except (AssertionError, BrokenPipeError, ValueError):
+                pass
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def window(xvfb):
+    win = Window(xvfb)
+    try:
+        yield win
+    finally:
+        win.close()
+    assert win.proc.returncode == 0, win.proc.stderr.read()[-2000:]
+
+
+def test_window_shows_the_render(window):
+    assert window.opened["size"] == list(WINDOW)
+    reply = window.send(do="draw", params=PARAMS.__dict__)
+    assert reply == {"size": list(WINDOW), "fullscreen": False}
+    want = offscreen(PARAMS, *WINDOW)
+    shot = grab_until(window.display, lambda s: same_picture(s[:WINDOW[1], :WINDOW[0]], want))
+    assert same_picture(shot[:WINDOW[1], :WINDOW[0]], want)
+    assert not shot[WINDOW[1]:].any() and not shot[:, WINDOW[0]:].any()  # the bare root window
+
+
+def test_overlay_draws_text_and_bars_over_the_picture(window):
+    values = [0.0, 0.25, 0.5, 0.75, 1.0]
+    bars = [[f"{h} beats", v] for h, v in zip((1, 2, 4, 8, 16), values, strict=True)]
+    lines = ["128.0 BPM", "beat 3/4", "chorus"]
+    reply = window.send(do="draw", params=PARAMS.__dict__, overlay={"lines": lines, "bars": bars})
+    px, py, pw, ph = reply["layout"]["panel"]
+    picture = offscreen(PARAMS, *WINDOW)
+    outside = np.ones(picture.shape[:2], bool)
+    outside[py:py + ph, px:px + pw] = False
+
+    def shows_overlay(shot):
+        win = shot[:WINDOW[1], :WINDOW[0]]
+        return same_picture(win[outside], picture[outside]) and not same_picture(win, picture)
+
+    win = grab_until(window.display, shows_overlay)[:WINDOW[1], :WINDOW[0]]
+    assert same_picture(win[outside], picture[outside])  # nothing drawn outside the panel
+    fill = np.round(np.array(BAR_FILL_RGBA[:3]) * 255)
+    for (x, y, w, h), value in zip(reply["layout"]["bars"], values, strict=True):
+        row = win[y + h // 2, x:x + w].astype(int)
+        is_fill = np.abs(row - fill).max(axis=-1) <= 2
+        assert is_fill.sum() == round(w * value), (value, is_fill.sum())
+        assert is_fill[:round(w * value)].all()  # filled from the left
+    text_rows = win[py:reply["layout"]["bars"][0][1], px:px + pw]
+    assert (text_rows.min(axis=-1) > 200).sum() > 100  # white text in the panel's upper part
+
+
+def test_keys_become_plain_events(window):
+    reply = window.send(do="keys", keys=["K_SPACE", "K_RIGHT", "K_LEFT", "K_f", "K_h",
+                                         "K_a", "K_ESCAPE"])
+    assert reply["events"] == ["tap", "nudge+", "nudge-", "fullscreen", "toggle_overlay",
+                               "quit", "quit"]  # K_a is dropped; the last "quit" is the QUIT
+
+
+def test_fullscreen_toggle_round_trip_keeps_drawing(window):
+    """F twice: back to the window at its size, still drawing the right picture. (What the toggle
+    shows in between is up to the window manager: SDL asks it through EWMH, and Xvfb runs none,
+    so the X window keeps its size there; fullscreen from the start is checked below.)"""
+    assert window.send(do="fullscreen")["fullscreen"]
+    reply = window.send(do="fullscreen")
+    assert not reply["fullscreen"] and reply["size"] == list(WINDOW)
+    params = JuliaParams(-0.12, 0.75, zoom=1.1, hue=0.6)
+    window.send(do="draw", params=params.__dict__)
+    want = offscreen(params, *WINDOW)
+    shot = grab_until(window.display, lambda s: same_picture(s[:WINDOW[1], :WINDOW[0]], want))
+    assert same_picture(shot[:WINDOW[1], :WINDOW[0]], want)
+
+
+def test_fullscreen_window_fills_the_screen(xvfb, window):
+    """JuliaWindow(fullscreen=True): the picture covers the whole X screen at its size."""
+    window.send(do="draw", params=JuliaParams(0.0, 0.0).__dict__)  # hide the windowed picture
+    full = Window(xvfb, fullscreen=True)
+    try:
+        assert full.opened["size"] == list(SCREEN)
+        reply = full.send(do="draw", params=PARAMS.__dict__)
+        assert reply == {"size": list(SCREEN), "fullscreen": True}
+        want = offscreen(PARAMS, *SCREEN)
+        assert same_picture(grab_until(xvfb, lambda s: same_picture(s, want)), want)
+    finally:
+        full.close()
+    assert full.proc.returncode == 0, full.proc.stderr.read()[-2000:]
+
+
+def test_no_display_is_a_clear_error(monkeypatch):
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(NoDisplayError, match="DISPLAY is not set.*--out"):
+        JuliaWindow(320, 200)
+    assert issubclass(NoDisplayError, RuntimeError)
+
+
+def test_display_without_a_server_is_a_clear_error():
+    """DISPLAY names a display nobody serves: SDL's failure becomes NoDisplayError."""
+    n = free_display()
+    env = {**os.environ, "DISPLAY": f":{n}", "PYTHONPATH": str(ROOT)}
+    code = ("from examples.julia.window import JuliaWindow, NoDisplayError\n"
+            "try:\n    JuliaWindow(320, 200)\n"
+            "except NoDisplayError as exc:\n    print('ERROR', exc)\n")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith(f"ERROR cannot open an OpenGL window on display ':{n}'"), \
+        run.stdout
