@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system packages the project needs: PortAudio headers for pyaudio, ALSA tools for
-# the audio tests, Xvfb for the window test, ffmpeg for video, Mesa's EGL/GL for the headless
+# the audio tests, Xvfb and xdotool for the window tests, ffmpeg for video, Mesa's EGL/GL for the headless
 # renderer, FluidSynth and a General MIDI soundfont for held-out rendered songs. As root with
 # apt-get it installs them; otherwise it names them once.
 set -euo pipefail
@@ -8,6 +8,7 @@ need=()
 [ -f /usr/include/portaudio.h ] || need+=(portaudio19-dev)
 command -v aplay >/dev/null 2>&1 || need+=(alsa-utils)
 command -v Xvfb >/dev/null 2>&1 || need+=(xvfb)
+command -v xdotool >/dev/null 2>&1 || need+=(xdotool)
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v fluidsynth >/dev/null 2>&1 || need+=(fluidsynth)
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need+=(fluid-soundfont-gm)

@@ -30,6 +30,7 @@ from fractalsync_models.cli_errors import add_debug_flag, cli_entry
 
 from .render_gl import GLUnavailableError
 from .video import VideoError
+from .window import NoDisplayError
 
 PROG = "live_julia.py"
 DEMO_SEED = 7
@@ -37,10 +38,6 @@ DEMO_RATE = 44100
 DEFAULT_OUT = Path("demo_output") / "live_julia.mp4"
 #: The analysis ring holds this much audio (s): the callback drops, never blocks, when full.
 RING_SECONDS = 4.0
-
-
-class NoDisplayError(RuntimeError):
-    """A window was asked for where there is no display."""
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -98,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--renderer", choices=("gl", "numba"), default="gl",
                    help="GLSL through moderngl (default) or the numba CPU kernel")
     p.add_argument("--latency-ms", type=_non_negative, default=None, metavar="X",
-                   help="output path delay, so that a pulse is seen when the beat is heard "
-                        "(default: the audio device's reported latency; 0 for video)")
+                   help="display path delay (projector, TV), so that a pulse is seen when the "
+                        "beat is heard; the audio device's own latency is already accounted "
+                        "for (default 0)")
     p.add_argument("--silent", action="store_true",
                    help="window: do not play the file, pace it in real time (no output device)")
     p.add_argument("--structure", choices=("model", "none"), default="model",
@@ -163,6 +161,9 @@ def run_window(args) -> int:
     from .live_loop import LiveLoop
     from .window import JuliaWindow
 
+    if args.renderer != "gl":
+        raise ValueError("the window draws with OpenGL; --renderer numba renders videos only "
+                         "(add --out FILE.mp4)")
     window = JuliaWindow(*args.size, title="FractalSync live Julia")
     try:
         if args.mic:
@@ -177,9 +178,8 @@ def run_window(args) -> int:
             source = FilePlayback(audio, rate, ring, device=args.device, play=not args.silent)
         clock = SlowClock(rate, structure=make_structure(args))
         thread = AnalysisThread(ring, clock)
-        latency = (source.latency if args.latency_ms is None else args.latency_ms / 1e3)
-        loop = LiveLoop(window, clock, thread, source, renderer=args.renderer, fps=args.fps,
-                        latency_s=latency)
+        latency = 0.0 if args.latency_ms is None else args.latency_ms / 1e3
+        loop = LiveLoop(window, clock, thread, source, ring, fps=args.fps, latency_s=latency)
         print(f"{PROG}: {name} in a window ({args.size[0]}x{args.size[1]}); space taps, arrows "
               "nudge, F fullscreen, H overlay, Esc quits", flush=True)
         stats = loop.run(seconds=args.seconds)
