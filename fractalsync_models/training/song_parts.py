@@ -170,7 +170,7 @@ class Arrangement:
     lead_base : int
         MIDI note of the lead's tonic octave (48, 60 or 72): its register.
     fill_beats : int
-        Drum fill length (beats) at the end of the section, 0 for none.
+        Drum fill length (beats) at the end of the section (before any drop-out), 0 for none.
     build : bool
         Snare roll with rising density over the last two bars (pre-chorus build).
     riser_bars : int
@@ -252,7 +252,7 @@ def arrange(
         build = label == "pre-chorus" and has_drums
         fill = 0
         if nxt is not None and has_drums and not build and rng.random() < 0.9:
-            fill = beats_per_bar if into_chorus and rng.random() < 0.3 else int(rng.integers(1, 3))
+            fill = int(rng.choice([1, 2, beats_per_bar], p=[0.25, 0.45, 0.3]))
         riser = 0
         if into_chorus and rng.random() < 0.85:
             riser = min(bars, 2 if label == "pre-chorus" else 1)
@@ -312,6 +312,8 @@ def _drum_pattern(name: str, beats_per_bar: int) -> dict[str, tuple[float, ...]]
     }
 
 
+#: Pattern keys that keep playing through fills and snare rolls.
+_CYMBALS = ("hat", "open_hat", "ride")
 #: Relative loudness of each drum key in a pattern.
 _DRUM_VELOCITY = {
     "kick": 0.95,
@@ -352,8 +354,9 @@ def write_notes(
     """All notes of the song, one :class:`Notes` per voice of :data:`VOICES`.
 
     Per section: drums from its pattern with a crash on its first downbeat (every section
-    after the first), a fill of ``fill_beats`` sixteenths over the toms and snare at its end or
-    a snare roll (eighths then sixteenths, crescendo) over its last two bars when ``build``;
+    after the first), a fill of ``fill_beats`` beats of sixteenths over the snare and toms at
+    its end (before any drop-out; the hi-hats keep playing) or a snare roll (eighths then
+    sixteenths, crescendo) over its last two bars when ``build``;
     bass, pad, keys and arpeggio from the chord of each bar; the lead plays its motif over the
     chords (the second half of every four bars varied); risers cover the last ``riser_bars``;
     ``break_beats`` silence everything but the riser. The last section ends on one held chord
@@ -375,10 +378,11 @@ def write_notes(
         gain = 0.35 + 0.65 * e
         start = sec.first_bar * n
         end = start + sec.bars * n
-        fill_from = end - sec.fill_beats
+        cue_end = end - sec.break_beats  # fills and rolls lead into the drop-out
+        fill_from = cue_end - sec.fill_beats
         roll_from = end - 2 * n if sec.build else end
         if si == last:
-            fill_from = roll_from = end - n  # the final bar: one held chord
+            fill_from = roll_from = cue_end = end - n  # the final bar: one held chord
         if si > 0:
             buf["drums"].add(start, 1.0, DRUM_KEYS["crash"], 0.6 + 0.4 * e)
         if sec.break_beats:
@@ -392,8 +396,10 @@ def write_notes(
             final = si == last and bar == sec.bars - 1
             if "drums" in sec.layers:
                 for key, onsets in _drum_pattern(sec.drums, n).items():
+                    # cymbals keep time through fills and rolls, drums give way to them
+                    until = cue_end if key in _CYMBALS else min(fill_from, roll_from)
                     for o in onsets:
-                        if b0 + o < min(fill_from, roll_from):
+                        if b0 + o < until:
                             accent = 1.0 if o == int(o) else 0.8
                             vel = _DRUM_VELOCITY[key] * accent * gain * rng.uniform(0.9, 1.0)
                             buf["drums"].add(b0 + o, 0.25, DRUM_KEYS[key], vel)
@@ -449,9 +455,9 @@ def write_notes(
                     pitch = harmony.pitch(d + step, sec.lead_base)
                     buf["lead"].add(b0 + onset, length, pitch, 0.75 * gain)
         if "drums" in sec.layers:
-            _fill(buf["drums"], fill_from, end, gain)
+            _fill(buf["drums"], fill_from, cue_end, gain)
             if sec.build:
-                _snare_roll(buf["drums"], roll_from, end, n)
+                _snare_roll(buf["drums"], roll_from, cue_end, n)
         if si == last:
             buf["drums"].add(fill_from, 1.0, DRUM_KEYS["crash"], 0.8)
             buf["drums"].add(fill_from, 0.5, DRUM_KEYS["kick"], 0.9)
