@@ -116,35 +116,41 @@ def test_list_devices_sees_the_configured_pcms(alsa):
 # -- (b) microphone input -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("channels", [1, 2])
-def test_mic_input_delivers_the_capture_file_into_the_ring(alsa, tmp_path, channels):
-    frames = CAPTURE_SAMPLES // channels
-    result = _child(f"""
-        ring = BlockRing({frames}, channels={channels})
-        with MicInput(ring, device=INDEX["{CAPTURE_DEVICE}"], channels={channels}) as mic:
-            deadline = time.monotonic() + 30
-            while ring.written_total < {frames} and time.monotonic() < deadline:
-                time.sleep(0.001)
-        out = np.zeros(({frames}, {channels}), np.float32)
-        got = ring.read(out)
-        np.save("{tmp_path / 'mic.npy'}", out[:got])
-        emit({{"rate": mic.sample_rate, "delivered": mic.samples_delivered,
-              "written": ring.written_total, "dropped": mic.dropped_samples,
-              "stream_time": mic.stream_time, "overflows": mic.input_overflows,
-              "max_callback": mic.max_callback_seconds, "latency": mic.latency,
-              "active_after_close": mic.active}})
+def test_mic_input_delivers_the_capture_file_into_the_ring(alsa, tmp_path):
+    results = _child(f"""
+        results = {{}}
+        for channels in (1, 2):  # mono, then the same file as interleaved stereo
+            frames = {CAPTURE_SAMPLES} // channels
+            ring = BlockRing(frames, channels=channels)
+            with MicInput(ring, device=INDEX["{CAPTURE_DEVICE}"], channels=channels) as mic:
+                deadline = time.monotonic() + 30
+                while ring.written_total < frames and time.monotonic() < deadline:
+                    time.sleep(0.001)
+            out = np.zeros((frames, channels), np.float32)
+            got = ring.read(out)
+            np.save(f"{tmp_path}/mic{{channels}}.npy", out[:got])
+            results[channels] = {{
+                "rate": mic.sample_rate, "delivered": mic.samples_delivered,
+                "written": ring.written_total, "dropped": mic.dropped_samples,
+                "stream_time": mic.stream_time, "overflows": mic.input_overflows,
+                "max_callback": mic.max_callback_seconds, "latency": mic.latency,
+                "active_after_close": mic.active}}
+        emit(results)
     """, alsa.path)
-    print(f"\nMicInput x{channels}: {result}")
-    captured = np.load(tmp_path / "mic.npy")
-    expected = _capture_signal().reshape(frames, channels)
-    np.testing.assert_array_equal(captured, expected)  # float32 in, float32 out: exact
-    assert result["rate"] == 44100  # sample_rate=None: the null PCM's default rate
-    assert result["written"] == frames
-    assert result["delivered"] >= frames
-    assert result["delivered"] == result["written"] + result["dropped"]
-    assert result["stream_time"] == result["delivered"] / 44100
-    assert result["latency"] > 0
-    assert not result["active_after_close"]
+    for channels in (1, 2):
+        result = results[str(channels)]
+        print(f"\nMicInput x{channels}: {result}")
+        frames = CAPTURE_SAMPLES // channels
+        captured = np.load(tmp_path / f"mic{channels}.npy")
+        expected = _capture_signal().reshape(frames, channels)
+        np.testing.assert_array_equal(captured, expected)  # float32 in, float32 out: exact
+        assert result["rate"] == 44100  # sample_rate=None: the null PCM's default rate
+        assert result["written"] == frames
+        assert result["delivered"] >= frames
+        assert result["delivered"] == result["written"] + result["dropped"]
+        assert result["stream_time"] == result["delivered"] / 44100
+        assert result["latency"] > 0
+        assert not result["active_after_close"]
 
 
 # -- (c) file playback on the shared sample clock -------------------------------------------------
@@ -430,21 +436,33 @@ def test_no_device_at_all_is_a_clear_error(tmp_path):
         assert message.startswith("no audio device found") and direction in message
 
 
-@pytest.mark.parametrize("config, expected", [
-    ("", "defines no `default` PCM"),                          # PortAudio 19.6 would abort
-    ("pcm.only_this { type null }\n", "defines no `default` PCM"),  # likewise
-    ("pcm.broken { type null\n", "ALSA configuration cannot be read"),
-])
-def test_alsa_configurations_portaudio_would_abort_on_are_refused(tmp_path, config, expected):
-    path = tmp_path / "asound.conf"
-    path.write_text(config)
-    proc = run_portaudio(
+def test_alsa_configurations_portaudio_would_abort_on_are_refused(tmp_path):
+    configs = {
+        "syntax_error": "pcm.broken { type null\n",
+        "empty": "",  # PortAudio 19.6 aborts on these two (SIGABRT in BuildDeviceList)
+        "no_default": "pcm.only_this { type null }\n",
+    }
+    for name, text in configs.items():
+        (tmp_path / f"{name}.conf").write_text(text)
+    # ALSA re-reads its configuration when ALSA_CONFIG_PATH changes, and the check runs
+    # before PortAudio starts, so one child can try all three. (ALSA splits ALSA_CONFIG_PATH
+    # at whitespace too: hence no spaces in these names.)
+    script = (
+        "import json, os\n"
         "from fractalsync_dsp.live_audio import list_devices, AudioDeviceError\n"
-        "try:\n    list_devices()\nexcept AudioDeviceError as exc:\n    print(exc)\n",
-        path, timeout=60)
+        "messages = {}\n"
+        f"for name in {list(configs)!r}:\n"
+        f"    os.environ['ALSA_CONFIG_PATH'] = {str(tmp_path)!r} + f'/{{name}}.conf'\n"
+        "    try:\n        messages[name] = list_devices()\n"
+        "    except AudioDeviceError as exc:\n        messages[name] = str(exc)\n"
+        "print(json.dumps(messages))\n"
+    )
+    proc = run_portaudio(script, tmp_path / "empty.conf", timeout=60)
     assert proc.returncode == 0, proc.stderr  # not SIGABRT (-6)
-    assert expected in proc.stdout
-    assert str(path) in proc.stdout or "cannot be read" in proc.stdout
+    messages = json.loads(proc.stdout)
+    for name in ("empty", "no_default"):
+        assert f"({tmp_path}/{name}.conf) defines no `default` PCM" in messages[name]
+    assert messages["syntax_error"].startswith("the ALSA configuration cannot be read")
 
 
 def test_a_missing_device_is_one_error_line_and_exit_1_under_the_cli_convention(tmp_path):
