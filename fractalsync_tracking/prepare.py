@@ -228,7 +228,7 @@ def live_inputs(audio_path: str | os.PathLike, model: int | str = ONLINE_MODEL,
     check_model(model)
     clock = AnalysisClock()
     tracker = BeatTracker(model, seed=seed, crnn=_crnn(model), clock=clock)
-    inputs = clock.add_consumer(SlowStepInputs(clock))
+    inputs = clock.add_consumer(SlowStepInputs())
     times, audio, beat, events = [], [], [], []
 
     def push(block: np.ndarray, sample_rate: float) -> None:

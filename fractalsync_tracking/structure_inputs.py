@@ -25,14 +25,19 @@ Slow step ``s`` covers analysis frames ``4s .. 4s+3`` and completes with frame `
 
 The tracker emits one state per frame from frame ``d`` on, so the state of frame ``k`` is the
 ``(k - d)``-th state of the stream: pairing goes by frame index, never by push, and the result
-does not depend on block sizes. Every step only uses frames up to its own (causal): pushing more
-audio never changes an earlier step.
+does not depend on block sizes. :meth:`SlowStepInputs.take` checks the pairing (the count of
+states, and each paired state's ``t_sec`` against the time of frame ``k - d``), so missing or
+repeated states, or a wrong ``d``, raise instead of mixing frames. The consumer needs no clock
+at construction (a structure tracker may be built before the clock it will be registered on,
+as :class:`~fractalsync_tracking.slow_clock.SlowClock` does); its times come from the frames it
+is given. Every step only uses frames up to its own (causal): pushing more audio never changes
+an earlier step.
 
 Use::
 
     clock = AnalysisClock()
     tracker = BeatTracker(clock=clock)
-    inputs = clock.add_consumer(SlowStepInputs(clock))      # after the tracker
+    inputs = clock.add_consumer(SlowStepInputs())           # after the tracker
     for block in blocks:
         out = tracker.push(block, sr)                       # states and beat events
         steps = inputs.take(out.states)                     # StepInputs of the steps completed
@@ -47,9 +52,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fractalsync_dsp.frontend import DIM
+from fractalsync_dsp.frontend import DIM, HOP, SAMPLE_RATE
 
-from .analysis_clock import AnalysisClock
 from .beat_state import BeatClockState
 from .particle_filter import FilterConfig
 
@@ -131,12 +135,12 @@ class SlowStepInputs:
     """Analysis-clock consumer that builds the anticipator's inputs per slow step (see the module
     docstring).
 
+    Register it on the analysis clock of the
+    :class:`~fractalsync_tracking.beat_tracker.BeatTracker` whose states are passed to
+    :meth:`take` (``clock.add_consumer(inputs)``, after the tracker).
+
     Parameters
     ----------
-    clock : AnalysisClock
-        The clock this consumer is (or will be) registered on, shared with the
-        :class:`~fractalsync_tracking.beat_tracker.BeatTracker` whose states are passed to
-        :meth:`take`. Register it yourself (``clock.add_consumer(inputs)``), after the tracker.
     tracker_delay_frames : int
         The tracker's ``FilterConfig.decision_delay_frames`` (default: that of the default
         config, 4): the state emitted at frame ``k`` describes frame ``k - tracker_delay_frames``.
@@ -146,16 +150,13 @@ class SlowStepInputs:
     :meth:`take`); otherwise nothing is allocated per push.
     """
 
-    def __init__(self, clock: AnalysisClock,
-                 tracker_delay_frames: int = FilterConfig().decision_delay_frames) -> None:
-        if not isinstance(clock, AnalysisClock):
-            raise TypeError(f"clock must be an AnalysisClock, got {type(clock).__name__}")
+    def __init__(self, tracker_delay_frames: int = FilterConfig().decision_delay_frames) -> None:
         if isinstance(tracker_delay_frames, bool) or not isinstance(tracker_delay_frames, int) \
                 or tracker_delay_frames < 0:
             raise ValueError("tracker_delay_frames must be an int >= 0, "
                              f"got {tracker_delay_frames!r}")
-        self._clock = clock
         self._delay = tracker_delay_frames
+        self._delay_s = tracker_delay_frames * HOP / SAMPLE_RATE
         self._acc = np.zeros(DIM, np.float64)
         self._allocate(_INITIAL_CAPACITY)
         self.reset()
@@ -197,7 +198,7 @@ class SlowStepInputs:
                 np.multiply(self._acc, 1.0 / DECIMATION, out=self._audio[i], casting="same_kind")
                 self._acc[:] = 0.0
                 self._times[i] = batch.time(j)
-                self._ref_times[i] = self._clock.frame_time(k - self._delay)
+                self._ref_times[i] = self._times[i] - self._delay_s  # frame k - d
                 self._pending += 1
         self._frames = batch.start + batch.count
 

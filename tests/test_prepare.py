@@ -179,7 +179,7 @@ def _direct(path: Path):
     x, sr = load_audio(path)
     clock = AnalysisClock()
     tracker = BeatTracker(seed=0, clock=clock)
-    inputs = clock.add_consumer(SlowStepInputs(clock))
+    inputs = clock.add_consumer(SlowStepInputs())
     x = np.concatenate([x, np.zeros((int(round(0.25 * sr)), x.shape[1]), np.float32)])
     events, times, audio, beat = [], [], [], []
     for i in range(0, len(x), 1024):

@@ -64,7 +64,7 @@ def _live(crnn, delay: int = 4):
     clock = AnalysisClock()
     tracker = BeatTracker(crnn=crnn, seed=1, clock=clock,
                           filter_config=FilterConfig(decision_delay_frames=delay))
-    inputs = clock.add_consumer(SlowStepInputs(clock, delay))
+    inputs = clock.add_consumer(SlowStepInputs(delay))
     recorder = clock.add_consumer(_Recorder())
     return clock, tracker, inputs, recorder
 
@@ -139,7 +139,7 @@ def test_hand_checked_pairing_and_extrapolation():
     """A clock with hand-made states: delay 2, so step 1 (frame 7) pairs with the 6th state
     (index 5, describing frame 5)."""
     clock = AnalysisClock()
-    inputs = clock.add_consumer(SlowStepInputs(clock, tracker_delay_frames=2))
+    inputs = clock.add_consumer(SlowStepInputs(tracker_delay_frames=2))
     recorder = clock.add_consumer(_Recorder())
     x = np.random.default_rng(0).standard_normal(441 * 8 + 705).astype(np.float32) * 0.1
     assert clock.push(x, 22050) == 8
@@ -225,7 +225,7 @@ def test_take_refuses_states_that_do_not_pair(crnn, audio, reference):
     (times, audio_f, beat, _), _, _ = reference
     clock = AnalysisClock()
     tracker = BeatTracker(crnn=crnn, seed=1, clock=clock)
-    wrong_delay = clock.add_consumer(SlowStepInputs(clock, tracker_delay_frames=3))
+    wrong_delay = clock.add_consumer(SlowStepInputs(tracker_delay_frames=3))
     out = tracker.push(audio[:SR], SR)
     with pytest.raises(ValueError, match="take\\(\\) got .* expected"):
         wrong_delay.take(out.states)  # 3 frames more than the tracker's 4 would give
@@ -250,11 +250,9 @@ def test_take_refuses_states_that_do_not_pair(crnn, audio, reference):
 
 
 def test_bad_arguments():
-    with pytest.raises(TypeError, match="AnalysisClock"):
-        SlowStepInputs(object())
-    for delay in (-1, 1.5, True, "4"):
+    for delay in (-1, 1.5, True, "4", AnalysisClock()):
         with pytest.raises(ValueError, match="tracker_delay_frames"):
-            SlowStepInputs(AnalysisClock(), delay)
+            SlowStepInputs(delay)
 
 
 @given(phase=st.floats(0, 1, exclude_max=True), spb=st.floats(0.1, 3.0),
