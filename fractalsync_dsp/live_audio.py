@@ -15,12 +15,18 @@ What a callback costs, exactly (``MicInput._callback``, ``FilePlayback._callback
   from the decoded file into a preallocated output block. No array data is allocated:
   ``np.frombuffer`` on the input bytes is a view (a small ndarray header, not a copy of the
   samples), and the ring's and the file's slices are views. The only other Python objects
-  made are small fixed-size ones: ints for the counters, two ``time.perf_counter`` floats for
-  `max_callback_seconds`, the return tuple, and for playback one 4-tuple snapshot of the clock.
+  made are small fixed-size ones: ints for the counters, ``time.perf_counter`` floats for
+  `max_callback_seconds`, the return tuple, and for playback a ``time.monotonic`` float and
+  one 4-tuple snapshot of the clock.
 - No lock, no logging, no printing, no waiting. The one shared resource is the GIL, which
   PyAudio's callback needs anyway: a consumer thread in pure Python gives it up every 5 ms
   (``sys.getswitchinterval()``), and numpy, soxr, onnxruntime and ``nogil`` numba kernels
-  release it while they compute.
+  release it while they compute. The small objects above (PyAudio's included) count towards
+  the garbage collector's thresholds, so a collection can run inside a callback; an app with
+  a large heap may ``gc.freeze()`` after start-up to keep those collections short.
+
+Device indices are range-checked before PyAudio sees them: PyAudio 0.2.14 on PortAudio 19.6
+segfaults when ``open`` gets an index past the last device.
 
 PyAudio is imported inside the functions, so that ``import fractalsync_dsp`` works without the
 ``[live]`` extra.
@@ -393,8 +399,14 @@ class _Stream:
 
     @property
     def max_callback_seconds(self) -> float:
-        """The longest time one callback took from entry to return, in seconds (0 before the
-        first). The bound the "callback never blocks" promise is checked against."""
+        """The longest wall-clock time one callback took from entry to return, in seconds (0
+        before the first; ``time.perf_counter``).
+
+        Wall time includes what the callback does not control: another Python thread may take
+        the GIL at a bytecode boundary inside the callback (for up to
+        ``sys.getswitchinterval()``, 5 ms by default, each time), and the OS may preempt the
+        audio thread. The callback's own work is a fraction of a millisecond (measured as
+        thread CPU time in tests/test_live_audio.py)."""
         return self._max_callback
 
     @property
