@@ -1,0 +1,106 @@
+"""Julia renderer speed at 960x540: frame time p50/p99 including the readback a video needs.
+
+Run: .venv/bin/python -m pytest benchmarks/bench_render.py --benchmark-only
+
+Targets (issue 11, item 3):
+* GL (GLSL through moderngl; Mesa llvmpipe on this machine's CPU): ``render`` + ``read`` into a
+  preallocated (540, 960, 3) buffer, p99 <= 16.7 ms (60 FPS).
+* numba fallback at 480x270 upscaled (nearest) to 960x540, ``render`` + ``read``:
+  p99 <= 33.3 ms (30 FPS).
+
+The frames follow an animation like the live one: c goes round the main cardioid of the
+Mandelbrot set (``c = l/2 - l**2/4``) with ``|l|`` swinging between 0.9 (connected Julia sets)
+and 1.1 (outside: dust), while zoom, rotation and hue move; ``max_iter`` 256. The cost of a
+frame grows with the area of the set's interior times ``max_iter`` (interior points run the
+whole loop), so the worst case is also timed: the rabbit (c = -0.12 + 0.75i), whose interior
+covers a fifth of the frame. Shader compilation and numba's first call are warm-up, outside the
+timings.
+"""
+
+from __future__ import annotations
+
+import cmath
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # examples/ is not an installed package
+    sys.path.insert(0, str(ROOT))
+
+from examples.julia.params import JuliaParams  # noqa: E402
+from examples.julia.render_numba import NumbaRenderer  # noqa: E402
+
+WIDTH, HEIGHT = 960, 540
+GL_BUDGET_MS = 1000.0 / 60.0
+NUMBA_BUDGET_MS = 1000.0 / 30.0
+FRAMES = 240
+MAX_ITER = 256
+RABBIT = JuliaParams(-0.12, 0.75, max_iter=MAX_ITER)
+
+
+def animation(frames: int = FRAMES) -> list[JuliaParams]:
+    """``frames`` parameter sets of the benchmark animation (module docstring)."""
+    out = []
+    for k in range(frames):
+        t = k / 60.0
+        lam = (1.0 + 0.1 * math.sin(2 * math.pi * t / 2.0)) * cmath.exp(1j * 2 * math.pi * t / 4)
+        c = lam / 2 - lam * lam / 4
+        out.append(JuliaParams(c.real, c.imag, zoom=1.2 + 0.3 * math.sin(t), rotation=0.5 * t,
+                               hue=0.1 * t, max_iter=MAX_ITER))
+    return out
+
+
+def frame_times_ms(renderer, frames: list[JuliaParams], out: np.ndarray) -> np.ndarray:
+    """Wall time of ``render`` + ``read(out)`` per frame, in ms."""
+    times = np.empty(len(frames))
+    for i, params in enumerate(frames):
+        t0 = time.perf_counter_ns()
+        renderer.render(params)
+        renderer.read(out)
+        times[i] = (time.perf_counter_ns() - t0) / 1e6
+    return times
+
+
+def report(name: str, times: np.ndarray, rabbit: np.ndarray, budget_ms: float) -> str:
+    p50, p99 = np.percentile(times, [50, 99])
+    r50, r99 = np.percentile(rabbit, [50, 99])
+    verdict = "met" if p99 <= budget_ms else "NOT met"
+    return (f"\n{name}, render + read, {len(times)} animated frames (max_iter {MAX_ITER}): "
+            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms; budget p99 <= {budget_ms:.1f} ms: {verdict}"
+            f"\n  worst case (rabbit, fat interior): p50 {r50:.1f} ms, p99 {r99:.1f} ms")
+
+
+def test_gl_render_and_readback_960x540(benchmark):
+    pytest.importorskip("moderngl")  # the [live] extra
+    from examples.julia.render_gl import GLRenderer
+
+    out = np.empty((HEIGHT, WIDTH, 3), np.uint8)
+    with GLRenderer(WIDTH, HEIGHT) as gl:  # compiles the shader
+        frames = animation()
+        frame_times_ms(gl, frames[:20], out)  # warm-up
+        times = frame_times_ms(gl, frames, out)
+        rabbit = frame_times_ms(gl, [RABBIT] * 60, out)
+        benchmark(lambda: (gl.render(frames[0]), gl.read(out)))
+    p50, p99 = np.percentile(times, [50, 99])
+    benchmark.extra_info.update(p50_ms=p50, p99_ms=p99, budget_ms=GL_BUDGET_MS)
+    print(report(f"GL renderer (moderngl, EGL offscreen) at {WIDTH}x{HEIGHT}", times, rabbit,
+                 GL_BUDGET_MS))
+
+
+def test_numba_480x270_upscaled_to_960x540(benchmark):
+    out = np.empty((HEIGHT, WIDTH, 3), np.uint8)
+    with NumbaRenderer(WIDTH, HEIGHT, scale=2) as cpu:
+        frames = animation()
+        frame_times_ms(cpu, frames[:20], out)  # warm-up: loads (or compiles) the kernel
+        times = frame_times_ms(cpu, frames, out)
+        rabbit = frame_times_ms(cpu, [RABBIT] * 30, out)
+        benchmark(lambda: (cpu.render(frames[0]), cpu.read(out)))
+    p50, p99 = np.percentile(times, [50, 99])
+    benchmark.extra_info.update(p50_ms=p50, p99_ms=p99, budget_ms=NUMBA_BUDGET_MS)
+    print(report(f"numba renderer at {WIDTH // 2}x{HEIGHT // 2} upscaled to {WIDTH}x{HEIGHT}",
+                 times, rabbit, NUMBA_BUDGET_MS))
