@@ -82,7 +82,8 @@ def detect_pulses(change, fps: float, window_s: float = 0.5, z: float = 4.0,
     ends counts as 0; on a plateau the first frame counts), that stands out of its
     neighbourhood: ``change[k] > median_k + z * 1.4826 * mad_k + floor``, with ``median_k`` and
     ``mad_k`` the median and the median absolute deviation from it of the centred window of
-    ``max(3, round(window_s * fps) | 1)`` frames (odd; the ends padded with the end values).
+    ``max(3, round(window_s * fps) | 1)`` frames (odd; the signal mirrored at its ends, so a
+    pulse at the first or last frame is judged against its neighbours).
     ``1.4826 * mad`` estimates the standard deviation of the background change robustly (a few
     pulse frames in the window do not move it), so ``z`` is a threshold in standard deviations;
     ``floor`` (change units) keeps a perfectly flat background from making every ripple a
@@ -104,7 +105,7 @@ def detect_pulses(change, fps: float, window_s: float = 0.5, z: float = 4.0,
     if x.size == 0:
         return np.zeros(0, np.int64)
     width = max(3, int(round(window_s * fps)) | 1)
-    windows = np.lib.stride_tricks.sliding_window_view(np.pad(x, width // 2, mode="edge"), width)
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(x, width // 2, mode="reflect"), width)
     median = np.median(windows, axis=1)
     mad = np.median(np.abs(windows - median[:, None]), axis=1)
     left = np.concatenate(([0.0], x[:-1]))
