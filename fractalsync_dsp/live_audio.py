@@ -748,7 +748,7 @@ class FilePlayback(_Stream):
         With the last callback's snapshot (``S`` samples handed after it, ``n`` of them in its
         block, called at ``c``, its first sample at the DAC `output_latency` ``L`` later)::
 
-            t = (S - n) / sample_rate - L + (now - c),   clipped to [0, S / sample_rate]
+            t = (S - n) / sample_rate - L + max(now - c, 0),   clipped to [0, S / sample_rate]
 
         i.e. "samples handed to PortAudio / rate minus the output latency", counted from the
         start of the block just handed (that block's first sample is the one that reaches the
@@ -758,7 +758,9 @@ class FilePlayback(_Stream):
         Parameters
         ----------
         now : float, optional
-            A ``time.monotonic()`` reading; default: now.
+            A ``time.monotonic()`` reading; default: now. A reading older than the last
+            callback counts as that callback's time, so the result never decreases across
+            calls with increasing ``now``.
 
         Returns
         -------
@@ -770,7 +772,7 @@ class FilePlayback(_Stream):
             return 0.0
         if now is None:
             now = time.monotonic()
-        t = (played - n) / self.sample_rate - lead + (now - called)
+        t = (played - n) / self.sample_rate - lead + max(now - called, 0.0)
         return min(max(t, 0.0), played / self.sample_rate)
 
     def close(self) -> None:

@@ -210,7 +210,7 @@ def test_file_playback_plays_the_file_and_feeds_the_same_samples_to_the_ring(als
 
 
 def test_file_playback_without_a_device_paces_the_same_blocks_into_the_ring():
-    rate, n, block = 8000, 2000, 256
+    rate, n, block = 8000, 4000, 256
     audio = np.random.default_rng(5).uniform(-1, 1, n).astype(np.float32)
     ring = BlockRing(n)
     fp = FilePlayback(audio, rate, ring, block_samples=block, play=False)
@@ -254,6 +254,21 @@ def test_file_playback_without_a_device_resumes_where_it_stopped():
     fp.close()
     with pytest.raises(RuntimeError, match="closed"):
         fp.start()
+
+
+def test_playback_time_counts_from_the_block_just_handed_minus_the_latency():
+    fp = FilePlayback(np.zeros(48000, np.float32), 48000, play=False)
+    # As a callback at monotonic time 100.0 leaves it: 4096 samples handed, the last 1024 of
+    # them in that callback's block, whose first sample reaches the DAC 0.05 s later.
+    fp._snapshot = (4096, 1024, 100.0, 0.05)
+    assert fp.output_latency == 0.05
+    start = 3072 / 48000 - 0.05  # heard at the callback: 0.05 s of audio before the block
+    assert fp.playback_time(100.0) == pytest.approx(start)
+    assert fp.playback_time(100.01) == pytest.approx(start + 0.01)
+    assert fp.playback_time(99.0) == pytest.approx(start)  # older than the callback
+    assert fp.playback_time(101.0) == 4096 / 48000  # never past what was handed over
+    fp._snapshot = (1024, 1024, 100.0, 0.05)
+    assert fp.playback_time(100.0) == 0.0  # the first block is not audible yet
 
 
 def test_empty_file_finishes_at_once_without_a_device():
