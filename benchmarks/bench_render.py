@@ -12,9 +12,10 @@ The frames follow an animation like the live one: c goes round the main cardioid
 Mandelbrot set (``c = l/2 - l**2/4``) with ``|l|`` swinging between 0.9 (connected Julia sets)
 and 1.1 (outside: dust), while zoom, rotation and hue move; ``max_iter`` 256. The cost of a
 frame grows with the area of the set's interior times ``max_iter`` (interior points run the
-whole loop), so the worst case is also timed: the rabbit (c = -0.12 + 0.75i), whose interior
-covers a fifth of the frame. Shader compilation and numba's first call are warm-up, outside the
-timings.
+whole loop); the animation's frames range from ~8 to ~80 iterations per pixel on average (0 to
+30 % interior). The upper bound is also timed: c = 0 at zoom 4, every pixel inside the unit
+disk, so every pixel runs all ``max_iter`` iterations. Shader compilation and numba's first call
+are warm-up, outside the timings.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ GL_BUDGET_MS = 1000.0 / 60.0
 NUMBA_BUDGET_MS = 1000.0 / 30.0
 FRAMES = 240
 MAX_ITER = 256
-RABBIT = JuliaParams(-0.12, 0.75, max_iter=MAX_ITER)
+ALL_INTERIOR = JuliaParams(0.0, 0.0, zoom=4.0, max_iter=MAX_ITER)
 
 
 def animation(frames: int = FRAMES) -> list[JuliaParams]:
@@ -66,13 +67,14 @@ def frame_times_ms(renderer, frames: list[JuliaParams], out: np.ndarray) -> np.n
     return times
 
 
-def report(name: str, times: np.ndarray, rabbit: np.ndarray, budget_ms: float) -> str:
+def report(name: str, times: np.ndarray, bound: np.ndarray, budget_ms: float) -> str:
     p50, p99 = np.percentile(times, [50, 99])
-    r50, r99 = np.percentile(rabbit, [50, 99])
+    b50, b99 = np.percentile(bound, [50, 99])
     verdict = "met" if p99 <= budget_ms else "NOT met"
     return (f"\n{name}, render + read, {len(times)} animated frames (max_iter {MAX_ITER}): "
             f"p50 {p50:.1f} ms, p99 {p99:.1f} ms; budget p99 <= {budget_ms:.1f} ms: {verdict}"
-            f"\n  worst case (rabbit, fat interior): p50 {r50:.1f} ms, p99 {r99:.1f} ms")
+            f"\n  upper bound (every pixel interior, {MAX_ITER} iterations each): p50 {b50:.1f} ms,"
+            f" p99 {b99:.1f} ms")
 
 
 def test_gl_render_and_readback_960x540(benchmark):
@@ -84,11 +86,11 @@ def test_gl_render_and_readback_960x540(benchmark):
         frames = animation()
         frame_times_ms(gl, frames[:20], out)  # warm-up
         times = frame_times_ms(gl, frames, out)
-        rabbit = frame_times_ms(gl, [RABBIT] * 60, out)
+        bound = frame_times_ms(gl, [ALL_INTERIOR] * 30, out)
         benchmark(lambda: (gl.render(frames[0]), gl.read(out)))
     p50, p99 = np.percentile(times, [50, 99])
     benchmark.extra_info.update(p50_ms=p50, p99_ms=p99, budget_ms=GL_BUDGET_MS)
-    print(report(f"GL renderer (moderngl, EGL offscreen) at {WIDTH}x{HEIGHT}", times, rabbit,
+    print(report(f"GL renderer (moderngl, EGL offscreen) at {WIDTH}x{HEIGHT}", times, bound,
                  GL_BUDGET_MS))
 
 
@@ -98,9 +100,9 @@ def test_numba_480x270_upscaled_to_960x540(benchmark):
         frames = animation()
         frame_times_ms(cpu, frames[:20], out)  # warm-up: loads (or compiles) the kernel
         times = frame_times_ms(cpu, frames, out)
-        rabbit = frame_times_ms(cpu, [RABBIT] * 30, out)
+        bound = frame_times_ms(cpu, [ALL_INTERIOR] * 30, out)
         benchmark(lambda: (cpu.render(frames[0]), cpu.read(out)))
     p50, p99 = np.percentile(times, [50, 99])
     benchmark.extra_info.update(p50_ms=p50, p99_ms=p99, budget_ms=NUMBA_BUDGET_MS)
     print(report(f"numba renderer at {WIDTH // 2}x{HEIGHT // 2} upscaled to {WIDTH}x{HEIGHT}",
-                 times, rabbit, NUMBA_BUDGET_MS))
+                 times, bound, NUMBA_BUDGET_MS))

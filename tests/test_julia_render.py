@@ -213,6 +213,10 @@ def test_render_julia_rejects_bad_input():
         render_julia(p, np.zeros((4, 4, 3), np.uint8), scale=0)
     with pytest.raises(TypeError, match="JuliaParams"):
         render_julia({"c_re": 0.0}, np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match="array"):
+        render_julia(p, [[0, 0, 0]])
+    empty = np.zeros((0, 5, 3), np.uint8)
+    assert render_julia(p, empty, 2) is empty  # no rows: nothing to draw, no error
 
 
 # --- GL against numba -------------------------------------------------------------------------

@@ -82,8 +82,10 @@ def render_julia(params: JuliaParams, out: np.ndarray, scale: int = 1) -> np.nda
         raise TypeError(f"render_julia: params must be JuliaParams, got {type(params).__name__}")
     if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
         raise ValueError(f"render_julia: scale must be an int >= 1, got {scale!r}")
-    check_out(out, out.shape[1] if out.ndim == 3 else 0, out.shape[0] if out.ndim else 0,
-              "render_julia")
+    if not isinstance(out, np.ndarray) or out.ndim != 3:
+        desc = f"shape {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+        raise ValueError(f"render_julia: out must be an (H, W, 3) uint8 array, got {desc}")
+    check_out(out, out.shape[1], out.shape[0], "render_julia")
     a, b = view_basis(params)
     _julia_kernel(out, int(scale), params.c_re, params.c_im, params.center_re, params.center_im,
                   a, b, params.max_iter, params.hue, params.saturation, params.brightness,
