@@ -227,7 +227,7 @@ def live_inputs(audio_path: str | os.PathLike, model: int | str = ONLINE_MODEL,
     """
     check_model(model)
     clock = AnalysisClock()
-    tracker = BeatTracker(model, seed=seed, crnn=_crnn(model), clock=clock)
+    tracker = BeatTracker(seed=seed, crnn=_crnn(model), clock=clock)
     inputs = clock.add_consumer(SlowStepInputs())
     times, audio, beat, events = [], [], [], []
 
@@ -275,10 +275,8 @@ def _sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _label_index(label) -> int:
-    """Contract index of a segment label (an index or a name); -1 for anything else."""
-    if isinstance(label, (int, np.integer)) and not isinstance(label, bool):
-        return int(label) if 0 <= label < len(SECTION_LABELS) else -1
+def _label_index(label: str) -> int:
+    """Contract index of a segment label; -1 for ``"ignore"``."""
     return SECTION_LABELS.index(label) if label in SECTION_LABELS else -1
 
 

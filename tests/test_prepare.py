@@ -29,6 +29,8 @@ from fractalsync_tracking.prepare import (
     FORMAT,
     MANIFEST,
     ClusterExtraMissing,
+    PrepareParams,
+    compute_track,
     match_tracks,
     prepare_corpus,
 )
@@ -328,3 +330,20 @@ def test_progress_only_on_a_terminal(corpus, tmp_path, monkeypatch, capsys,
     terminal.truncate(0)
     prepare_corpus(*corpus, tmp_path / "c", jobs=1, progress=False)
     assert terminal.getvalue() == ""
+
+
+def test_short_audio_gives_unknown_hazard_and_no_steps(tmp_path, beatnet_models_dir):
+    """Fewer than 2 tracked beats: btnb NaN before a boundary, y_hazard rows NaN (masked by the
+    trainer); a file shorter than one slow step gives S = 0."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "t.csv").write_text("start,end,label\n0,0.5,intro\n0.5,1,verse\n")
+    sf.write(tmp_path / "t.wav", 0.1 * rng.standard_normal(4410).astype(np.float32), 22050)
+    d = compute_track("t", str(tmp_path / "t.wav"), str(tmp_path / "t.csv"), PrepareParams())
+    assert len(d["times"]) == 2 and len(d["beats"]) < 2
+    assert np.isnan(d["btnb"]).all() and np.isnan(d["y_hazard"]).all()
+    assert d["y_section"].tolist() == [1, 1]
+    sf.write(tmp_path / "t.wav", 0.1 * rng.standard_normal(100).astype(np.float32), 22050)
+    d = compute_track("t", str(tmp_path / "t.wav"), str(tmp_path / "t.csv"), PrepareParams())
+    assert all(d[k].shape[0] == 0 for k in ("times", "audio_features", "beat_features",
+                                            "y_section", "btnb", "y_hazard", "beats"))
+    np.testing.assert_array_equal(d["boundaries"], [0.5])
