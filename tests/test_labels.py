@@ -227,6 +227,17 @@ def test_csv(tmp_path):
     assert detect_source(as_txt) == "csv"
 
 
+def test_time_line_detection_picks_the_table_that_knows_the_labels(tmp_path):
+    salami_words = _write(tmp_path, "annotation.txt", "0.0\tSilence\n1.0\tHead\n30.0\t"
+                                                     "no_function\n40.0\tEnd\n")
+    assert detect_source(salami_words) == "salami"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert [s.label for s in read_labels(salami_words)] == ["silence", "chorus", IGNORE]
+    nobody = _write(tmp_path, "odd.txt", "0.0 kazoo\n5.0 end\n")
+    assert detect_source(nobody) == "songformer_msa"
+
+
 def test_explicit_source_overrides_detection(tmp_path):
     path = _write(tmp_path, "labels.dat", SONGFORMER_MSA)
     assert read_labels(path, "harmonix") == read_labels(path, "songformer_msa")
@@ -393,6 +404,8 @@ def test_unknown_labels_warn_count_and_strict(tmp_path):
         segments = read_labels(path)
     assert [s.label for s in segments] == ["intro", IGNORE, IGNORE, IGNORE]
     (warning,) = record
+    assert (warning.message.count, warning.message.source) == (3, "csv")
+    assert warning.message.labels == {"kazoo solo": [2], "Kazoo solo": [3], "glitch": [4]}
     message = str(warning.message)
     assert message.startswith(f"{path}: 3 segment(s)")
     assert "'kazoo solo' (line 2)" in message and "'glitch' (line 4)" in message

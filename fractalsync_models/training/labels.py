@@ -310,7 +310,20 @@ class LabelError(ValueError):
 
 
 class UnknownLabelWarning(UserWarning):
-    """Labels missing from the source's table were mapped to ``"ignore"`` (message: how many)."""
+    """Labels missing from the source's table were mapped to ``"ignore"``.
+
+    Attributes: ``path``, ``source``, ``count`` (segments affected) and ``labels`` (each raw
+    label -> the 1-based lines where it occurs). The message says the same.
+    """
+
+    def __init__(self, path: str | os.PathLike, source: str, labels: dict[str, list[int]]):
+        self.path = str(path)
+        self.source = source
+        self.labels = labels
+        self.count = sum(len(lines) for lines in labels.values())
+        listed = ", ".join(f"{raw!r} (line {lines[0]})" for raw, lines in labels.items())
+        super().__init__(f"{self.path}: {self.count} segment(s) with labels unknown to the "
+                         f"{source} table mapped to 'ignore': {listed}")
 
 
 @dataclass
@@ -432,10 +445,7 @@ def _map_labels(path, rows: list[_Row], source: str, strict: bool) -> list[Segme
                 label = IGNORE
         segments.append(Segment(row.start, row.end, label))
     if unknown:
-        count = sum(len(lines) for lines in unknown.values())
-        listed = ", ".join(f"{raw!r} (line {lines[0]})" for raw, lines in unknown.items())
-        warnings.warn(f"{path}: {count} segment(s) with labels unknown to the {source} table "
-                      f"mapped to 'ignore': {listed}", UnknownLabelWarning, stacklevel=4)
+        warnings.warn(UnknownLabelWarning(path, source, unknown), stacklevel=4)
     return segments
 
 
@@ -483,9 +493,12 @@ def _json_item_lines(text: str, key: str | None) -> list[int]:
                 i += 1
         i = found
     lines = []
+    line, counted = 1, 0  # line number at offset `counted`
     i = _skip_ws(text, i + 1)  # past '['
     while text[i] != "]":
-        lines.append(text.count("\n", 0, i) + 1)
+        line += text.count("\n", counted, i)
+        counted = i
+        lines.append(line)
         _, i = decoder.raw_decode(text, i)
         i = _skip_ws(text, i)
         if text[i] == ",":
@@ -618,9 +631,9 @@ def detect_source(path: str | os.PathLike) -> str:
     ``*_functions.txt`` → ``salami``; ``.csv`` → ``csv``; JSON (``.json``, or content starting
     with ``[``/``{``) → ``songformer_json`` for a list, ``allinone`` for an object with
     ``segments``; other text whose first line has a comma → ``csv``; ``time label`` lines →
-    ``songformer_msa`` when every label is one of SongFormer's (and ``end``), else
-    ``harmonix`` (their tables agree on SongFormer's words, so the choice cannot change a
-    mapping). Raises :class:`LabelError` saying why when it cannot tell.
+    whichever of ``songformer_msa``, ``harmonix``, ``salami`` knows the most of its labels
+    (ties in that order; the tables agree on shared words, so the choice never changes the
+    mapping of a word both know). Raises :class:`LabelError` saying why when it cannot tell.
     """
     name = Path(path).name.lower()
     if name.endswith("_functions.txt"):
@@ -647,10 +660,10 @@ def detect_source(path: str | os.PathLike) -> str:
     except LabelError as exc:
         raise LabelError(path, exc.line, f"cannot detect the label format ({exc.problem}); "
                                          f"pass source= one of {', '.join(SOURCES)}") from None
-    words = set(SONGFORMER_TABLE) | {"end"}
-    if all(normalize_label(row.raw) in words for row in rows):
-        return "songformer_msa"
-    return "harmonix"
+    keys = [normalize_label(row.raw) for row in rows]
+    unknown = {source: sum(key not in LABEL_TABLES[source] and key != "end" for key in keys)
+               for source in ("songformer_msa", "harmonix", "salami")}
+    return min(unknown, key=unknown.get)  # fewest unknown labels; ties: the order above
 
 
 def read_labels(
