@@ -39,11 +39,11 @@ NOISE_STD = 1e-3
 #: Level of each voice in the mix (relative to the drums).
 _VOICE_GAIN = {
     "drums": 1.0,
-    "bass": 0.55,
-    "pad": 0.14,
-    "keys": 0.13,
-    "lead": 0.3,
-    "arp": 0.12,
+    "bass": 0.4,
+    "pad": 0.2,
+    "keys": 0.17,
+    "lead": 0.32,
+    "arp": 0.16,
     "fx": 0.3,
 }
 #: Reverb send per voice.

@@ -222,7 +222,7 @@ def arrange(
                 "groove": {"drums", "bass", "keys"},
                 "hook": {"keys", "lead", "pad"},
             }[intro_style]
-            progression, motif, energy, drums = harmony.chorus, "chorus", 0.35, "sparse"
+            progression, motif, energy, drums = harmony.chorus, "chorus", 0.45, "sparse"
         elif label == "verse":
             layers = {"drums", "bass", "keys", "lead"} | ({"pad"} if rng.random() < 0.4 else set())
             energy = 0.55
@@ -426,7 +426,7 @@ def write_notes(
                 if e >= 0.9:
                     voicing.append(_into(harmony.pitch(degree, 60), 67))
                 for p in voicing:
-                    buf["pad"].add(b0, n - 0.05, p, 0.55 * gain)
+                    buf["pad"].add(b0, n - 0.05, p, 0.75 * gain)
             if "keys" in sec.layers:
                 voicing = [_into(harmony.pitch(d, 60), 60) for d in triad]
                 for o in (0.0,) if final else keys_rhythm:
@@ -440,7 +440,7 @@ def write_notes(
                     tones = tones[::-1]
                 step = 0.25 if e >= 0.6 else 0.5
                 for k in range(int(n / step)):
-                    vel = (0.55 if k % 2 == 0 else 0.4) * gain
+                    vel = (0.7 if k % 2 == 0 else 0.5) * gain
                     buf["arp"].add(b0 + k * step, step * 0.8, tones[k % len(tones)], vel)
             if "lead" in sec.layers and not final and bar % 2 == 0:
                 # the two-bar motif from every even bar; its second bar is varied every other
