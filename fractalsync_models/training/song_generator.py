@@ -30,7 +30,7 @@ from .song_parts import VOICES
 from .song_plan import SongPlan, plan_song
 from .song_voices import draw_palette, render_voice, reverb
 
-__all__ = ["PEAK", "Song", "generate_song", "song_from_audio"]
+__all__ = ["PEAK", "Song", "check_sample_rate", "generate_song", "song_from_audio"]
 
 #: Peak level of every song's audio (the music is normalised to it, noise floor included).
 PEAK = 0.89

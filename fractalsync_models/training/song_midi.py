@@ -116,7 +116,7 @@ def _tempo_events(plan: SongPlan) -> list[tuple[int, int]]:
     end = float(plan.n_beats)
     events: list[tuple[int, int]] = []
     bounds = sorted({0.0, *tm.beat.tolist(), end})
-    for b0, b1 in zip(bounds[:-1], bounds[1:], strict=False):
+    for b0, b1 in zip(bounds[:-1], bounds[1:], strict=True):
         if b1 <= b0:
             continue
         a, z = tm.bpm_at([b0, np.nextafter(b1, b0)])
