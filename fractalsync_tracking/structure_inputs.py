@@ -147,7 +147,7 @@ class SlowStepInputs:
 
     Memory: buffers for 32 pending steps are allocated up front and doubled only when more steps
     are pending at once than ever before (a push of more than ~2.5 s of audio, or pushes without
-    :meth:`take`); otherwise nothing is allocated per push.
+    :meth:`take`); otherwise no array data is allocated per push (:meth:`take` returns views).
     """
 
     def __init__(self, tracker_delay_frames: int = FilterConfig().decision_delay_frames) -> None:
