@@ -23,10 +23,7 @@ import time
 
 import numpy as np
 import pytest
-
-pytest.importorskip("pyaudio")  # the [live] extra
-
-from alsa_devices import (  # noqa: E402  (after the extra's skip)
+from alsa_devices import (
     CAPTURE_DEVICE,
     PLAY_DEVICE,
     PLAY_ONLY_DEVICE,
@@ -35,8 +32,8 @@ from alsa_devices import (  # noqa: E402  (after the extra's skip)
     write_no_device_config,
 )
 
-from fractalsync_dsp.block_ring import BlockRing  # noqa: E402
-from fractalsync_dsp.live_audio import (  # noqa: E402
+from fractalsync_dsp.block_ring import BlockRing
+from fractalsync_dsp.live_audio import (
     AudioDeviceError,
     DeviceInfo,
     FilePlayback,
@@ -68,7 +65,13 @@ def _capture_signal() -> np.ndarray:
 
 
 @pytest.fixture
-def alsa(tmp_path):
+def portaudio():
+    """Skip without PyAudio, the [live] extra: the test drives real PortAudio streams."""
+    pytest.importorskip("pyaudio")
+
+
+@pytest.fixture
+def alsa(tmp_path, portaudio):
     """The test devices' ALSA configuration (see tests/alsa_devices.py)."""
     return write_alsa_config(tmp_path, _capture_signal())
 
@@ -435,7 +438,7 @@ def test_bad_devices_and_rates_get_clear_errors(alsa):
         assert f"for {direction} at 10000000 Hz" in message and "Invalid sample rate" in message
 
 
-def test_no_device_at_all_is_a_clear_error(tmp_path):
+def test_no_device_at_all_is_a_clear_error(tmp_path, portaudio):
     result = _child("""
         ring = BlockRing(1024)
         emit({"devices": list_devices(), "text": format_devices(),
@@ -451,7 +454,7 @@ def test_no_device_at_all_is_a_clear_error(tmp_path):
         assert message.startswith("no audio device found") and direction in message
 
 
-def test_alsa_configurations_portaudio_would_abort_on_are_refused(tmp_path):
+def test_alsa_configurations_portaudio_would_abort_on_are_refused(tmp_path, portaudio):
     configs = {
         "syntax_error": "pcm.broken { type null\n",
         "empty": "",  # PortAudio 19.6 aborts on these two (SIGABRT in BuildDeviceList)
@@ -480,7 +483,7 @@ def test_alsa_configurations_portaudio_would_abort_on_are_refused(tmp_path):
     assert messages["syntax_error"].startswith("the ALSA configuration cannot be read")
 
 
-def test_a_missing_device_is_one_error_line_and_exit_1_under_the_cli_convention(tmp_path):
+def test_a_missing_device_is_one_error_line_and_exit_1_under_the_cli_rules(tmp_path, portaudio):
     script = (
         "from fractalsync_models.cli_errors import run_cli\n"
         "from fractalsync_dsp.block_ring import BlockRing\n"
@@ -553,7 +556,7 @@ def test_format_devices_lists_each_device_and_marks_the_defaults():
     assert format_devices([]).startswith("no audio devices found")
 
 
-def test_quiet_native_output_restores_the_previous_alsa_handler():
+def test_quiet_native_output_restores_the_previous_alsa_handler(portaudio):
     alsa = ctypes.CDLL("libasound.so.2")
     before = ctypes.c_void_p.in_dll(alsa, "snd_lib_error").value
     with _quiet_native_output():
