@@ -638,3 +638,27 @@ def test_boundaries_match_reference(segments):
     expected = [b.start for a, b in zip(segments, segments[1:], strict=False) if a.label != b.label]
     assert boundaries(segments).tolist() == expected
     assert boundaries(segments, repeats=True).tolist() == [s.start for s in segments[1:]]
+
+
+_NOISE = st.text(alphabet=st.sampled_from(list("0123456789.,-+eE \t\n\r[]{}\":nailNf_endEnd"
+                                               "verschou;#'()\x00é")), max_size=200)
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.one_of(_NOISE, st.text(max_size=100)),
+       name=st.sampled_from(["x.csv", "x.json", "x.txt", "x_functions.txt", "x.lab"]),
+       source=st.sampled_from([None, *SOURCES]))
+@example(text='{"segments": {"a": 1}}', name="x.json", source=None)
+@example(text='[{"label": "verse", "start": "1e400", "end": 2}]', name="x.json", source=None)
+def test_any_text_gives_segments_or_a_label_error(tmp_path_factory, text, name, source):
+    path = tmp_path_factory.mktemp("fuzz") / name
+    path.write_text(text, encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnknownLabelWarning)
+        try:
+            segments = read_labels(path, source)
+        except LabelError as exc:
+            assert str(exc).startswith(str(path))
+            return
+    assert segments and all(isinstance(s, Segment) for s in segments)
+    assert all(a.end == b.start for a, b in zip(segments, segments[1:], strict=False))
