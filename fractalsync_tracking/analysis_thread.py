@@ -98,9 +98,10 @@ class AnalysisThread:
     def stop(self, timeout: float | None = None, *, drain: bool = False) -> None:
         """Stop the thread and wait for it (at most `timeout` seconds; None: no limit).
 
-        With ``drain=True`` the thread first analyses everything already in the ring (the
-        last, partial block too), e.g. at the end of a file. Then re-raises the exception that
-        ended the analysis, if one did (as :meth:`check`).
+        With ``drain=True`` the thread first analyses everything in the ring (the last,
+        partial block too), e.g. at the end of a file: stop the producer first, or what it
+        keeps writing is analysed too. Then re-raises the exception that ended the analysis,
+        if one did (as :meth:`check`).
 
         Raises
         ------

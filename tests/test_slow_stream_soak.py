@@ -4,7 +4,7 @@
 Checks: states keep describing stream time (the lag ``stream_time - latest.t_sec`` stays
 inside the range it had in the first minute: no drift), every state sits on its analysis
 frame's time, beat counts never go back, and memory is flat: the process RSS after the tenth
-minute is within 8 MiB of its value after the first (measured: +0.7 to +2.6 MiB, allocator
+minute is within 8 MiB of its value after the first (measured: +0.6 to +2.6 MiB, allocator
 arenas), and the Python/numpy memory allocated during the tenth minute and still alive at its
 end (tracemalloc, run for the last minute only: tracing all ten doubles the runtime) is under
 64 KiB (measured: ~2.4 KB, the states it holds). A leak of 24 bytes per push would exceed it.
