@@ -271,3 +271,35 @@ def test_beat_feature_vector_extrapolates_the_phase(phase, spb, dt):
     out = np.zeros(5, np.float32)
     assert beat_feature_vector(state, 5.0 + dt, out) is out
     np.testing.assert_array_equal(out, v)
+
+
+def test_no_array_data_allocated_per_push(audio):
+    """After warm-up, pushes and takes allocate nothing of a frame's size in this module (the
+    steps are views of the preallocated buffers)."""
+    import tracemalloc
+
+    from fractalsync_tracking import structure_inputs
+
+    clock = AnalysisClock()
+    inputs = clock.add_consumer(SlowStepInputs(tracker_delay_frames=0))
+    state = BeatClockState(t_sec=0.0, spb=0.5, phase=0.0, beat_count=0, conf=0.5,
+                           downbeat_prob=0.5, beat_in_bar=1, beats_per_bar=4)
+
+    def push(x):
+        n = clock.push(x, SR)
+        states = [BeatClockState(**{**state.to_dict(), "t_sec": clock.frame_time(k)})
+                  for k in range(clock.frames_emitted - n, clock.frames_emitted)]
+        return inputs.take(states)
+
+    for i in range(0, SR, 1024):  # warm-up
+        push(audio[i:i + 1024])
+    module = [tracemalloc.Filter(True, structure_inputs.__file__)]
+    tracemalloc.start()
+    try:
+        kept = [push(audio[i:i + 1024]) for i in range(SR, 3 * SR, 1024)]  # alive till the end
+        snapshot = tracemalloc.take_snapshot().filter_traces(module)
+    finally:
+        tracemalloc.stop()
+    assert sum(len(steps.times) for steps in kept) > 20
+    # the largest single allocation is an object header (views, tuples), not array data
+    assert max((t.size for t in snapshot.traces), default=0) < 272 * 4
