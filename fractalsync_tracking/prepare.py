@@ -462,15 +462,20 @@ def _npz_bytes(arrays: dict) -> bytes:
 
 def _existing(npz: Path) -> dict | None:
     """Metadata of an existing output: None if there is none; ValueError if the file is not a
-    ``fractalsync-prepare`` output (it must not be replaced)."""
+    ``fractalsync-prepare`` output (it must not be replaced). An output of another format
+    version is ours, and out of date (its ``params`` differ)."""
     if not npz.exists():
         return None
     try:
         with np.load(npz, allow_pickle=False) as z:
-            if "format" not in z.files or str(z["format"]) != FORMAT:
-                raise ValueError("no format entry")
-            return {k: str(z[k]) for k in ("audio_sha256", "labels_sha256", "params")} | {
-                "steps": int(z["times"].shape[0]), "beats": int(z["beats"].shape[0])}
+            fmt = str(z["format"]) if "format" in z.files else ""
+            if not fmt.startswith(FORMAT.split("/")[0] + "/"):
+                raise ValueError("no fractalsync-prepare format entry")
+            meta = {k: str(z[k]) if k in z.files else ""
+                    for k in ("audio_sha256", "labels_sha256", "params")}
+            if fmt == FORMAT:
+                meta.update(steps=int(z["times"].shape[0]), beats=int(z["beats"].shape[0]))
+            return meta
     except (OSError, ValueError, KeyError, EOFError) as exc:
         raise ValueError(f"{npz} exists and is not a fractalsync-prepare output ({exc}); "
                          "not overwritten (move it away)") from None

@@ -266,13 +266,15 @@ def test_foreign_files_are_never_replaced(corpus, tmp_path, beatnet_models_dir):
     buf = io.BytesIO()
     np.savez(buf, times=np.zeros(3))
     (out / "waltz_141_nan.npz").write_bytes(buf.getvalue())  # an .npz, not ours
+    np.savez(out / "groove_100_stereo.npz", format=np.array("fractalsync-prepare/0"))  # ours
     report = prepare_corpus(*corpus, out, jobs=1, progress=False)
     errors = {t.name: t.error for t in report.failed}
     assert "is not a fractalsync-prepare output" in errors["drums_120"]
     assert "is not a fractalsync-prepare output" in errors["waltz_141_nan"]
     assert (out / "drums_120.npz").read_bytes() == b"my own data"
     assert (out / "waltz_141_nan.npz").read_bytes() == buf.getvalue()
-    assert [t.name for t in report.written] == ["groove_100_stereo"]
+    assert [t.name for t in report.written] == ["groove_100_stereo"]  # an old output: redone
+    assert str(load(out / "groove_100_stereo.npz")["format"]) == FORMAT
 
 
 def test_matching_by_stem(tmp_path):
