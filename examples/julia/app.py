@@ -154,7 +154,7 @@ def run_video(args, out: Path) -> int:
 
 def run_window(args) -> int:
     from fractalsync_dsp.block_ring import BlockRing
-    from fractalsync_dsp.live_audio import FilePlayback, MicInput
+    from fractalsync_dsp.live_audio import AudioDeviceError, FilePlayback, MicInput
     from fractalsync_tracking.analysis_thread import AnalysisThread
     from fractalsync_tracking.slow_clock import SlowClock
 
@@ -175,7 +175,12 @@ def run_window(args) -> int:
         else:
             audio, rate, name = load_input(args)
             ring = BlockRing(int(RING_SECONDS * rate), audio.shape[1])
-            source = FilePlayback(audio, rate, ring, device=args.device, play=not args.silent)
+            try:
+                source = FilePlayback(audio, rate, ring, device=args.device,
+                                      play=not args.silent)
+            except AudioDeviceError as exc:
+                raise AudioDeviceError(f"{exc}; or pass --silent to show the file without "
+                                       "playing it") from None
         clock = SlowClock(rate, structure=make_structure(args))
         thread = AnalysisThread(ring, clock)
         latency = 0.0 if args.latency_ms is None else args.latency_ms / 1e3

@@ -83,6 +83,7 @@ class LiveLoop:
         self.controller = AnalyticController()
         self.overlay = True
         self._is_file = hasattr(source, "playback_time")
+        self.keys = {"tap": 0, "nudge": 0, "fullscreen": 0, "overlay": 0}
         self._stream = StreamClock()
 
     def stream_time(self) -> float:
@@ -97,12 +98,16 @@ class LiveLoop:
                 return False
             if name == "tap":
                 self.beat.tap(self.stream_time())
+                self.keys["tap"] += 1
             elif name in ("nudge+", "nudge-"):
                 self.beat.nudge(1 if name == "nudge+" else -1)
+                self.keys["nudge"] += 1
             elif name == "fullscreen":
                 self.window.toggle_fullscreen()
+                self.keys["fullscreen"] += 1
             elif name == "toggle_overlay":
                 self.overlay = not self.overlay
+                self.keys["overlay"] += 1
         return True
 
     def overlay_content(self, now, structure) -> tuple[list[str], list[tuple[str, float]]]:
@@ -165,4 +170,5 @@ class LiveLoop:
         dropped = self.ring.dropped_samples
         return (f"{len(times)} frames in {wall:.1f} s ({len(times) / max(wall, 1e-9):.1f} fps); "
                 f"frame time p50 {np.percentile(ft, 50):.1f} ms, p99 "
-                f"{np.percentile(ft, 99):.1f} ms; {dropped} input samples dropped")
+                f"{np.percentile(ft, 99):.1f} ms; {dropped} input samples dropped; keys: "
+                + ", ".join(f"{k} {v}" for k, v in self.keys.items()))
