@@ -56,7 +56,7 @@ from fractalsync_dsp.micro import MICRO_NAMES, MicroFeatures
 from fractalsync_dsp.resample import check_rate
 from fractalsync_models.beatnet import ONLINE_MODEL
 
-from .analysis_clock import AnalysisClock
+from .analysis_clock import MAX_BATCH, AnalysisClock
 from .beat_state import BeatClockState, BeatEvent
 from .beat_tracker import BeatTracker
 from .particle_filter import FilterConfig
@@ -93,14 +93,12 @@ class _FrameStore:
         self.micro = MicroFeatures()
         self.features = FeatureRing(capacity, DIM)
         self.micros = FeatureRing(capacity, len(MICRO_NAMES))
-        self._batch_micro = np.zeros((0, len(MICRO_NAMES)), np.float32)
+        self._batch_micro = np.zeros((MAX_BATCH, len(MICRO_NAMES)), np.float32)
         self.seq = 0
         self.frames = 0
 
     def on_frames(self, batch) -> None:
         k = batch.count
-        if self._batch_micro.shape[0] < k:  # grows once, to the clock's MAX_BATCH at most
-            self._batch_micro = np.zeros((k, len(MICRO_NAMES)), np.float32)
         rows = self._batch_micro[:k]
         for j in range(k):
             rows[j] = self.micro.update(batch.windows[j], batch.magnitudes[j])
@@ -119,13 +117,19 @@ class _FrameStore:
         self.seq += 1
 
     def read(self, fn):
-        """``fn(frames)`` computed from a state no store overlapped (seqlock reader)."""
+        """``fn(frames)`` computed from a state no store overlapped (seqlock reader); an
+        exception raised on an overlapped state is discarded with it."""
         while True:
             seq = self.seq
             if not seq & 1:
-                result = fn(self.frames)
-                if self.seq == seq:
-                    return result
+                try:
+                    result = fn(self.frames)
+                except Exception:
+                    if self.seq == seq:
+                        raise
+                else:
+                    if self.seq == seq:
+                        return result
             time.sleep(0)  # let the producer finish its store
 
 
