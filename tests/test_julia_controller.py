@@ -484,6 +484,12 @@ def test_nan_inputs_fall_back_as_documented():
     held = c.step(with_(good[30], t=math.nan))
     again = c.step(with_(good[30], t=good[29].t))  # same time as the last finite one: dt = 0
     np.testing.assert_array_equal(held, again)
+    # a seek back: that step has dt = 0, then the clock follows the new times (not frozen)
+    c = AnalyticController()
+    run(c, [with_(f, t=f.t + 100.0) for f in good[:10]])
+    after = run(c, good[:10])
+    turn = wrapped(np.diff(after[:, 3].astype(np.float64)), 2 * np.pi)
+    assert np.all(turn > 0.5 * 0.066 / FPS)  # the neutral rotation speed: mean of the styles'
 
 
 def test_deterministic_and_reset_forgets():

@@ -81,13 +81,14 @@ no cuts: section changes glide. ``dt`` is the time since the previous step, clip
 ``[0, DT_MAX]``; the first step after construction or :meth:`AnalyticController.reset` starts
 every smoothed value at its target.
 
-Bad values (documented fallbacks; never NaN out): a non-finite ``t`` holds the time (dt = 0);
-a non-finite or non-positive ``spb`` holds the last valid one (initially 0.5 s), and ``spb`` is
-clipped to ``SPB_RANGE``; a non-finite ``phase`` or ``conf`` gives no pulse; a non-finite micro
-feature reads as its silence value (``SILENCE_MICRO``), finite ones are clipped (levels to
-[-120, 12] dB, flux to [0, 1e6], centroid to [0, 11025] Hz, onset to [0, 1]); non-finite or
-negative section probabilities count as 0 and are renormalised (all zero: uniform); non-finite
-hazards count as 0 and hazards are clipped to [0, 1].
+Bad values (documented fallbacks; never NaN out): a non-finite ``t`` holds the time (dt = 0); a
+``t`` earlier than the previous one gives dt = 0 and the clock follows it (a seek back does not
+freeze the picture); a non-finite or non-positive ``spb`` holds the last valid one (initially
+0.5 s), and ``spb`` is clipped to ``SPB_RANGE``; a non-finite ``phase`` or ``conf`` gives no
+pulse; a non-finite micro feature reads as its silence value (``SILENCE_MICRO``), finite ones are
+clipped (levels to [-120, 12] dB, flux to [0, 1e6], centroid to [0, 11025] Hz, onset to [0, 1]);
+non-finite or negative section probabilities count as 0 and are renormalised (all zero:
+uniform); non-finite hazards count as 0 and hazards are clipped to [0, 1].
 """
 
 from __future__ import annotations
@@ -416,7 +417,7 @@ class AnalyticController:
         if math.isfinite(inputs.t):
             if not first:
                 dt = min(max(inputs.t - self._t, 0.0), DT_MAX)
-            self._t = inputs.t if first else max(self._t, inputs.t)
+            self._t = inputs.t
         elif first:
             self._t = 0.0
         if math.isfinite(inputs.spb) and inputs.spb > 0:
