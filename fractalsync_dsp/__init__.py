@@ -16,6 +16,7 @@ from fractalsync_dsp.audio_io import (
     TruncatedAudioWarning,
     load_audio,
 )
+from fractalsync_dsp.block_ring import BlockRing
 from fractalsync_dsp.feature_ring import FeatureRing
 from fractalsync_dsp.filterbank import SparseFilterbank, log_filterbank
 from fractalsync_dsp.frontend import FRAME, HOP, LAG_SAMPLES, SAMPLE_RATE, BeatNetFrontEnd
@@ -31,6 +32,7 @@ from fractalsync_dsp.sample_format import (
 __all__ = [
     "BAND_EDGES_HZ",
     "BLOCK_FRAMES",
+    "BlockRing",
     "FRAME",
     "HOP",
     "LAG_SAMPLES",

@@ -21,6 +21,7 @@ Note: ``fractalsync_tracking.beat_grid`` is the function; the module of the same
 ``importlib.import_module("fractalsync_tracking.beat_grid")``.
 """
 
+from .analysis_thread import AnalysisThread
 from .beat_grid import BeatGrid, beat_grid, grid_from_activations
 from .beat_state import BeatClockState, BeatEvent
 from .beat_tracker import BeatTracker, TrackerOutput
@@ -35,9 +36,14 @@ from .metrics import (
 from .online_grid import online_beat_grid
 from .particle_filter import FilterConfig, ParticleFilter, track_activations
 from .phase_predictor import PhasePredictor, PhaseQuery
+from .slow_clock import INITIAL_BEAT, SlowClock, StructureSource
 from .slow_state import HORIZONS_BEATS, SECTION_LABELS, SlowState, StructureState
 
 __all__ = [
+    "AnalysisThread",
+    "INITIAL_BEAT",
+    "SlowClock",
+    "StructureSource",
     "HORIZONS_BEATS",
     "SECTION_LABELS",
     "SlowState",
