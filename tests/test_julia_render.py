@@ -46,8 +46,10 @@ def reference_counts(params: JuliaParams, width: int, height: int, scale: int = 
         y = params.center_im + b * u + a * v
         r2 = x * x + y * y
         n = np.zeros(r2.shape, np.int64)
+        ref_x, ref_y, next_ref = x, y, np.full(r2.shape, 8)
+        cycle = np.zeros(r2.shape, bool)
         for _ in range(params.max_iter):
-            active = r2 <= palette.BAILOUT2
+            active = (r2 <= palette.BAILOUT2) & ~cycle
             if not active.any():
                 break
             xn = x * x - y * y + params.c_re
@@ -55,7 +57,12 @@ def reference_counts(params: JuliaParams, width: int, height: int, scale: int = 
             x, y = np.where(active, xn, x), np.where(active, yn, y)
             r2 = np.where(active, x * x + y * y, r2)
             n += active
-    return n, r2, ~(r2 <= palette.BAILOUT2)
+            dx, dy = x - ref_x, y - ref_y
+            cycle |= active & (dx * dx + dy * dy < palette.CYCLE_EPS2)
+            move = active & ~cycle & (n == next_ref)
+            ref_x, ref_y = np.where(move, x, ref_x), np.where(move, y, ref_y)
+            next_ref = np.where(move, 2 * next_ref, next_ref)
+    return n, r2, ~(r2 <= palette.BAILOUT2) & ~cycle
 
 
 def reference_image(params: JuliaParams, width: int, height: int, scale: int = 1) -> np.ndarray:

@@ -8,6 +8,13 @@ escape count ``n`` (``0 <= n <= max_iter``); the point has *escaped* when ``|z_n
 (a NaN ``|z_n|``, which only an overflowing view can produce, counts as escaped). Points that
 have not escaped by ``max_iter`` are the interior: pure black.
 
+Periodicity check (Brent): the loop keeps a reference point, ``z_0`` at first and then
+``z_8, z_16, z_32, ...``; after each step it stops as *interior* if ``|z_k - z_ref|**2 <
+CYCLE_EPS2`` (tested before the reference moves on at ``k = 8, 16, ...``). An orbit drawn into an
+attracting cycle comes back to within float32 rounding of a previous point, so interior points
+stop after a few periods instead of running all ``max_iter`` steps: the frame's cost no longer
+grows with the interior's area times ``max_iter``. An escaping orbit never returns that close.
+
 Smooth count
 ------------
 For an escaped point the continuous count is ::
@@ -51,13 +58,17 @@ import numpy as np
 
 from examples.julia.params import JuliaParams
 
-__all__ = ["BAILOUT", "BAILOUT2", "GLOW_COUNT", "GLSL_PALETTE", "LOG2_BAILOUT", "NUMBA_CONSTANTS",
-           "R2_CAP", "TURNS_PER_COUNT", "colour", "shade", "smooth_count", "to_uint8"]
+__all__ = ["BAILOUT", "BAILOUT2", "CYCLE_EPS2", "GLOW_COUNT", "GLSL_PALETTE", "LOG2_BAILOUT",
+           "NUMBA_CONSTANTS", "R2_CAP", "TURNS_PER_COUNT", "colour", "shade", "smooth_count",
+           "to_uint8"]
 
 #: Escape radius ``|z| > BAILOUT`` (2**8: large, so the smooth count is smooth).
 BAILOUT = 256.0
 #: ``BAILOUT**2``, the bound on ``|z|**2`` the loops test.
 BAILOUT2 = BAILOUT * BAILOUT
+#: Squared distance at which an orbit counts as back at its reference point (periodicity check):
+#: (1e-6)**2, above float32's rounding of points near the unit circle (6e-8).
+CYCLE_EPS2 = 1.0e-12
 #: ``log2(BAILOUT)``.
 LOG2_BAILOUT = math.log2(BAILOUT)
 #: Cap on ``|z_n|**2`` before the logarithm (finite in float32).
@@ -101,11 +112,11 @@ def shade(mu, hue, saturation, brightness, turns_per_count=TURNS_PER_COUNT,
             np.fmin(np.fmax(b, 0.0), 1.0))
 
 
-#: The palette's numbers in the order the numba kernel takes them: ``(BAILOUT2, LOG2_BAILOUT,
-#: R2_CAP, TURNS_PER_COUNT, GLOW_COUNT)``. Passed at call time rather than compiled in, because
-#: numba's on-disk cache of the kernel (``cache=True``) is keyed on the kernel's own file only and
-#: would keep stale constants after an edit here.
-NUMBA_CONSTANTS = (BAILOUT2, LOG2_BAILOUT, R2_CAP, TURNS_PER_COUNT, GLOW_COUNT)
+#: The palette's numbers in the order the numba kernel takes them: ``(BAILOUT2, CYCLE_EPS2,
+#: LOG2_BAILOUT, R2_CAP, TURNS_PER_COUNT, GLOW_COUNT)``. Passed at call time rather than compiled
+#: in, because numba's on-disk cache of the kernel (``cache=True``) is keyed on the kernel's own
+#: file only and would keep stale constants after an edit here.
+NUMBA_CONSTANTS = (BAILOUT2, CYCLE_EPS2, LOG2_BAILOUT, R2_CAP, TURNS_PER_COUNT, GLOW_COUNT)
 
 
 def colour(nu: np.ndarray, escaped: np.ndarray, params: JuliaParams) -> np.ndarray:
@@ -129,6 +140,7 @@ def to_uint8(rgb: np.ndarray) -> np.ndarray:
 #: ``julia_smooth_count(n, r2)`` and ``julia_shade(mu, hue, saturation, brightness)``.
 GLSL_PALETTE = f"""
 const float JULIA_BAILOUT2 = {BAILOUT2!r};
+const float JULIA_CYCLE_EPS2 = {CYCLE_EPS2!r};
 const float JULIA_R2_CAP = {R2_CAP!r};
 const float JULIA_LOG2_BAILOUT = {LOG2_BAILOUT!r};
 const float JULIA_TURNS_PER_COUNT = {TURNS_PER_COUNT!r};

@@ -65,6 +65,9 @@ void main() {{
     float y = u_center.y + u_basis.y * u + u_basis.x * v;
     float r2 = x * x + y * y;
     int n = 0;
+    vec2 ref = vec2(x, y);      // periodicity check (palette docstring)
+    int next_ref = 8;
+    bool cycle = false;
     for (int k = 0; k < LOOP_BOUND; ++k) {{
         if (n >= u_max_iter || !(r2 <= JULIA_BAILOUT2)) break;
         float xn = x * x - y * y + u_c.x;
@@ -72,8 +75,17 @@ void main() {{
         x = xn;
         r2 = x * x + y * y;
         n += 1;
+        vec2 d = vec2(x, y) - ref;
+        if (dot(d, d) < JULIA_CYCLE_EPS2) {{
+            cycle = true;
+            break;
+        }}
+        if (n == next_ref) {{
+            ref = vec2(x, y);
+            next_ref *= 2;
+        }}
     }}
-    if (r2 <= JULIA_BAILOUT2) {{
+    if (cycle || r2 <= JULIA_BAILOUT2) {{
         f_colour = vec4(0.0, 0.0, 0.0, 1.0);
     }} else {{
         float mu = julia_smooth_count(n, r2);

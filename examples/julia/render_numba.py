@@ -39,7 +39,7 @@ def _julia_kernel(out, scale, c_re, c_im, center_re, center_im, a, b, max_iter, 
     ``a, b``: the view basis (``renderers.view_basis``); ``constants``:
     ``palette.NUMBA_CONSTANTS``. Rows of blocks run in parallel.
     """
-    bailout2, log2_bailout, r2_cap, turns_per_count, glow_count = constants
+    bailout2, cycle_eps2, log2_bailout, r2_cap, turns_per_count, glow_count = constants
     height, width = out.shape[0], out.shape[1]
     blocks_y = (height + scale - 1) // scale
     blocks_x = (width + scale - 1) // scale
@@ -56,11 +56,19 @@ def _julia_kernel(out, scale, c_re, c_im, center_re, center_im, a, b, max_iter, 
             y = center_im + b * u + a * v
             r2 = x * x + y * y
             n = 0
+            ref_x, ref_y, next_ref = x, y, 8  # periodicity check (palette docstring)
+            cycle = False
             while n < max_iter and r2 <= bailout2:
                 x, y = x * x - y * y + c_re, 2.0 * x * y + c_im
                 r2 = x * x + y * y
                 n += 1
-            if r2 <= bailout2:
+                dx, dy = x - ref_x, y - ref_y
+                if dx * dx + dy * dy < cycle_eps2:
+                    cycle = True
+                    break
+                if n == next_ref:
+                    ref_x, ref_y, next_ref = x, y, 2 * next_ref
+            if cycle or r2 <= bailout2:
                 red = green = blue = 0
             else:
                 mu = _smooth_count(n, r2, log2_bailout, r2_cap)
