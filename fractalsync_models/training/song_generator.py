@@ -148,16 +148,16 @@ def song_from_audio(plan: SongPlan, music: np.ndarray, sample_rate: int, seed_no
     ``seed_noise``) added everywhere, and the plan's annotations are attached."""
     sr = int(sample_rate)
     n = music.size
-    t = np.arange(n) / sr
     sections = tuple(plan.sections)
-    gate = np.ones(n)
+    music = music.copy()
+    fade = int(round(_END_FADE_S * sr))
     for s in sections:
         if s.label == "silence":
             a, b = int(round(s.start * sr)), int(round(s.end * sr))
-            gate[a:b] = 0.0
+            music[a:b] = 0.0
             if a > 0:  # fade out the music ringing into a trailing silence
-                gate[:a] *= np.clip((s.start - t[:a]) / _END_FADE_S, 0.0, 1.0)
-    music = music * gate
+                f = min(fade, a)
+                music[a - f : a] *= np.linspace(f / fade, 0.0, f, endpoint=False)
     noise = NOISE_STD * np.random.default_rng([seed_noise, 9]).standard_normal(n)
     peak = np.max(np.abs(music))
     if peak > 0:
@@ -216,7 +216,8 @@ def generate_song(seed: int, *, sample_rate: int = 22050, duration_s: float | No
     send = np.zeros(n)
     for voice in VOICES:
         audio = render_voice(voice, plan.notes[voice], plan.seconds, n, palette, fx_rng)
-        audio *= _VOICE_GAIN[voice]
-        dry += audio
-        send += _REVERB_SEND[voice] * audio
-    return song_from_audio(plan, dry + 0.35 * reverb(send, palette), sr, plan.seed)
+        dry += _VOICE_GAIN[voice] * audio
+        if _REVERB_SEND[voice]:
+            send += (_VOICE_GAIN[voice] * _REVERB_SEND[voice]) * audio
+    dry += reverb(send, palette)
+    return song_from_audio(plan, dry, sr, plan.seed)

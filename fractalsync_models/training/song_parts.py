@@ -81,7 +81,7 @@ class _NoteBuffer:
 
     def add(self, beat: float, length: float, pitch: int, velocity: float) -> None:
         self.rows.append(
-            (float(beat), float(length), int(pitch), float(np.clip(velocity, 0.05, 1)))
+            (float(beat), float(length), int(pitch), min(max(float(velocity), 0.05), 1.0))
         )
 
     def notes(self, mute: Sequence[tuple[float, float]] = ()) -> Notes:

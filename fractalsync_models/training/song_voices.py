@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import butter, oaconvolve, sosfilt
+from scipy.signal import butter, sosfilt
 
 from .song_parts import DRUM_KEYS, Notes
 
@@ -216,9 +216,25 @@ def _reverb_ir(rng: np.random.Generator, sr: int, decay_s: float) -> np.ndarray:
     return ir / np.sqrt(np.sum(ir**2))
 
 
+#: Wet level of the reverb (its impulse response has unit energy).
+_REVERB_LEVEL = 0.35
+
+
 def reverb(x: np.ndarray, palette: Palette) -> np.ndarray:
-    """``x`` (shape (n,)) convolved with the palette's room, truncated to n samples."""
-    return oaconvolve(x, palette.reverb_ir)[: x.size]
+    """``x`` (shape (n,)) convolved with the palette's room times the wet level, truncated to
+    n samples: overlap-add of FFT blocks of half the FFT size (>= the response's length)."""
+    ir = palette.reverb_ir
+    nfft = 1 << int(np.ceil(np.log2(2 * ir.size)))
+    block = nfft // 2
+    n_blocks = -(-x.size // block)
+    blocks = np.zeros((n_blocks, block))
+    blocks.reshape(-1)[: x.size] = x
+    spectrum = np.fft.rfft(ir, nfft) * _REVERB_LEVEL
+    y = np.fft.irfft(np.fft.rfft(blocks, nfft, axis=1) * spectrum, nfft, axis=1)
+    out = np.zeros((n_blocks + 1) * block)
+    out[: n_blocks * block] += y[:, :block].reshape(-1)
+    out[block:] += y[:, block:].reshape(-1)
+    return out[: x.size]
 
 
 # --- pitched voices -------------------------------------------------------------------------------
