@@ -1,0 +1,287 @@
+"""StructureTracker and structure_timeline: the anticipator fed exactly the slow-step inputs,
+one step per 80 ms, the SlowClock seam; display hysteresis against a plain reference and its
+no-flicker guarantees; display segments; block partitions do not matter; appending audio never
+changes earlier outputs; reset; errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from fractalsync_models.anticipator import Anticipator
+from fractalsync_models.training.synth import make_item
+from fractalsync_tracking.analysis_clock import AnalysisClock
+from fractalsync_tracking.beat_tracker import BeatTracker
+from fractalsync_tracking.slow_clock import SlowClock
+from fractalsync_tracking.slow_state import SECTION_LABELS, StructureState
+from fractalsync_tracking.structure import (
+    RATE_HZ,
+    DisplaySegment,
+    Hysteresis,
+    LabelHysteresis,
+    StructureTracker,
+    display_segments,
+    structure_timeline,
+)
+from fractalsync_tracking.structure_inputs import SlowStepInputs
+
+SR = 48000
+
+
+@pytest.fixture(scope="module")
+def audio(beatnet_models_dir):  # the fixture makes sure the BeatNet ONNX models exist
+    return make_item("structure_test", 126.0, duration=3.0, sample_rate=SR, seed=11).audio
+
+
+@pytest.fixture(scope="module")
+def model():
+    return Anticipator()
+
+
+@pytest.fixture(scope="module")
+def reference(audio, model):
+    """The 1024-block timeline of the clip."""
+    return structure_timeline(audio, SR, anticipator=model)
+
+
+# ------------------------------------------------------------------ hysteresis
+
+
+def reference_display(probs: np.ndarray, alpha: float, margin: float, dwell: int) -> np.ndarray:
+    """Plain restatement of the documented rule: the EMA of the whole sequence first, then a
+    scan counting consecutive supporting steps."""
+    n = len(probs)
+    s = np.zeros_like(probs, dtype=np.float64)
+    for t in range(n):
+        s[t] = probs[t] if t == 0 else (1 - alpha) * s[t - 1] + alpha * probs[t]
+    shown = np.zeros(n, np.int64)
+    run_label, run_len = None, 0
+    for t in range(n):
+        if t == 0:
+            shown[t] = np.argmax(s[0])
+            continue
+        d = shown[t - 1]
+        c = int(np.argmax(s[t]))
+        supports = c != d and s[t, c] - s[t, d] >= margin
+        run_len = run_len + 1 if supports and c == run_label else (1 if supports else 0)
+        run_label = c if supports else None
+        shown[t] = c if supports and run_len >= dwell else d
+        if shown[t] != d:
+            run_label, run_len = None, 0
+    return shown, s
+
+
+distributions = st.integers(1, 60).flatmap(lambda n: st.lists(
+    st.lists(st.floats(0.0, 1.0), min_size=8, max_size=8).map(
+        lambda v: np.asarray(v) + 1e-3), min_size=n, max_size=n)).map(
+    lambda rows: np.array([r / r.sum() for r in rows]))
+params = st.builds(Hysteresis, alpha=st.floats(0.05, 1.0), margin=st.floats(0.0, 0.5),
+                   dwell_steps=st.integers(1, 6))
+
+
+@settings(max_examples=200, deadline=None)
+@given(probs=distributions, p=params)
+@example(probs=np.full((5, 8), 1 / 8), p=Hysteresis())  # ties: the first label, never a switch
+@example(probs=np.eye(8)[[0, 1, 1, 1, 1, 2, 1]] * 0.93 + 0.01, p=Hysteresis(1.0, 0.0, 1))
+def test_hysteresis_matches_the_documented_rule(probs, p):
+    h = LabelHysteresis(p)
+    shown = np.array([h.update(row) for row in probs])
+    want, smoothed = reference_display(probs, p.alpha, p.margin, p.dwell_steps)
+    np.testing.assert_array_equal(shown, want)
+    np.testing.assert_allclose(h.smoothed, smoothed[-1], rtol=1e-12, atol=1e-12)
+    # no flicker: every run but the last lasts at least dwell_steps steps
+    changes = np.flatnonzero(np.diff(shown)) + 1
+    runs = np.diff(np.r_[0, changes])
+    assert np.all(runs[1:] >= p.dwell_steps)
+    # a switch needs the margin in the smoothed probabilities
+    for t in changes:
+        assert smoothed[t, shown[t]] - smoothed[t, shown[t - 1]] >= p.margin - 1e-12
+    if p == Hysteresis(1.0, 0.0, 1):
+        np.testing.assert_array_equal(shown, probs.argmax(1))  # plain argmax
+
+
+def test_hysteresis_holds_through_a_short_blip_and_follows_a_lasting_change():
+    verse, chorus = np.eye(8)[2] * 0.9 + 0.0125, np.eye(8)[4] * 0.9 + 0.0125
+    h = LabelHysteresis(Hysteresis(alpha=0.5, margin=0.1, dwell_steps=3))
+    seq = [verse] * 5 + [chorus] * 2 + [verse] * 5 + [chorus] * 8
+    shown = [h.update(p) for p in seq]
+    assert shown[:12] == [2] * 12  # two chorus steps: not enough
+    first = shown.index(4)
+    assert first == 12 + 3  # one step for the average to cross by the margin, then 3 of dwell
+    assert shown[first:] == [4] * (len(seq) - first)
+    h.reset()
+    assert h.displayed == -1 and h.update(chorus) == 4
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"alpha": 0.0}, "alpha"), ({"alpha": 1.5}, "alpha"), ({"alpha": float("nan")}, "alpha"),
+    ({"margin": -0.1}, "margin"), ({"margin": 1.0}, "margin"), ({"margin": True}, "margin"),
+    ({"dwell_steps": 0}, "dwell_steps"), ({"dwell_steps": 2.0}, "dwell_steps"),
+])
+def test_bad_hysteresis_parameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Hysteresis(**kwargs)
+    with pytest.raises(TypeError, match="Hysteresis"):
+        LabelHysteresis({"alpha": 0.5})
+
+
+# ------------------------------------------------------------------ segments
+
+
+def test_display_segments():
+    times = np.array([0.06, 0.14, 0.22, 0.30, 0.38])
+    segs = display_segments(times, np.array([2, 2, 4, 4, 2]), 0.5)
+    assert segs == (DisplaySegment(0.06, 0.22, "verse"), DisplaySegment(0.22, 0.38, "chorus"),
+                    DisplaySegment(0.38, 0.5, "verse"))
+    assert display_segments(times[:1], np.array([0]), 0.06) == (
+        DisplaySegment(0.06, 0.06, "silence"),)
+    assert display_segments(np.zeros(0), np.zeros(0, np.int64), 0.0) == ()
+    with pytest.raises(ValueError, match="end"):
+        display_segments(times, np.zeros(5, np.int64), 0.3)
+    with pytest.raises(ValueError, match="increasing"):
+        display_segments(times[::-1], np.zeros(5, np.int64), 1.0)
+    with pytest.raises(ValueError, match="indices"):
+        display_segments(times, np.full(5, 8), 1.0)
+    with pytest.raises(ValueError, match="same length"):
+        display_segments(times, np.zeros(4, np.int64), 1.0)
+
+
+# ------------------------------------------------------------------ tracker on the slow clock
+
+
+def test_tracker_feeds_the_model_the_slow_step_inputs(audio, model, reference):
+    """The tracker's outputs are Anticipator.run on the SlowStepInputs of the same stream, one
+    per 4 analysis frames, at 12.5 Hz."""
+    clock = AnalysisClock()
+    beats = BeatTracker(clock=clock)
+    inputs = clock.add_consumer(SlowStepInputs())
+    times, feats, beat = [], [], []
+    for i in range(0, len(audio), 1024):
+        steps = inputs.take(beats.push(audio[i:i + 1024], SR).states)
+        times.append(steps.times.copy())
+        feats.append(steps.audio_features.copy())
+        beat.append(steps.beat_features.copy())
+    sec, haz, _ = model.run(np.concatenate(feats), np.concatenate(beat))
+    np.testing.assert_array_equal(reference.times, np.concatenate(times))
+    assert len(reference.times) == clock.frames_emitted // 4 > 30
+    np.testing.assert_allclose(np.diff(reference.times), 1 / RATE_HZ, atol=1e-9)
+    np.testing.assert_allclose(reference.section_probs, sec, atol=1e-5)
+    np.testing.assert_allclose(reference.hazard_probs, haz, atol=1e-5)
+    assert reference.section_probs.dtype == np.float32 and reference.labels.dtype == np.int64
+    assert np.all(np.diff(reference.beats) > 0) and set(reference.downbeats) <= set(
+        reference.beats)
+    assert reference.segments[0].start == reference.times[0]
+    assert reference.segments[-1].end == reference.duration == len(audio) / SR
+    assert [s.label for s in reference.segments] == [
+        SECTION_LABELS[k] for i, k in enumerate(reference.labels)
+        if i == 0 or k != reference.labels[i - 1]]
+
+
+def test_seam_publishes_each_steps_state(audio, model, reference):
+    tracker = StructureTracker(model, history_steps=4)
+    clock = SlowClock(SR, structure=tracker)
+    published = []
+    for i in range(0, len(audio), 1024):
+        before = tracker.steps
+        state = clock.push(audio[i:i + 1024])
+        if tracker.steps == 0:
+            assert tracker.latest is None and tracker.displayed_label is None
+            assert state.structure == StructureState.neutral()
+            continue
+        assert state.structure is tracker.latest
+        if tracker.steps > before:
+            published.append((tracker.latest_time, tracker.latest, tracker.displayed_label))
+    assert tracker.steps == len(reference.times)
+    last = reference.times.size - 1
+    assert published[-1][0] == reference.times[last]
+    assert published[-1][1].section_probs == tuple(reference.section_probs[last].tolist())
+    assert published[-1][1].hazard_probs == tuple(reference.hazard_probs[last].tolist())
+    assert published[-1][2] == reference.label_names[last]
+    hist = tracker.history
+    assert len(hist) == 4  # bounded
+    assert [h.time for h in hist] == list(reference.times[-4:])
+    np.testing.assert_array_equal(np.array([h.section_probs for h in hist]),
+                                  reference.section_probs[-4:])
+    clock.reset()  # the analysis clock resets its consumers, the tracker included
+    assert (tracker.steps, tracker.latest, tracker.history) == (0, None, ())
+    for i in range(0, len(audio), 1024):
+        clock.push(audio[i:i + 1024])
+    assert tracker.latest.section_probs == published[-1][1].section_probs  # a fresh stream
+
+
+@settings(max_examples=6, deadline=None)
+@given(sizes=st.lists(st.sampled_from([1, 7, 100, 441, 1000, 1764, 4096, 30001]), min_size=1,
+                      max_size=3))
+@example(sizes=[10**7])  # the whole clip in one push
+@example(sizes=[1])
+def test_block_partitions_do_not_matter(audio, model, reference, sizes):
+    """Any partition of the clip into pushes gives the 1024-block timeline (small blocks run on
+    the first 0.6 s only, to keep the number of pushes down)."""
+    small = sum(sizes) / len(sizes) < 400
+    x = audio[: int(0.6 * SR)] if small else audio
+    tracker = StructureTracker(model, history_steps=None)
+    clock = SlowClock(SR, structure=tracker)
+    i = j = 0
+    while i < len(x):
+        clock.push(x[i:i + sizes[j % len(sizes)]])
+        i += sizes[j % len(sizes)]
+        j += 1
+    hist = tracker.history
+    n = len(hist)
+    assert n == (len(reference.times) if not small else n) and n > 0
+    np.testing.assert_array_equal([h.time for h in hist], reference.times[:n])
+    np.testing.assert_array_equal([h.section_probs for h in hist], reference.section_probs[:n])
+    np.testing.assert_array_equal([h.hazard_probs for h in hist], reference.hazard_probs[:n])
+    np.testing.assert_array_equal([h.label for h in hist], reference.labels[:n])
+
+
+@settings(max_examples=5, deadline=None)
+@given(cut=st.floats(0.0, 1.0), block=st.sampled_from([256, 1024, 3000]))
+@example(cut=0.0, block=1024)
+def test_appending_audio_never_changes_earlier_outputs(audio, model, reference, cut, block):
+    n = int(cut * len(audio))
+    part = structure_timeline(audio[:n], SR, block, anticipator=model)
+    k = len(part.times)
+    assert k <= len(reference.times)
+    np.testing.assert_array_equal(part.times, reference.times[:k])
+    np.testing.assert_array_equal(part.section_probs, reference.section_probs[:k])
+    np.testing.assert_array_equal(part.hazard_probs, reference.hazard_probs[:k])
+    np.testing.assert_array_equal(part.labels, reference.labels[:k])
+    assert set(part.beats) <= set(reference.beats)
+    if k:  # a step is published once the audio reaches 32 ms (half window) past its time
+        assert part.times[-1] + 0.032 <= n / SR
+        assert part.segments[-1].end == n / SR
+    else:
+        assert part.segments == ()
+
+
+def test_timeline_of_stereo_int_pcm_and_nothing(audio, model, reference):
+    pcm = np.round(np.clip(audio, -1, 1) * 32767).astype(np.int16)
+    stereo = structure_timeline(np.stack([pcm, pcm], axis=1), SR, anticipator=model)
+    assert len(stereo.times) == len(reference.times)
+    empty = structure_timeline(np.zeros(0, np.float32), SR, anticipator=model)
+    assert empty.times.shape == (0,) and empty.section_probs.shape == (0, 8)
+    assert empty.hazard_probs.shape == (0, 5) and empty.segments == () and empty.duration == 0
+
+
+def test_errors(audio, model):
+    with pytest.raises(TypeError, match="step"):
+        StructureTracker(object())
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="history_steps"):
+            StructureTracker(model, history_steps=bad)
+    for bad in (0, -5, 1.5):
+        with pytest.raises(ValueError, match="block_samples"):
+            structure_timeline(audio, SR, bad, anticipator=model)
+    with pytest.raises(ValueError, match="shape"):
+        structure_timeline(np.zeros((2, 2, 2)), SR, anticipator=model)
+    tracker = StructureTracker(model)
+    clock = AnalysisClock()
+    beats = BeatTracker(clock=clock)
+    clock.add_consumer(tracker)
+    states = beats.push(audio[:SR // 2], SR).states
+    with pytest.raises(ValueError, match="states"):
+        tracker.update(states[:-1])  # a state missing
+    assert tracker.update(states) is tracker.latest is not None
