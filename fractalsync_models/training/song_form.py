@@ -16,11 +16,9 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = [
-    "LABELS",
     "MAX_BPM",
     "MIN_BPM",
     "FormSection",
-    "Section",
     "TempoMap",
     "TempoChange",
     "draw_tempo_change",
@@ -29,27 +27,8 @@ __all__ = [
     "tempo_map_for",
 ]
 
-#: The contract's section labels, in the contract's order (``contracts/v1.json`` "sections").
-LABELS: tuple[str, ...] = (
-    "silence",
-    "intro",
-    "verse",
-    "pre-chorus",
-    "chorus",
-    "bridge",
-    "inst",
-    "outro",
-)
 #: Tempo range of every generated song, initial tempo and after any change (BPM).
 MIN_BPM, MAX_BPM = 70.0, 180.0
-
-
-class Section(NamedTuple):
-    """One annotated section: ``start`` and ``end`` in seconds, ``label`` one of LABELS."""
-
-    start: float
-    end: float
-    label: str
 
 
 class FormSection(NamedTuple):

@@ -25,7 +25,8 @@ import numpy as np
 import soundfile as sf
 
 from ..atomic_write import write_atomic
-from .song_form import Section, TempoMap
+from .labels import Segment
+from .song_form import TempoMap
 from .song_parts import VOICES
 from .song_plan import SongPlan, plan_song
 from .song_voices import draw_palette, render_voice, reverb
@@ -82,7 +83,7 @@ class Song:
     tempo_map : TempoMap
         Tempo over musical time (beats from the first beat); beat k sounds at
         ``beats[0] + tempo_map.seconds_at(k)``.
-    sections : tuple[Section, ...]
+    sections : tuple[Segment, ...]
         ``(start, end, label)`` in seconds, contiguous from 0 to the song's end, labels from
         the contract's 8. Sections start on downbeats, except silences (see
         :attr:`.song_plan.SongPlan.sections`).
@@ -99,7 +100,7 @@ class Song:
     beats_per_bar: int
     tempo_bpm: float
     tempo_map: TempoMap
-    sections: tuple[Section, ...]
+    sections: tuple[Segment, ...]
     seed: int
     plan: SongPlan
 
@@ -114,12 +115,13 @@ class Song:
         return np.arange(self.beats.size, dtype=np.int64) % self.beats_per_bar + 1
 
     def label_csv(self) -> str:
-        """The sections as CSV text: a ``start,end,label`` header, one row per section."""
+        """The sections as CSV text: a ``start,end,label`` header, one row per section, times
+        in seconds written exactly (shortest round-trip float text)."""
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["start", "end", "label"])
         for s in self.sections:
-            writer.writerow([f"{s.start:.6f}", f"{s.end:.6f}", s.label])
+            writer.writerow([repr(float(s.start)), repr(float(s.end)), s.label])
         return buf.getvalue()
 
     def to_label_csv(self, path: str | os.PathLike) -> Path:

@@ -237,7 +237,7 @@ def _click_midi() -> bytes:
     return header + TICKS_PER_BEAT.to_bytes(2, "big") + _track(conductor) + _track(drums)
 
 
-def first_onset(x: np.ndarray, start: int, stop: int, fraction: float = 0.1) -> int:
+def _first_onset(x: np.ndarray, start: int, stop: int, fraction: float = 0.1) -> int:
     """Index of the first sample in ``x[start:stop]`` whose magnitude reaches ``fraction`` of
     that window's peak magnitude (the onset of the loudest sound in it)."""
     seg = np.abs(x[start:stop])
@@ -251,7 +251,7 @@ def _offset_samples(sample_rate: int, exe: str, sf2: str) -> int:
     lags = []
     for k in range(1, _CLICK_BEATS + 1):
         t = int(round(k * _CLICK_SPB * sample_rate))
-        lags.append(first_onset(audio, t - half, t + half) - t)
+        lags.append(_first_onset(audio, t - half, t + half) - t)
     return int(np.median(lags))
 
 

@@ -8,14 +8,15 @@ sections) derived from them. The numpy renderer (:mod:`.song_generator`) and the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from .labels import Segment
 from .song_form import (
     FormSection,
-    Section,
     TempoMap,
     draw_tempo_change,
     fit_form,
@@ -90,25 +91,26 @@ class SongPlan:
         return float(self.seconds(float(self.n_beats)))
 
     @property
-    def sections(self) -> list[Section]:
-        """Annotated sections covering ``[0, duration_s]`` contiguously.
+    def sections(self) -> list[Segment]:
+        """Annotated sections (:class:`.labels.Segment`) covering ``[0, duration_s]``
+        contiguously.
 
         Every non-silent section starts on a downbeat. The exceptions: a leading silence
         starts at 0 s; a trailing silence starts where the last bar ends (the time the next
         downbeat would fall, not an annotated beat); when the gap after the last bar is under
         0.25 s there is no trailing silence and the last section ends at ``duration_s``.
         """
-        out: list[Section] = []
+        out: list[Segment] = []
         if self.lead_in_s > 0:
-            out.append(Section(0.0, self.lead_in_s, "silence"))
+            out.append(Segment(0.0, self.lead_in_s, "silence"))
         starts = self.seconds([a.first_bar * self.beats_per_bar for a in self.arrangement])
         ends = [*starts[1:], self.music_end_s]
         for a, s, e in zip(self.arrangement, starts, ends, strict=True):
-            out.append(Section(float(s), float(e), a.label))
+            out.append(Segment(float(s), float(e), a.label))
         if self.duration_s - self.music_end_s >= _MIN_TAIL_SILENCE_S:
-            out.append(Section(self.music_end_s, self.duration_s, "silence"))
+            out.append(Segment(self.music_end_s, self.duration_s, "silence"))
         else:
-            out[-1] = out[-1]._replace(end=self.duration_s)
+            out[-1] = dataclasses.replace(out[-1], end=self.duration_s)
         return out
 
 
