@@ -19,7 +19,16 @@ import numpy as np
 
 from .song_form import FormSection
 
-__all__ = ["DRUM_KEYS", "VOICES", "Arrangement", "Harmony", "Notes", "arrange", "write_notes"]
+__all__ = [
+    "DRUM_KEYS",
+    "VOICES",
+    "Arrangement",
+    "Harmony",
+    "Notes",
+    "arrange",
+    "draw_harmony",
+    "write_notes",
+]
 
 #: The instruments (voices) of every song, in mixing order.
 VOICES: tuple[str, ...] = ("drums", "bass", "pad", "keys", "lead", "arp", "fx")
@@ -117,8 +126,8 @@ class Harmony:
     bridge: tuple[int, ...]
 
     def pitch(self, degree: int, base: int) -> int:
-        """MIDI pitch of scale ``degree`` (any integer) counted from the tonic nearest above
-        MIDI note ``base``'s octave (``base`` a multiple of 12)."""
+        """MIDI pitch of scale ``degree`` (any integer; 7 is the tonic an octave up, -1 the
+        leading tone below) counted from the tonic at MIDI note ``base + root``."""
         steps = _MINOR if self.minor else _MAJOR
         return base + self.root + steps[degree % 7] + 12 * (degree // 7)
 
