@@ -1,0 +1,245 @@
+"""``fractalsync-structure``: the causal section and boundary-hazard timeline of audio files.
+
+Usage::
+
+    fractalsync-structure song.mp3                  # JSON timeline on stdout (same as --json)
+    fractalsync-structure song.mp3 --csv            # one CSV row per slow step
+    fractalsync-structure a.wav b.flac music/ --out timelines/ [--csv] [--force]
+
+Each file is decoded and run through the live path (:func:`~fractalsync_tracking.structure.
+structure_timeline`: blocks of 1024 samples at the file's rate through the slow clock's beat
+tracker and the structure tracker with the shipped anticipator), so the output is exactly what
+the live app shows, step by step, at 12.5 Hz.
+
+JSON (one line)::
+
+    {"rate_hz": 12.5, "labels": [8 labels], "horizons_beats": [1, 2, 4, 8, 16],
+     "times": [t0, t1, ...], "section_probs": [[8 floats], ...], "hazard_probs": [[5 floats], ...],
+     "segments": [{"start": s, "end": e, "label": "verse"}, ...], "mode": "online"}
+
+``times`` are the stream times (s) the slow steps describe; each output uses only the audio up
+to its time plus the analysis frame's half window (32 ms). ``segments`` are the runs of the
+displayed label after the display hysteresis, as the live label changes (the last one ends at
+the end of the file). CSV: a header ``time,<8 labels>,hazard_1,hazard_2,hazard_4,hazard_8,
+hazard_16,label`` and one row per slow step (``label``: the displayed label after that step).
+Numbers are rounded to 4 decimals (probabilities to 1e-4, so a row of section probabilities
+sums to 1 within 5e-4).
+
+Files, errors and exit status as ``fractalsync-beats``: outputs in ``--out DIR`` are named
+``<input stem>.<json|csv>`` and written atomically, never replacing a file without
+``--force``; a directory input means the audio files directly inside it; several inputs need
+``--out``. Each bad input gets one ``error:`` line on stderr while the others go on; exit 0 if
+every input succeeded, 1 if any failed (or a model is missing or invalid: the command stops),
+2 for a usage error, 130 on Ctrl-C (:mod:`fractalsync_models.cli_errors`). Warnings met while
+analysing an input (NaN samples read as silence, a truncated file) are ``warning:`` lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from fractalsync_dsp.audio_io import load_audio
+from fractalsync_models.anticipator import Anticipator
+from fractalsync_models.atomic_write import write_atomic
+from fractalsync_models.beatnet import MODEL_CHOICES, ONLINE_MODEL
+from fractalsync_models.cli_errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_debug_flag,
+    cli_entry,
+    describe,
+    error_line,
+    print_error,
+)
+from fractalsync_models.contract import ContractError
+from fractalsync_models.crnn import ModelNotFoundError
+
+from .cli_beats import AUDIO_SUFFIXES
+from .slow_state import HORIZONS_BEATS, SECTION_LABELS
+from .structure import RATE_HZ, StructureTimeline, structure_timeline
+
+__all__ = ["CSV_HEADER", "DECIMALS", "main", "render", "timeline_document"]
+
+PROG = "fractalsync-structure"
+FORMATS = ("json", "csv")
+#: Decimals of every number in the output.
+DECIMALS = 4
+#: The CSV header.
+CSV_HEADER = ",".join(["time", *SECTION_LABELS, *(f"hazard_{h}" for h in HORIZONS_BEATS),
+                       "label"])
+
+
+def _rounded(values) -> list[float]:
+    return [round(float(v), DECIMALS) for v in values]
+
+
+def timeline_document(tl: StructureTimeline) -> dict:
+    """The JSON document of a timeline (module docstring), numbers rounded to :data:`DECIMALS`."""
+    return {
+        "rate_hz": RATE_HZ,
+        "labels": list(SECTION_LABELS),
+        "horizons_beats": list(HORIZONS_BEATS),
+        "times": _rounded(tl.times),
+        "section_probs": [_rounded(row) for row in tl.section_probs],
+        "hazard_probs": [_rounded(row) for row in tl.hazard_probs],
+        "segments": [{"start": round(s.start, DECIMALS), "end": round(s.end, DECIMALS),
+                      "label": s.label} for s in tl.segments],
+        "mode": "online",
+    }
+
+
+def render(tl: StructureTimeline, fmt: str) -> str:
+    """The timeline as text: ``json`` (:func:`timeline_document`, one line) or ``csv``
+    (:data:`CSV_HEADER`, one row per slow step)."""
+    if fmt == "json":
+        return json.dumps(timeline_document(tl), separators=(",", ":")) + "\n"
+    if fmt == "csv":
+        rows = [CSV_HEADER]
+        for t, sec, haz, label in zip(tl.times, tl.section_probs, tl.hazard_probs,
+                                      tl.label_names, strict=True):
+            numbers = _rounded([t, *sec, *haz])
+            rows.append(",".join([*(repr(v) for v in numbers), label]))
+        return "\n".join(rows) + "\n"
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def _analysed_with_warnings(analyse, path: Path):
+    """``analyse(path)``; each warning it issues is one ``warning:`` line on stderr (prefixed
+    by the path unless the message starts with it)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return analyse(path)
+        finally:
+            for w in caught:
+                text = describe(w.message)
+                where = "" if text.startswith(str(path)) else f"{path}: "
+                print(f"{PROG}: warning: {where}{text}", file=sys.stderr)
+
+
+def _expand(inputs: Sequence[str]) -> tuple[list[Path], list[str], bool]:
+    """Audio files named by ``inputs`` (directories expanded to the audio files directly in
+    them), error lines for unusable inputs, and whether any input is a directory."""
+    files: list[Path] = []
+    errors: list[str] = []
+    any_dir = False
+    for name in inputs:
+        p = Path(name)
+        try:
+            if not p.is_dir():
+                files.append(p)  # missing/unreadable files are reported by the loader
+                continue
+            any_dir = True
+            found = sorted(q for q in p.iterdir()
+                           if q.is_file() and q.suffix.lower() in AUDIO_SUFFIXES)
+        except OSError as exc:
+            errors.append(error_line(PROG, exc, p))
+            continue
+        if not found:
+            errors.append(f"{PROG}: error: {p}: directory contains no audio files "
+                          f"({', '.join(sorted(AUDIO_SUFFIXES))})")
+        files.extend(found)
+    return files, errors, any_dir
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Causal section probabilities, boundary hazard and displayed sections of "
+                    "audio files, as the live app computes them (12.5 Hz).",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="AUDIO",
+                        help="audio file(s) or directories of audio files")
+    fmt = parser.add_mutually_exclusive_group()
+    fmt.add_argument("--json", dest="format", action="store_const", const="json",
+                     help="JSON timeline (default)")
+    fmt.add_argument("--csv", dest="format", action="store_const", const="csv",
+                     help="one row per slow step: time, 8 section probs, 5 hazards, label")
+    parser.set_defaults(format="json")
+    parser.add_argument("--out", metavar="DIR",
+                        help="write <stem>.<format> files into DIR (required for several inputs)")
+    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    parser.add_argument("--model", choices=[str(m) for m in MODEL_CHOICES],
+                        default=str(ONLINE_MODEL),
+                        help=f"BeatNet weights of the beat tracker (default {ONLINE_MODEL})")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    add_debug_flag(parser)
+    return parser
+
+
+@cli_entry(PROG)
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; returns the exit status (0 ok, 1 some input or the command failed,
+    2 usage, 130 interrupted)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    model = int(args.model) if args.model.isdigit() else args.model
+    files, errors, any_dir = _expand(args.inputs)
+    for line in errors:
+        print(line, file=sys.stderr)
+    to_stdout = args.out is None
+    if to_stdout and (len(args.inputs) > 1 or len(files) > 1 or any_dir):
+        parser.error("several inputs need --out DIR")
+    out_dir = None if to_stdout else Path(args.out)
+    if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            parser.error(f"--out {out_dir} is not a directory")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"{PROG}: error: cannot create the output directory: {describe(exc)}",
+                  file=sys.stderr)
+            return EXIT_FAILED
+
+    anticipator = Anticipator() if files else None  # a missing/invalid model stops the command
+
+    def analyse(path: Path) -> StructureTimeline:
+        audio, sample_rate = load_audio(path)
+        return structure_timeline(audio, sample_rate, anticipator=anticipator, model=model)
+
+    failed = len(errors)
+    claimed: dict[Path, Path] = {}
+    show_progress = not args.quiet and len(files) > 1
+    for n, path in enumerate(files, 1):
+        started = time.perf_counter()
+        try:
+            target = None
+            if out_dir is not None:
+                target = out_dir / f"{path.stem}.{args.format}"
+                if target in claimed:
+                    raise FileExistsError(f"output {target} is also the output of "
+                                          f"{claimed[target]}; rename one input")
+                claimed[target] = path
+                if target.exists() and not args.force:
+                    raise FileExistsError(f"{target} exists (use --force to overwrite)")
+            text = render(_analysed_with_warnings(analyse, path), args.format)
+            if target is None:
+                try:
+                    sys.stdout.write(text)
+                    sys.stdout.flush()
+                except BrokenPipeError:  # reader went away (e.g. `| head`): stop quietly
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                    return EXIT_FAILED
+            else:
+                write_atomic(target, text, overwrite=args.force)
+        except (ModelNotFoundError, ContractError):
+            raise  # every other input would fail the same way: the command stops
+        except (OSError, ValueError, TypeError) as exc:
+            failed += 1
+            print_error(PROG, exc, path)
+            continue
+        if show_progress:
+            print(f"[{n}/{len(files)}] {path} -> {target} "
+                  f"({time.perf_counter() - started:.2f} s)", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
