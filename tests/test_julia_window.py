@@ -265,6 +265,22 @@ def test_fullscreen_window_fills_the_screen(xvfb, window):
     assert full.proc.returncode == 0, full.proc.stderr.read()[-2000:]
 
 
+def test_window_after_an_offscreen_context_is_a_clear_error(xvfb):
+    """Mesa: a GLX window after an EGL context (even released) dies in glXMakeCurrent with an X
+    BadAccess that ends the process; JuliaWindow says why instead."""
+    env = {**os.environ, "DISPLAY": f":{xvfb}", "PYTHONPATH": str(ROOT)}
+    code = ("from examples.julia.render_gl import GLRenderer, GLUnavailableError\n"
+            "from examples.julia.window import JuliaWindow\n"
+            "GLRenderer(8, 8).release()\n"
+            "try:\n    JuliaWindow(320, 200)\n"
+            "except GLUnavailableError as exc:\n    print('ERROR', exc)\n")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("ERROR JuliaWindow: this process already opened an offscreen"), \
+        run.stdout
+
+
 def test_no_display_is_a_clear_error(monkeypatch):
     for name in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"):
         monkeypatch.delenv(name, raising=False)

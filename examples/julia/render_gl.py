@@ -105,10 +105,19 @@ def _standalone_context():
         raise GLUnavailableError(f"GL renderer: moderngl is not installed ({exc}); install the "
                                  f"[live] extra or {_NO_GL}") from exc
     try:
-        return moderngl.create_standalone_context(backend="egl", require=330)
+        ctx = moderngl.create_standalone_context(backend="egl", require=330)
     except Exception as exc:  # moderngl raises plain Exception for a missing EGL/GL
         raise GLUnavailableError(f"GL renderer: cannot open an EGL OpenGL 3.3 context ({exc}); "
                                  f"{_NO_GL}") from exc
+    global egl_context_opened
+    egl_context_opened = True
+    return ctx
+
+
+#: Whether this process has opened an offscreen EGL context. With Mesa, a GLX window opened
+#: after that (even once the context is released) dies in glXMakeCurrent with an X BadAccess
+#: error that ends the process, so :class:`~examples.julia.window.JuliaWindow` refuses instead.
+egl_context_opened = False
 
 
 class GLRenderer:

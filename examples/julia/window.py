@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from examples.julia import render_gl
 from examples.julia.params import JuliaParams
 from examples.julia.render_gl import GLRenderer, GLUnavailableError
 from examples.julia.renderers import check_size
@@ -200,6 +201,11 @@ class JuliaWindow:
                 and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
             raise NoDisplayError("no display: DISPLAY is not set, so no window can be opened; "
                                  "render to a video file instead (--out FILE.mp4)")
+        if render_gl.egl_context_opened:
+            raise GLUnavailableError(
+                "JuliaWindow: this process already opened an offscreen EGL context (GLRenderer "
+                "without ctx), after which Mesa's GLX window would abort the process; open the "
+                "window first and read frames back with JuliaWindow.read()")
         try:
             import moderngl
             import pygame
