@@ -30,7 +30,7 @@ from .fast_clock import FastBeat
 from .renderers import make_renderer
 from .video import VideoWriter
 
-__all__ = ["BLOCK_SAMPLES", "RenderStats", "render_video"]
+__all__ = ["BLOCK_SAMPLES", "CausalStream", "RenderStats", "render_video"]
 
 #: Input block size (samples at the file's rate), as a sound card delivers audio.
 BLOCK_SAMPLES = 1024
@@ -59,6 +59,46 @@ class RenderStats:
                 f"p99 {self.frame_p99_ms:.1f} ms; analysis p99 {self.analysis_p99_ms:.2f} ms "
                 f"per {BLOCK_SAMPLES}-sample block; {self.wall_s:.1f} s wall "
                 f"({self.seconds / max(self.wall_s, 1e-9):.2f}x real time)")
+
+
+class CausalStream:
+    """The live app's analysis side, driven by render times instead of a sound card.
+
+    :meth:`advance` pushes the slow clock every ``BLOCK_SAMPLES`` block of ``audio`` that ends
+    at or before a stream time (never more), and hands every beat state to the fast clock;
+    :meth:`inputs` is what the controller sees at that time. Render times must not decrease.
+
+    Parameters
+    ----------
+    audio : array (n,) or (n, channels), float32, at ``sample_rate`` Hz: the whole stream.
+    structure : a structure tracker for the slow clock (None: neutral structure).
+    latency_s : output-path delay added to every beat query (s, >= 0).
+    """
+
+    def __init__(self, audio: np.ndarray, sample_rate: int, structure=None,
+                 latency_s: float = 0.0) -> None:
+        self.audio, self.sample_rate = audio, sample_rate
+        self.clock = SlowClock(sample_rate, structure=structure)
+        self.beat = FastBeat(latency_s)
+        self.pos = 0  # samples pushed so far
+        self.analysis_ms: list[float] = []
+
+    def advance(self, t: float, timed: bool = True) -> None:
+        """Push every block that ended by stream time ``t`` (s)."""
+        limit = int(np.floor(t * self.sample_rate))
+        while self.pos + BLOCK_SAMPLES <= limit:
+            b0 = time.perf_counter()
+            self.clock.push(self.audio[self.pos:self.pos + BLOCK_SAMPLES])
+            if timed:
+                self.analysis_ms.append((time.perf_counter() - b0) * 1e3)
+            for state in self.clock.beat_states_since_last_push:
+                self.beat.update(state)
+            self.pos += BLOCK_SAMPLES
+
+    def inputs(self, t: float) -> ControlInputs:
+        """The controller's inputs at stream time ``t`` (after :meth:`advance` to ``t``)."""
+        return ControlInputs.from_beat(t, self.beat.at(t), self.clock.latest.structure,
+                                       self.clock.features_at(t))
 
 
 def render_video(audio: np.ndarray, sample_rate: int, out, *, fps: float = 60.0,
@@ -95,18 +135,11 @@ def render_video(audio: np.ndarray, sample_rate: int, out, *, fps: float = 60.0,
     width, height = size
     a0 = int(round(start * sample_rate))
     a1 = a0 + int(round(n_frames / fps * sample_rate))
-    clock = SlowClock(sample_rate, structure=structure)
-    beat = FastBeat(latency_s)
+    stream = CausalStream(audio, sample_rate, structure, latency_s)
+    stream.advance(start, timed=False)  # the stream before the span: analysed, not drawn
     controller = AnalyticController()
     controls = np.zeros((n_frames, 8), np.float32)
-    render_ms, frame_ms, analysis_ms = [], [], []
-    pos = 0
-    preroll = int(np.floor(start * sample_rate))
-    while pos + BLOCK_SAMPLES <= preroll:  # the stream before the span: analysed, not drawn
-        clock.push(audio[pos:pos + BLOCK_SAMPLES])
-        for state in clock.beat_states_since_last_push:
-            beat.update(state)
-        pos += BLOCK_SAMPLES
+    render_ms, frame_ms = [], []
     wall0 = time.perf_counter()
     with make_renderer(renderer, width, height) as gfx, \
             VideoWriter(out, width, height, fps, audio[a0:a1], sample_rate,
@@ -115,18 +148,8 @@ def render_video(audio: np.ndarray, sample_rate: int, out, *, fps: float = 60.0,
         for k in range(n_frames):
             f0 = time.perf_counter()
             t = start + k / fps
-            limit = int(np.floor(t * sample_rate))
-            while pos + BLOCK_SAMPLES <= limit:
-                b0 = time.perf_counter()
-                clock.push(audio[pos:pos + BLOCK_SAMPLES])
-                analysis_ms.append((time.perf_counter() - b0) * 1e3)
-                for state in clock.beat_states_since_last_push:
-                    beat.update(state)
-                pos += BLOCK_SAMPLES
-            slow = clock.latest
-            now = beat.at(t)
-            inputs = ControlInputs.from_beat(t, now, slow.structure, clock.features_at(t))
-            control = controller.step(inputs)
+            stream.advance(t)
+            control = controller.step(stream.inputs(t))
             controls[k] = control
             r0 = time.perf_counter()
             gfx.render(to_params(control))
@@ -137,6 +160,7 @@ def render_video(audio: np.ndarray, sample_rate: int, out, *, fps: float = 60.0,
                 on_frame(k, t, image)
             frame_ms.append((time.perf_counter() - f0) * 1e3)
     wall = time.perf_counter() - wall0
+    analysis_ms = stream.analysis_ms
     return RenderStats(
         frames=n_frames, fps=float(fps), seconds=n_frames / fps,
         render_p50_ms=float(np.percentile(render_ms, 50)),
