@@ -407,3 +407,140 @@ def test_fuzz_fractalsync_export_beatnet(spec, ingredients, export_flags):
         argv = _build_export(spec, root, ingredients, export_flags)
         _check(_run("fractalsync-export-beatnet", argv, root, home), "fractalsync-export-beatnet",
                home)
+
+
+# ------------------------------------------------------------------ fractalsync-prepare
+
+label_contents = st.one_of(
+    contents,
+    st.tuples(st.just("text"), st.text(NAME_CHARS + "0123456789.,\n\t{}[]:", max_size=200)),
+    st.tuples(st.just("labels"), st.lists(st.tuples(st.one_of(st.floats(-5, 5), st.just(np.nan)),
+                                                    st.sampled_from(["verse", "chorus",
+                                                                     "intro", "end", "x"])),
+                                          max_size=6)),
+)
+
+
+def _label_content(kind, arg, ing) -> bytes:
+    if kind == "text":
+        return arg.encode("utf-8", "surrogateescape")
+    if kind == "labels":  # a CSV start,end,label with fuzzed (maybe bad) times
+        rows, t = [], 0.0
+        for dt, label in arg:
+            rows.append(f"{t!r},{t + dt!r},{label}")
+            t += dt
+        return "\n".join(rows).encode()
+    return _content(kind, arg, ing)
+
+
+@st.composite
+def prepare_argv(draw):
+    """An audio dir and a label dir with matching and unmatched stems, --out, options."""
+    stems = draw(st.lists(st.sampled_from(["a", "b", "c é"]), max_size=3, unique=True))
+    audio = [(s, draw(st.sampled_from([".wav", ".flac", ".txt"])), draw(contents))
+             for s in stems]
+    labels = [(s, draw(st.sampled_from([".csv", ".json", ".txt"])), draw(label_contents))
+              for s in stems if draw(st.booleans())]
+    out = draw(st.one_of(st.just(None), out_paths))
+    options = draw(st.lists(st.one_of(
+        st.tuples(st.just("--jobs"), st.one_of(st.sampled_from(["1", "2"]), numbers)),
+        st.tuples(st.just("--snap-s"), numbers),
+        st.tuples(st.just("--source"), st.one_of(st.sampled_from(
+            ["auto", "csv", "songformer-json", "harmonix"]), odd_strings)),
+        st.tuples(st.just("--quiet"), st.none()),
+        st.tuples(st.just("noise"), odd_strings),
+    ), max_size=3))
+    return audio, labels, out, options
+
+
+def _build_prepare(spec, root: Path, ing) -> list[str]:
+    audio, labels, out, options = spec
+    adir, ldir = root / "audio", root / "labels"
+    adir.mkdir()
+    ldir.mkdir()
+    for stem, suffix, content in audio:
+        (adir / (stem + suffix)).write_bytes(_content(*content, ing))
+    for stem, suffix, content in labels:
+        (ldir / (stem + suffix)).write_bytes(_label_content(*content, ing))
+    argv = ["audio", "--labels", "labels"]
+    argv += _option("--out", "out" if out is None else _relative(_make(out, root, ing), root))
+    for flag, value in options:
+        argv += [value] if flag == "noise" else _option(flag, value)
+    return argv
+
+
+@settings(FUZZ, max_examples=max(EXAMPLES // 2, 1))
+@given(spec=prepare_argv())
+def test_fuzz_fractalsync_prepare(spec, ingredients, beats_home):
+    with tempfile.TemporaryDirectory(prefix="fuzz_prepare.") as tmp:
+        root = Path(tmp)
+        argv = _build_prepare(spec, root, ingredients)
+        try:
+            _check(_run("fractalsync-prepare", argv, root, beats_home), "fractalsync-prepare",
+                   beats_home)
+        finally:
+            shutil.rmtree(beats_home / "crash", ignore_errors=True)
+
+
+# ------------------------------------------------------------------ examples/live_julia.py
+
+LIVE_JULIA = Path(__file__).resolve().parents[1] / "examples" / "live_julia.py"
+#: Spans kept short, so that a run renders at most a few tiny frames.
+short = st.one_of(st.sampled_from(["0.2", "0.5", "1", "0", "-1", "nan", "inf", "1e-9", "x"]),
+                  st.floats(0.0, 1.5).map(repr))
+
+
+@st.composite
+def live_julia_argv(draw):
+    """live_julia.py without a display: an input (a file, the demo song, --mic or
+    --list-devices) and options."""
+    src = draw(st.sampled_from(["file", "file", "demo", "mic", "list"]))
+    audio = draw(paths()) if src == "file" else None
+    options = draw(st.lists(st.one_of(
+        st.tuples(st.just("--out"), out_paths.map(lambda p: (p[0], p[1] + ".mp4", p[2]))),
+        st.tuples(st.just("--out"), out_paths),
+        st.tuples(st.sampled_from(["--seconds", "--start"]), short),
+        st.tuples(st.just("--size"), st.one_of(st.sampled_from(
+            ["32x18", "16x16", "15x9", "0x0", "8000x8000", "axb", "32x"]), odd_strings)),
+        st.tuples(st.sampled_from(["--fps", "--latency-ms"]), st.one_of(
+            st.sampled_from(["1", "24", "0", "-5"]), numbers)),
+        st.tuples(st.sampled_from(["--renderer", "--structure", "--device"]), st.one_of(
+            st.sampled_from(["gl", "numba", "model", "none", "0", "99"]), odd_strings)),
+        st.tuples(st.sampled_from(["--overwrite", "--silent"]), st.none()),
+        st.tuples(st.just("noise"), odd_strings),
+    ), max_size=4))
+    return src, audio, options
+
+
+def _build_live_julia(spec, root: Path, ing) -> list[str]:
+    src, audio, options = spec
+    argv = ["--seconds=0.2", "--size=32x18", "--fps=10"]  # bounded unless the fuzz overrides
+    if src == "file":
+        argv += _option("--audio", _relative(_make(audio, root, ing), root))
+    elif src in ("mic", "list"):
+        argv.append("--mic" if src == "mic" else "--list-devices")
+    for flag, value in options:
+        if flag == "noise":
+            argv.append(value)
+        elif flag == "--out":
+            argv += _option(flag, _relative(_make(value, root, ing), root))
+        else:
+            argv += _option(flag, value)
+    return argv
+
+
+@settings(FUZZ, max_examples=max(EXAMPLES // 2, 1))
+@given(spec=live_julia_argv())
+def test_fuzz_live_julia(spec, ingredients, beats_home):
+    with tempfile.TemporaryDirectory(prefix="fuzz_live_julia.") as tmp:
+        root = Path(tmp)
+        argv = _build_live_julia(spec, root, ingredients)
+        env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+        env.update(FRACTALSYNC_HOME=str(beats_home), PIP_NO_INDEX="1")
+        try:
+            res = subprocess.run([sys.executable, str(LIVE_JULIA), *argv], cwd=root, env=env,
+                                 stdin=subprocess.DEVNULL, capture_output=True,
+                                 timeout=TIMEOUT_S)
+            _check(res, "live_julia.py", beats_home)
+        finally:
+            shutil.rmtree(beats_home / "crash", ignore_errors=True)
