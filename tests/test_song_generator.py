@@ -21,6 +21,7 @@ from fractalsync_models.training.song_form import (
     FormSection,
     TempoMap,
     fit_form,
+    plan_form,
 )
 from fractalsync_models.training.song_generator import PEAK, Song, generate_song
 from fractalsync_models.training.song_parts import DRUM_KEYS, VOICES, Notes
@@ -89,6 +90,8 @@ def tempo_maps(draw):
 @example(tm=TempoMap(np.array([0.0, 8.0]), np.array([100.0, 100.0 + 1e-9])), b=7.5)
 def test_seconds_at_matches_numerical_integral(tm, b):
     got = float(tm.seconds_at(b))
+    # before beat 0 the first tempo holds
+    assert float(tm.seconds_at(-b)) == pytest.approx(-b * 60.0 / tm.bpm[0], rel=1e-12)
     assert got == pytest.approx(_numeric_seconds(tm, b), rel=1e-9, abs=1e-12)
     # monotonic, and vectorised evaluation agrees with scalar calls
     grid = np.linspace(0.0, b, 7)
@@ -179,6 +182,19 @@ def test_forms_vary_and_follow_pop_conventions():
     assert np.any(~np.isin(lengths, (4, 8, 16)))
     assert any(s.label == "silence" for p in plans for s in p.sections)
     assert len({p.harmony for p in plans}) > 20  # keys and progressions vary
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), bar_s=st.floats(1.0, 3.5), bars=st.integers(6, 300))
+@example(seed=0, bar_s=3.4, bars=6)
+def test_fit_form_fills_the_budget_exactly(seed, bar_s, bars):
+    rng = np.random.default_rng(seed)
+    form = plan_form(rng)
+    fitted = fit_form(form, bar_s, bars * bar_s, rng)
+    assert sum(s.bars for s in fitted) == bars
+    assert all(s.bars >= 2 for s in fitted)
+    assert all(a.label != b.label for a, b in zip(fitted[:-1], fitted[1:], strict=True))
+    assert fitted[0].label == form[0].label and fitted[-1].label == form[-1].label
 
 
 def test_fit_form_refuses_too_short_and_keeps_ends():

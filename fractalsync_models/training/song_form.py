@@ -94,14 +94,15 @@ class TempoMap:
 
         The exact integral of ``60 / bpm(b) db``: within a segment starting at tempo ``a``
         with slope ``s`` BPM per beat, ``x`` beats take ``60 log(1 + s x / a) / s`` seconds
-        (``60 x / a`` when ``s == 0``). Positions before 0 use the first tempo.
+        (``60 x / a`` when ``s == 0``). Positions before 0 use the first tempo (negative
+        seconds).
         """
         b = np.asarray(beats, dtype=np.float64)
         if not np.all(np.isfinite(b)):
             raise ValueError("beat positions must be finite")
         a, slope, seconds = self._segments()
         i = np.clip(np.searchsorted(self.beat, b, side="right") - 1, 0, None)
-        out = seconds[i] + _segment_seconds(a[i], slope[i], b - self.beat[i])
+        out = seconds[i] + _segment_seconds(a[i], np.where(b < 0, 0.0, slope[i]), b - self.beat[i])
         return out.reshape(b.shape)
 
     def bpm_at(self, beats: object) -> np.ndarray:
@@ -182,10 +183,10 @@ def fit_form(
     first chorus first); halve 8-bar sections; drop
     any middle section; cut bars one by one (never below 2 per section). The first and last
     sections stay. Too short: add blocks after the last chorus (verse, [pre-chorus], chorus;
-    or inst, chorus; or a 4-bar inst) while they fit, then grow the last section (or the first,
-    if the last is not a chorus or outro) by the remaining whole bars, which gives irregular
-    lengths now and then (e.g. a 7-bar outro). Adjacent sections with one label are merged.
-    Raises ValueError if even three 2-bar sections do not fit.
+    or inst, chorus), or a 4-bar inst before it, while they fit, then grow the last section
+    (or the first, if the last is not a chorus or outro) by the remaining whole bars, which
+    gives irregular lengths now and then (e.g. a 7-bar outro). Adjacent sections with one
+    label are merged. Raises ValueError if even three 2-bar sections do not fit.
     """
     max_bars = int(np.floor(budget_s / bar_seconds + 1e-9))
     if max_bars < 3 * _MIN_BARS:
@@ -204,6 +205,8 @@ def fit_form(
             break
         choruses = [i for i, s in enumerate(form) if s.label == "chorus"]
         at = choruses[-1] + 1 if choruses else len(form)
+        if block[-1].label != "chorus" and choruses and choruses[-1] > 0:
+            at -= 1  # an instrumental filler goes before the last chorus: the ending stays
         form = _merge_repeats(form[:at] + block + form[at:])
     spare = max_bars - sum(s.bars for s in form)
     if spare > 0:
