@@ -461,7 +461,7 @@ def write_notes(
                     if bar % 4 == 2 and onset >= n:
                         step = step - 1 if step > 0 else step + 2
                     d = sec.progression[(bar + int(onset // n)) % len(sec.progression)]
-                    pitch = harmony.pitch(d + step, sec.lead_base)
+                    pitch = _fold(harmony.pitch(d + step, sec.lead_base), sec.lead_base)
                     buf["lead"].add(b0 + onset, length, pitch, 0.75 * gain)
         if "drums" in sec.layers:
             _fill(buf["drums"], fill_from, cue_end, gain)
@@ -471,6 +471,15 @@ def write_notes(
             buf["drums"].add(fill_from, 1.0, DRUM_KEYS["crash"], 0.8)
             buf["drums"].add(fill_from, 0.5, DRUM_KEYS["kick"], 0.9)
     return {v: b.notes(() if v == "fx" else mutes) for v, b in buf.items()}
+
+
+def _fold(pitch: int, base: int) -> int:
+    """``pitch`` moved by octaves into ``[base - 7, base + 19]`` (a singable lead range)."""
+    while pitch > base + 19:
+        pitch -= 12
+    while pitch < base - 7:
+        pitch += 12
+    return pitch
 
 
 def _into(pitch: int, low: int) -> int:
