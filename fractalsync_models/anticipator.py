@@ -41,11 +41,20 @@ from .crnn import ModelNotFoundError, _open_session
 __all__ = ["DEFAULT_MODEL_PATH", "Anticipator", "NonFiniteInputWarning"]
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "anticipator_v1.onnx"
-N_AUDIO = 272
-N_BEAT = 5
-N_SECTIONS = 8
-N_HORIZONS = 5
-STATE = 128
+N_AUDIO = 272  # contract frontend.dim
+N_BEAT = 5  # contract beat_features.dim
+N_SECTIONS = 8  # len(contract sections.labels)
+N_HORIZONS = 5  # len(contract hazard.horizons_beats)
+STATE = 128  # contract models.anticipator state_in.shape[-1]
+# The network's beat/bar counters (fractalsync_models.training.anticipator_model, which
+# imports these): the state is [GRU hidden (124), previous sin 2πφ, previous cos 2πφ,
+# beat count mod 64, bar count mod 16].
+COUNTER_STATE = 4
+GRU_HIDDEN = STATE - COUNTER_STATE
+BEAT_PERIODS = (4, 8, 16, 32, 64)
+BAR_PERIODS = (2, 4, 8, 16)
+N_COUNTER = 2 * (len(BEAT_PERIODS) + len(BAR_PERIODS))
+DOWNBEAT_THRESHOLD = 0.5
 INPUT_LIMIT = 1e4
 """Inputs are clipped to [-INPUT_LIMIT, INPUT_LIMIT] (real features are within a few units)."""
 _INPUTS = ("audio_features", "beat_features", "state_in")
@@ -123,8 +132,10 @@ def read_kernel_weights(proto) -> tuple[np.ndarray, ...]:
     matrices as rows per output unit: audio_mean, audio_scale (272), beat_mean, beat_scale (5),
     proj_w (P, 272), proj_b (P), gru_w (3H, P+5), gru_r (3H, H), gru_wb, gru_rb (3H; gate rows
     z, r, h as in ONNX), head_w (D, H), head_b (D), sec_w (8, D), sec_b (8), haz_w (5, D), haz_b
-    (5), with H = 128. Raises ValueError naming a missing initializer, a wrong shape or a GRU
-    node that is not ``linear_before_reset=1`` with the default activations."""
+    (5), with H = 124 (:data:`GRU_HIDDEN`), then the counters' constants: angle_scale (9,)
+    ``2π / period`` for BEAT_PERIODS then BAR_PERIODS. Raises ValueError naming a missing
+    initializer, a wrong shape or a GRU node that is not ``linear_before_reset=1`` with the
+    default activations."""
     from onnx import helper, numpy_helper
 
     inits = {t.name: t for t in proto.graph.initializer}
@@ -141,12 +152,13 @@ def read_kernel_weights(proto) -> tuple[np.ndarray, ...]:
                          "linear_before_reset=1 and the default activations")
     p = w["audio_proj.bias"].shape[0]
     d = w["head.bias"].shape[0]
-    h3 = 3 * STATE
+    h3 = 3 * GRU_HIDDEN
     want = {
         "audio_mean": (N_AUDIO,), "audio_scale": (N_AUDIO,), "beat_mean": (N_BEAT,),
         "beat_scale": (N_BEAT,), "audio_proj.weight_t": (N_AUDIO, p), "audio_proj.bias": (p,),
-        "gru.W": (1, h3, p + N_BEAT), "gru.R": (1, h3, STATE), "gru.B": (1, 2 * h3),
-        "head.weight_t": (STATE, d), "head.bias": (d,), "section_out.weight_t": (d, N_SECTIONS),
+        "gru.W": (1, h3, p + N_BEAT + N_COUNTER), "gru.R": (1, h3, GRU_HIDDEN),
+        "gru.B": (1, 2 * h3), "head.weight_t": (GRU_HIDDEN + N_COUNTER, d), "head.bias": (d,),
+        "section_out.weight_t": (d, N_SECTIONS),
         "section_out.bias": (N_SECTIONS,), "hazard_out.weight_t": (d, N_HORIZONS),
         "hazard_out.bias": (N_HORIZONS,),
     }  # fmt: skip
@@ -159,8 +171,13 @@ def read_kernel_weights(proto) -> tuple[np.ndarray, ...]:
         c(w["audio_proj.weight_t"].T), w["audio_proj.bias"], c(w["gru.W"][0]), c(w["gru.R"][0]),
         c(w["gru.B"][0, :h3]), c(w["gru.B"][0, h3:]), c(w["head.weight_t"].T), w["head.bias"],
         c(w["section_out.weight_t"].T), w["section_out.bias"], c(w["hazard_out.weight_t"].T),
-        w["hazard_out.bias"],
+        w["hazard_out.bias"], _angle_scale(),
     )  # fmt: skip
+
+
+def _angle_scale() -> np.ndarray:
+    """(9,) float32 ``2π / period``, beat periods then bar periods (the graph's constants)."""
+    return np.array([2 * np.pi / p for p in BEAT_PERIODS + BAR_PERIODS], np.float32)
 
 
 @njit(cache=True, nogil=True)
@@ -171,15 +188,40 @@ def _sigmoid(x: float) -> float:
     return e / (1.0 + e)
 
 
+@njit(cache=True, nogil=True)
+def _count(h: np.ndarray, beat: np.ndarray, hid: int, n_beat_periods: int,
+           angle_scale: np.ndarray, k: np.ndarray) -> None:
+    """The beat/bar counters of one step (no fast-math: the wrap test must round as the
+    graph does): updates the counter state ``h[hid:hid+4]`` and writes the 18 counter features
+    ``k`` (sin of the 9 angles, then their cos)."""
+    s, c = beat[0], beat[1]
+    s_prev, c_prev = h[hid], h[hid + 1]
+    wrap = s_prev < 0 and s >= 0 and c_prev * s - s_prev * c > 0
+    beats = h[hid + 2] + np.float32(1.0 if wrap else 0.0)
+    bars = h[hid + 3] + np.float32(1.0 if wrap and beat[4] > DOWNBEAT_THRESHOLD else 0.0)
+    p_beats = np.float32(BEAT_PERIODS[-1])
+    p_bars = np.float32(BAR_PERIODS[-1])
+    beats = beats - np.floor(beats / p_beats) * p_beats
+    bars = bars - np.floor(bars / p_bars) * p_bars
+    h[hid], h[hid + 1], h[hid + 2], h[hid + 3] = s, c, beats, bars
+    n = angle_scale.shape[0]
+    for i in range(n):
+        angle = (beats if i < n_beat_periods else bars) * angle_scale[i]
+        k[i] = math.sin(angle)
+        k[n + i] = math.cos(angle)
+
+
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def _step_kernel(audio, beat, h, a_mean, a_scale, b_mean, b_scale, proj_w, proj_b, gru_w,
-                 gru_r, gru_wb, gru_rb, head_w, head_b, sec_w, sec_b, haz_w, haz_b,
+                 gru_r, gru_wb, gru_rb, head_w, head_b, sec_w, sec_b, haz_w, haz_b, angle_scale,
                  norm, x, h_new, z, sec_out, haz_out):  # fmt: skip
-    """One slow step of the exported graph, in place: ``h`` (H,) becomes the new state,
-    ``sec_out`` (8,) the section probabilities, ``haz_out`` (5,) the hazard probabilities.
+    """One slow step of the exported graph, in place: ``h`` (state: H GRU units, then the 4
+    counter values) becomes the new state, ``sec_out`` the section probabilities, ``haz_out``
+    the hazard probabilities.
 
-    audio (272,) and beat (5,) float32 finite inputs; weights as :func:`read_kernel_weights`;
-    work buffers norm (272,), x (P+5,), h_new (H,), z (D,) float32. Float32 accumulation."""
+    audio (A,) and beat (5,) float32 finite inputs; weights as :func:`read_kernel_weights`;
+    work buffers norm (A,), x (P+5+18,), h_new (H+18,), z (D,) float32. Float32 accumulation.
+    """
     n_audio = audio.shape[0]
     for i in range(n_audio):
         norm[i] = (audio[i] - a_mean[i]) * a_scale[i]
@@ -189,10 +231,14 @@ def _step_kernel(audio, beat, h, a_mean, a_scale, b_mean, b_scale, proj_w, proj_
         for i in range(n_audio):
             acc += proj_w[j, i] * norm[i]
         x[j] = max(acc, np.float32(0.0))
-    for i in range(beat.shape[0]):
+    n_b = beat.shape[0]
+    for i in range(n_b):
         x[n_proj + i] = (beat[i] - b_mean[i]) * b_scale[i]
+    hid = gru_r.shape[1]
+    n_k = 2 * angle_scale.shape[0]
+    k = x[n_proj + n_b :]
+    _count(h, beat, hid, len(BEAT_PERIODS), angle_scale, k)
     n_x = x.shape[0]
-    hid = h.shape[0]
     for u in range(hid):  # ONNX GRU, gates z, r, h; linear_before_reset = 1
         gz = gru_wb[u] + gru_rb[u]
         gr = gru_wb[hid + u] + gru_rb[hid + u]
@@ -202,19 +248,21 @@ def _step_kernel(audio, beat, h, a_mean, a_scale, b_mean, b_scale, proj_w, proj_
             gz += gru_w[u, i] * x[i]
             gr += gru_w[hid + u, i] * x[i]
             gn += gru_w[2 * hid + u, i] * x[i]
-        for k in range(hid):
-            gz += gru_r[u, k] * h[k]
-            gr += gru_r[hid + u, k] * h[k]
-            rn += gru_r[2 * hid + u, k] * h[k]
+        for j in range(hid):
+            gz += gru_r[u, j] * h[j]
+            gr += gru_r[hid + u, j] * h[j]
+            rn += gru_r[2 * hid + u, j] * h[j]
         zu = _sigmoid(gz)
         n = math.tanh(gn + _sigmoid(gr) * rn)
         h_new[u] = (1.0 - zu) * n + zu * h[u]
     for u in range(hid):
         h[u] = h_new[u]
+    for i in range(n_k):  # the head reads [h; k]
+        h_new[hid + i] = k[i]
     for d in range(head_b.shape[0]):
         acc = head_b[d]
-        for k in range(hid):
-            acc += head_w[d, k] * h[k]
+        for j in range(hid + n_k):
+            acc += head_w[d, j] * h_new[j]
         z[d] = max(acc, np.float32(0.0))
     top = -np.inf
     for c in range(sec_b.shape[0]):
@@ -229,11 +277,11 @@ def _step_kernel(audio, beat, h, a_mean, a_scale, b_mean, b_scale, proj_w, proj_
         total += sec_out[c]
     for c in range(sec_b.shape[0]):
         sec_out[c] /= total
-    for k in range(haz_b.shape[0]):
-        acc = haz_b[k]
+    for k_ in range(haz_b.shape[0]):
+        acc = haz_b[k_]
         for d in range(z.shape[0]):
-            acc += haz_w[k, d] * z[d]
-        haz_out[k] = _sigmoid(acc)
+            acc += haz_w[k_, d] * z[d]
+        haz_out[k_] = _sigmoid(acc)
 
 
 class _StepKernel:
@@ -244,7 +292,8 @@ class _StepKernel:
         n_x = weights[6].shape[1]
         self.work = (
             np.zeros(N_AUDIO, np.float32), np.zeros(n_x, np.float32),
-            np.zeros(STATE, np.float32), np.zeros(weights[10].shape[0], np.float32),
+            np.zeros(GRU_HIDDEN + N_COUNTER, np.float32),
+            np.zeros(weights[10].shape[0], np.float32),
         )  # fmt: skip
         self.sec = np.zeros(N_SECTIONS, np.float32)
         self.haz = np.zeros(N_HORIZONS, np.float32)

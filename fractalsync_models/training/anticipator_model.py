@@ -6,10 +6,19 @@ Per slow step ``t`` (one step = 4 analysis frames = 80 ms), for every batch item
   baked into the exported graph as constants: ``a = (audio_features - audio_mean) *
   audio_scale`` (272), ``b = (beat_features - beat_mean) * beat_scale`` (5);
 - audio projection: ``p = relu(W_a a + c_a)`` (``proj`` units);
-- a GRU (``hidden`` = 128 units, the contract's whole recurrent state: ``state_in`` /
-  ``state_out`` [B, 128] are the GRU's hidden state) over ``[p; b]``;
-- heads: ``z = relu(W_h h + c_h)`` (``head`` units), then ``section_logits = W_s z + c_s`` (8)
-  and ``hazard_logits = W_z z + c_z`` (5).
+- beat and bar counters (:func:`beat_counters`), derived inside the model from the beat
+  features and the state: a beat is counted when the beat phase wraps (``sin 2πφ`` goes from
+  negative to non-negative while the phase moves forward), a bar when that beat has
+  ``downbeat_prob > 0.5``; the counts are kept modulo 64 beats and 16 bars (integers, exact in
+  float32) and enter as ``sin``/``cos`` of ``2π count / period`` for the periods 4, 8, 16, 32,
+  64 beats and 2, 4, 8, 16 bars (18 features ``k``): the phrase position the GRU can relate to
+  the last change it heard;
+- a GRU (124 units) over ``[p; b; k]``;
+- heads: ``z = relu(W_h [h; k] + c_h)`` (``head`` units), then ``section_logits = W_s z + c_s``
+  (8) and ``hazard_logits = W_z z + c_z`` (5).
+
+The contract's recurrent state ``state_in`` / ``state_out`` [B, 128] is the whole state:
+``[h (124), previous sin 2πφ, previous cos 2πφ, beat count mod 64, bar count mod 16]``.
 
 The network is causal: output ``t`` depends on inputs ``0..t`` and ``state_in`` only. Its
 forward takes and returns exactly the contract's tensors (``contracts/v1.json``
@@ -28,11 +37,40 @@ import numpy as np
 import torch
 from torch import nn
 
-N_AUDIO = 272  # contract frontend.dim
-N_BEAT = 5  # contract beat_features.dim
-N_SECTIONS = 8  # len(contract sections.labels)
-N_HORIZONS = 5  # len(contract hazard.horizons_beats)
-STATE = 128  # contract models.anticipator state_in.shape[-1]
+from ..anticipator import (  # the runtime's step kernel reads the same constants
+    BAR_PERIODS,
+    BEAT_PERIODS,
+    DOWNBEAT_THRESHOLD,
+    GRU_HIDDEN,
+    N_AUDIO,
+    N_BEAT,
+    N_COUNTER,
+    N_HORIZONS,
+    N_SECTIONS,
+)
+
+
+def beat_counters(beat: torch.Tensor, tail: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Beat/bar counter features of a sequence and the counter state after it.
+
+    beat : [B,T,5] raw beat features (T >= 1); tail : [B,4] counter state (previous sin,
+    previous cos, beats mod 64, bars mod 16). Returns features [B,T,18] (sin of every angle,
+    then cos of every angle; angles ``2π beats / p`` for p in BEAT_PERIODS, then
+    ``2π bars / p`` for p in BAR_PERIODS, counts after the step's own wrap) and the new tail
+    [B,4].
+    """
+    s, c, down_p = beat[..., 0], beat[..., 1], beat[..., 4]
+    s_prev = torch.cat([tail[:, 0:1], s[:, :-1]], dim=1)
+    c_prev = torch.cat([tail[:, 1:2], c[:, :-1]], dim=1)
+    wrap = ((s_prev < 0) & (s >= 0) & (c_prev * s - s_prev * c > 0)).to(beat.dtype)
+    down = wrap * (down_p > DOWNBEAT_THRESHOLD).to(beat.dtype)
+    beats = torch.remainder(tail[:, 2:3] + torch.cumsum(wrap, dim=1), float(BEAT_PERIODS[-1]))
+    bars = torch.remainder(tail[:, 3:4] + torch.cumsum(down, dim=1), float(BAR_PERIODS[-1]))
+    angles = [beats * (2 * np.pi / p) for p in BEAT_PERIODS]
+    angles += [bars * (2 * np.pi / p) for p in BAR_PERIODS]
+    feats = torch.stack([torch.sin(a) for a in angles] + [torch.cos(a) for a in angles], -1)
+    new_tail = torch.stack([s[:, -1], c[:, -1], beats[:, -1], bars[:, -1]], dim=-1)
+    return feats, new_tail
 
 
 class AnticipatorNet(nn.Module):
@@ -76,8 +114,8 @@ class AnticipatorNet(nn.Module):
             "beat_scale", torch.tensor(1.0 / np.maximum(beat_std, 1e-3), dtype=torch.float32)
         )
         self.audio_proj = nn.Linear(N_AUDIO, proj)
-        self.gru = nn.GRU(proj + N_BEAT, STATE, batch_first=True)
-        self.head = nn.Linear(STATE, head)
+        self.gru = nn.GRU(proj + N_BEAT + N_COUNTER, GRU_HIDDEN, batch_first=True)
+        self.head = nn.Linear(GRU_HIDDEN + N_COUNTER, head)
         self.section_out = nn.Linear(head, N_SECTIONS)
         self.hazard_out = nn.Linear(head, N_HORIZONS)
 
@@ -88,7 +126,9 @@ class AnticipatorNet(nn.Module):
         section_logits [B,T,8], hazard_logits [B,T,5], state_out [B,128]."""
         a = (audio_features - self.audio_mean) * self.audio_scale
         b = (beat_features - self.beat_mean) * self.beat_scale
-        x = torch.cat([torch.relu(self.audio_proj(a)), b], dim=-1)
-        h, h_n = self.gru(x, state_in.unsqueeze(0))
-        z = torch.relu(self.head(h))
-        return self.section_out(z), self.hazard_out(z), h_n.squeeze(0)
+        k, tail = beat_counters(beat_features, state_in[:, GRU_HIDDEN:])
+        x = torch.cat([torch.relu(self.audio_proj(a)), b, k], dim=-1)
+        h, h_n = self.gru(x, state_in[:, :GRU_HIDDEN].unsqueeze(0).contiguous())
+        z = torch.relu(self.head(torch.cat([h, k], dim=-1)))
+        state_out = torch.cat([h_n.squeeze(0), tail], dim=-1)
+        return self.section_out(z), self.hazard_out(z), state_out

@@ -62,10 +62,11 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import rankdata
 
+from ..anticipator import N_AUDIO, N_BEAT, N_HORIZONS, N_SECTIONS, STATE
 from ..atomic_write import write_atomic
 from ..cli_errors import add_debug_flag, cli_entry
 from ..contract import load_contract, validate_onnx_model
-from .anticipator_model import N_AUDIO, N_BEAT, N_HORIZONS, N_SECTIONS, STATE, AnticipatorNet
+from .anticipator_model import AnticipatorNet
 
 OPSET = 17
 IR_VERSION = 8
