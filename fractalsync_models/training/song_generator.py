@@ -11,6 +11,8 @@ demo's built-in song.
 
 The plan (form, notes, annotations) comes from :mod:`.song_plan`, the sounds from
 :mod:`.song_voices`; :mod:`.song_midi` renders the same plan through FluidSynth instead.
+Speed on one core of the 2-core development machine (under load from other jobs): about
+70-115x real time at 22050 Hz and 38-46x at 44100 Hz, over seeds 0-19 and 0-9 (full length).
 """
 
 from __future__ import annotations
