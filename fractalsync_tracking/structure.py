@@ -283,6 +283,11 @@ class StructureTracker:
         return self._steps
 
     @property
+    def pending_steps(self) -> int:
+        """Slow steps the analysis clock completed that the next :meth:`update` will run."""
+        return self._inputs.pending
+
+    @property
     def displayed_index(self) -> int:
         """Index of the displayed label after hysteresis (-1 before the first step)."""
         return self._hysteresis.displayed

@@ -282,6 +282,9 @@ def test_errors(audio, model):
     beats = BeatTracker(clock=clock)
     clock.add_consumer(tracker)
     states = beats.push(audio[:SR // 2], SR).states
+    assert tracker.pending_steps == clock.frames_emitted // 4 > 0
     with pytest.raises(ValueError, match="states"):
         tracker.update(states[:-1])  # a state missing
+    assert tracker.pending_steps == clock.frames_emitted // 4  # nothing consumed
     assert tracker.update(states) is tracker.latest is not None
+    assert tracker.pending_steps == 0 and tracker.steps == clock.frames_emitted // 4
