@@ -35,7 +35,8 @@ Palette (all of ``hue``, ``saturation``, ``brightness`` from :class:`JuliaParams
 ::
 
     t     = hue + TURNS_PER_COUNT * mu                       (turns around the colour wheel)
-    w_k   = 0.5 + 0.5 cos(2 pi (t - k / 3)),   k = 0, 1, 2  (R, G, B: a smooth hue wheel)
+    w_k   = 0.5 + 0.5 cos(2 pi (t - k / 3)),   k = 0, 1, 2  (R, G, B: a smooth hue wheel;
+                                                 computed from cos and sin of 2 pi t)
     value = brightness * (1 - exp(-mu / GLOW_COUNT))         (dark far out, bright at the set)
     rgb_k = clip(value * (1 - saturation + saturation * w_k), 0, 1)
 
@@ -79,6 +80,7 @@ TURNS_PER_COUNT = 1.0 / 32.0
 GLOW_COUNT = 12.0
 
 _TWO_PI = 2.0 * math.pi
+_SIN_THIRD = math.sqrt(3.0) / 2.0  # sin(2 pi / 3)
 
 
 def smooth_count(n, r2, log2_bailout=LOG2_BAILOUT, r2_cap=R2_CAP):
@@ -102,12 +104,13 @@ def shade(mu, hue, saturation, brightness, turns_per_count=TURNS_PER_COUNT,
     scalars or arrays: numpy broadcasts it, numba compiles it for the kernel (which passes the
     constants as arguments).
     """
-    t = hue + turns_per_count * mu
+    angle = _TWO_PI * (hue + turns_per_count * mu)
+    cos_a, sin_a = np.cos(angle), np.sin(angle)  # cos(angle - 2 pi k / 3) from these two
     value = brightness * (1.0 - np.exp(-mu / glow_count))
     grey = 1.0 - saturation
-    r = value * (grey + saturation * (0.5 + 0.5 * np.cos(_TWO_PI * t)))
-    g = value * (grey + saturation * (0.5 + 0.5 * np.cos(_TWO_PI * (t - 1.0 / 3.0))))
-    b = value * (grey + saturation * (0.5 + 0.5 * np.cos(_TWO_PI * (t - 2.0 / 3.0))))
+    r = value * (grey + saturation * (0.5 + 0.5 * cos_a))
+    g = value * (grey + saturation * (0.5 + 0.5 * (_SIN_THIRD * sin_a - 0.5 * cos_a)))
+    b = value * (grey + saturation * (0.5 - 0.5 * (_SIN_THIRD * sin_a + 0.5 * cos_a)))
     return (np.fmin(np.fmax(r, 0.0), 1.0), np.fmin(np.fmax(g, 0.0), 1.0),
             np.fmin(np.fmax(b, 0.0), 1.0))
 
@@ -146,6 +149,7 @@ const float JULIA_LOG2_BAILOUT = {LOG2_BAILOUT!r};
 const float JULIA_TURNS_PER_COUNT = {TURNS_PER_COUNT!r};
 const float JULIA_GLOW_COUNT = {GLOW_COUNT!r};
 const float JULIA_TWO_PI = {_TWO_PI!r};
+const float JULIA_SIN_THIRD = {_SIN_THIRD!r};
 
 float julia_smooth_count(int n, float r2) {{
     float r2c = (r2 < JULIA_R2_CAP) ? r2 : JULIA_R2_CAP;
@@ -153,9 +157,12 @@ float julia_smooth_count(int n, float r2) {{
 }}
 
 vec3 julia_shade(float mu, float hue, float saturation, float brightness) {{
-    float t = hue + JULIA_TURNS_PER_COUNT * mu;
+    float angle = JULIA_TWO_PI * (hue + JULIA_TURNS_PER_COUNT * mu);
+    float cos_a = cos(angle);
+    float sin_a = sin(angle);
+    vec3 wheel = 0.5 + 0.5 * vec3(cos_a, JULIA_SIN_THIRD * sin_a - 0.5 * cos_a,
+                                  -JULIA_SIN_THIRD * sin_a - 0.5 * cos_a);
     float value = brightness * (1.0 - exp(-mu / JULIA_GLOW_COUNT));
-    vec3 wheel = 0.5 + 0.5 * cos(JULIA_TWO_PI * (t - vec3(0.0, 1.0 / 3.0, 2.0 / 3.0)));
     return clamp(value * ((1.0 - saturation) + saturation * wheel), 0.0, 1.0);
 }}
 """
