@@ -551,7 +551,7 @@ def test_pulses_of_an_ideal_beat_clock_land_on_the_beats(bpm):
     at 60 FPS; music-like micro features updated at 50 Hz (levels with 1.5 dB noise, onsets at
     random times, ~2 per second) and a section plan verse -> pre-chorus -> chorus. At least 95 %
     of the beats after 5 s have a pulse within 2 frames, the median offset is within 1 frame,
-    and the onsets between beats add at most one visible pulse per beat."""
+    and the onsets between beats add fewer than one visible pulse per beat."""
     spb, seconds = 60.0 / bpm, 30.0
     rng = np.random.default_rng(7)
     predictor, c = PhasePredictor(), AnalyticController()
@@ -577,4 +577,4 @@ def test_pulses_of_an_ideal_beat_clock_land_on_the_beats(bpm):
     res = pulse_sync(pulses, beats, FPS, tolerance_frames=2, skip_s=5.0)
     assert res["hit_fraction"] >= 0.95, res
     assert abs(res["median_offset_frames"]) <= 1.0, res
-    assert res["pulses_per_beat"] <= 2.0, res
+    assert res["pulses_per_beat"] <= 1.75, res

@@ -143,6 +143,19 @@ def test_detect_pulses_rule_by_hand():
     assert detect_pulses([0.5], FPS).tolist() == []  # nothing to stand out of
 
 
+def test_detect_pulses_keeps_the_largest_of_close_candidates():
+    x = np.full(100, 0.01)
+    x[[20, 23]] = [0.05, 0.08]  # 3 frames apart (< round(0.1 * 60) = 6): the larger
+    x[[50, 53]] = [0.08, 0.08]  # a tie: the earlier
+    x[[70, 76]] = [0.05, 0.08]  # 6 frames apart: both
+    assert detect_pulses(x, FPS).tolist() == [23, 50, 70, 76]
+    assert detect_pulses(x, FPS, min_gap_s=0).tolist() == [20, 23, 50, 53, 70, 76]
+    # a chain 20 -> 24 -> 28 (each 4 apart): greedy from the largest keeps 24 only
+    y = np.full(60, 0.01)
+    y[[20, 24, 28]] = [0.05, 0.09, 0.06]
+    assert detect_pulses(y, FPS).tolist() == [24]
+
+
 def test_detect_pulses_rejects_bad_input():
     for bad in ([0.1, math.nan], [0.1, -0.1], np.zeros((2, 2))):
         with pytest.raises(ValueError, match="change"):
@@ -155,6 +168,8 @@ def test_detect_pulses_rejects_bad_input():
         detect_pulses([0.1], FPS, z=math.nan)
     with pytest.raises(ValueError, match="floor must"):
         detect_pulses([0.1], FPS, floor=-1)
+    with pytest.raises(ValueError, match="min_gap_s must"):
+        detect_pulses([0.1], FPS, min_gap_s=math.inf)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -74,23 +74,26 @@ def frame_change(frames, downscale: int = 4) -> np.ndarray:
 
 
 def detect_pulses(change, fps: float, window_s: float = 0.5, z: float = 4.0,
-                  floor: float = 1e-4) -> np.ndarray:
+                  floor: float = 1e-4, min_gap_s: float = 0.1) -> np.ndarray:
     """Frame indices of visual pulses in a change signal (:func:`frame_change`).
 
-    Rule: frame ``k`` is a pulse when it is a local maximum,
+    Rule: frame ``k`` is a candidate when it is a local maximum,
     ``change[k] > change[k - 1]`` and ``change[k] >= change[k + 1]`` (a missing neighbour at the
     ends counts as 0; on a plateau the first frame counts), that stands out of its
     neighbourhood: ``change[k] > median_k + z * 1.4826 * mad_k + floor``, with ``median_k`` and
     ``mad_k`` the median and the median absolute deviation from it of the centred window of
     ``max(3, round(window_s * fps) | 1)`` frames (odd; the signal mirrored at its ends, so a
-    pulse at the first or last frame is judged against its neighbours).
-    ``1.4826 * mad`` estimates the standard deviation of the background change robustly (a few
-    pulse frames in the window do not move it), so ``z`` is a threshold in standard deviations;
-    ``floor`` (change units) keeps a perfectly flat background from making every ripple a
-    pulse. The window is centred, so this is an offline measure.
+    pulse at the first or last frame is judged against its neighbours). ``1.4826 * mad``
+    estimates the standard deviation of the background change robustly (a few pulse frames in
+    the window do not move it), so ``z`` is a threshold in standard deviations; ``floor``
+    (change units) keeps a perfectly flat background from making every ripple a pulse. One
+    visual pulse can ripple over a few frames: of candidates closer than
+    ``round(min_gap_s * fps)`` frames, only the largest is kept (the earlier on a tie; greedy,
+    largest first; ``min_gap_s = 0`` keeps all). The window is centred, so this is an offline
+    measure.
 
     Returns int64 indices in increasing order. ``change`` must be a 1-D array of finite values
-    >= 0 (ValueError otherwise); ``fps``, ``window_s`` > 0, ``z`` and ``floor`` >= 0.
+    >= 0 (ValueError otherwise); ``fps``, ``window_s`` > 0; ``z``, ``floor``, ``min_gap_s`` >= 0.
     """
     x = np.asarray(change, dtype=np.float64)
     if x.ndim != 1:
@@ -98,20 +101,28 @@ def detect_pulses(change, fps: float, window_s: float = 0.5, z: float = 4.0,
     if not np.all(np.isfinite(x)) or np.any(x < 0):
         raise ValueError("change must be finite and >= 0")
     fps, window_s = _positive_number("fps", fps), _positive_number("window_s", window_s)
-    for name, v in (("z", z), ("floor", floor)):
+    for name, v in (("z", z), ("floor", floor), ("min_gap_s", min_gap_s)):
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
                 or not np.isfinite(v) or v < 0:
             raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
     if x.size == 0:
         return np.zeros(0, np.int64)
     width = max(3, int(round(window_s * fps)) | 1)
-    windows = np.lib.stride_tricks.sliding_window_view(np.pad(x, width // 2, mode="reflect"), width)
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(x, width // 2, mode="reflect"),
+                                                       width)
     median = np.median(windows, axis=1)
     mad = np.median(np.abs(windows - median[:, None]), axis=1)
     left = np.concatenate(([0.0], x[:-1]))
     right = np.concatenate((x[1:], [0.0]))
-    peak = (x > left) & (x >= right) & (x > median + z * 1.4826 * mad + floor)
-    return np.flatnonzero(peak).astype(np.int64)
+    candidates = np.flatnonzero((x > left) & (x >= right) & (x > median + z * 1.4826 * mad + floor))
+    gap = int(round(min_gap_s * fps))
+    suppressed = np.zeros(x.size, bool)
+    kept = []
+    for k in candidates[np.argsort(-x[candidates], kind="stable")]:
+        if not suppressed[k]:
+            kept.append(k)
+            suppressed[max(k - gap + 1, 0):k + gap] = True
+    return np.sort(np.array(kept, np.int64))
 
 
 def pulse_sync(pulse_frames, beat_times, fps: float, tolerance_frames: int = 2,
