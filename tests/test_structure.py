@@ -288,3 +288,90 @@ def test_errors(audio, model):
     assert tracker.pending_steps == clock.frames_emitted // 4  # nothing consumed
     assert tracker.update(states) is tracker.latest is not None
     assert tracker.pending_steps == 0 and tracker.steps == clock.frames_emitted // 4
+
+
+# ------------------------------------------------------------------ the evaluation script
+
+
+@pytest.fixture(scope="module")
+def measure():
+    """benchmarks/measure_structure.py as a module."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "benchmarks" / "measure_structure.py"
+    spec = importlib.util.spec_from_file_location("measure_structure", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def synthetic_timeline(sections, shown, hazard_fn, duration):
+    """A timeline on the 12.5 Hz grid with one-hot-ish probabilities of ``shown(t)``, hazard
+    ``hazard_fn(times)``, beats every 0.5 s and a downbeat every 4 beats."""
+    from fractalsync_tracking.structure import StructureTimeline
+
+    times = np.arange(0.06, duration - 0.04, 0.08)
+    labels = np.array([shown(t) for t in times], np.int64)
+    probs = np.full((times.size, 8), 0.01, np.float32)
+    probs[np.arange(times.size), labels] = 0.93
+    beats = np.arange(0.25, duration, 0.5)
+    return StructureTimeline(times, probs, hazard_fn(times).astype(np.float32), labels,
+                             display_segments(times, labels, duration), beats, beats[::4],
+                             duration)
+
+
+def test_evaluation_scores_known_answers(measure):
+    from fractalsync_models.training.labels import Segment as Section
+    from fractalsync_models.training.targets import beats_to_next_boundary, hazard_targets
+
+    sections = [Section(0.0, 8.25, "intro"), Section(8.25, 24.25, "verse"),
+                Section(24.25, 40.25, "chorus"), Section(40.25, 48.0, "outro")]
+    segs = measure.song_segments(sections)
+    truth_at = lambda t: SECTION_LABELS.index(next(s.label for s in sections if t < s.end))  # noqa: E731
+    ref = np.array([8.25, 24.25, 40.25])
+    beats = np.arange(0.25, 48.0, 0.5)
+    perfect_hazard = lambda t: hazard_targets(beats_to_next_boundary(t, beats, ref))  # noqa: E731
+    good = measure.evaluate_song("good", synthetic_timeline(
+        sections, truth_at, perfect_hazard, 48.0), segs)
+    np.testing.assert_array_equal(good.ref, ref)
+    s = measure.summarize([good])
+    assert s["acc8_display"] == s["acc8_argmax"] == s["acc7_display"] == 1.0
+    assert s["acc8_majority"] == pytest.approx(16 / 48, abs=0.01)  # verse or chorus: 16 s
+    assert s["hr05f_display"] == s["hr3f_display"] == s["hr3f_argmax"] == 1.0
+    assert 0.0 <= s["lag_display"] <= 0.08  # the first step at or after each boundary
+    assert all(s[f"auroc_{h}"] == 1.0 and s[f"brier_{h}"] == 0.0 for h in (1, 2, 4, 8, 16))
+    assert all(0.0 <= s[f"auroc_prior_{h}"] < 1.0 for h in (1, 2, 4, 8, 16))
+    assert s["true_changes_per_min"] == pytest.approx(3 / 0.8, rel=0.01)
+    assert all(measure.targets_met(s).values())
+    conf = measure.confusion([good])
+    assert np.allclose(conf, np.diag(np.diag(conf))) and conf.sum() == pytest.approx(
+        good.truth.size * 0.08)
+
+    def late_shown(t):  # 2 s late, and pre-chorus for verse
+        k = truth_at(max(t - 2.0, 0.0))
+        return 3 if k == 2 else k
+
+    late = measure.evaluate_song("late", synthetic_timeline(
+        sections, late_shown, lambda t: np.full((t.size, 5), 0.5), 48.0), segs)
+    s2 = measure.summarize([late])
+    assert s2["hr05f_display"] == 0.0 and s2["hr3f_display"] == 1.0
+    assert s2["lag_display"] == pytest.approx(2.0, abs=0.08)
+    assert s2["acc7_display"] > s2["acc8_display"]  # pre-chorus counts as verse in 7 labels
+    assert all(s2[f"auroc_{h}"] == 0.5 for h in (1, 2, 4, 8, 16))  # a constant hazard
+    met = measure.targets_met(s2)
+    assert met["HR3F >= 0.7"] and not met["AUROC >= 0.85 at 4 and 8 beats"]
+    text = measure.format_tables({"good": s, "late": s2})
+    assert "| HR3F, displayed segments | 1.000 | 1.000 |" in text
+    assert "| section accuracy (8 labels), displayed | 1.000 |" in text
+    assert "| chorus | 0 | 0 | 0 | 0 | 100 |" in measure.format_confusion(conf)
+
+
+def test_evaluation_quick_run(measure, beatnet_models_dir, capsys):
+    assert measure.main(["--quick", "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| metric | numpy | midi |" in out and "| AUROC 8 beats (phrase prior) |" in out
+    assert out.count("targets, ") == 2 and "Displayed label vs truth, midi" in out
