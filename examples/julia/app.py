@@ -33,7 +33,7 @@ from .video import VideoError
 from .window import NoDisplayError
 
 PROG = "live_julia.py"
-DEMO_SEED = 7
+DEMO_SEED = 2026  # 121.5 BPM, 4/4, 81 s: intro, verse, chorus, verse, inst, chorus, outro
 DEMO_RATE = 44100
 DEFAULT_OUT = Path("demo_output") / "live_julia.mp4"
 #: The analysis ring holds this much audio (s): the callback drops, never blocks, when full.
