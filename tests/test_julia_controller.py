@@ -4,6 +4,7 @@ and an end-to-end sync check of its controls against an ideal beat clock."""
 
 from __future__ import annotations
 
+import cmath
 import json
 import math
 import sys
@@ -31,8 +32,8 @@ from examples.julia.controller import (  # noqa: E402
     julia_connected,
     to_params,
 )
-from examples.julia.params import MAX_ITER_RANGE, JuliaParams  # noqa: E402
-from examples.julia.sync_measure import detect_pulses, pulse_sync  # noqa: E402
+from examples.julia.params import MAX_ITER_RANGE, VIEW_HALF_HEIGHT, JuliaParams  # noqa: E402
+from examples.julia.sync_measure import detect_pulses, frame_change, pulse_sync  # noqa: E402
 from fractalsync_tracking.beat_state import BeatClockState  # noqa: E402
 from fractalsync_tracking.phase_predictor import PhasePredictor, PhaseQuery  # noqa: E402
 from fractalsync_tracking.slow_state import SECTION_LABELS, SlowState, StructureState  # noqa: E402
@@ -578,3 +579,45 @@ def test_pulses_of_an_ideal_beat_clock_land_on_the_beats(bpm):
     assert res["hit_fraction"] >= 0.95, res
     assert abs(res["median_offset_frames"]) <= 1.0, res
     assert res["pulses_per_beat"] <= 1.75, res
+
+
+def tiny_render(p: JuliaParams, width: int = 48, height: int = 27) -> np.ndarray:
+    """A crude grey escape-time picture of ``p`` (the geometry of ``params.py``; value
+    ``brightness * (1 - exp(-smooth count / 8))``, interior black), independent of the
+    project's renderers."""
+    u = (2 * (np.arange(width) + 0.5) - width) / height
+    v = (height - 2 * (np.arange(height) + 0.5)) / height
+    z = (complex(p.center_re, p.center_im) + cmath.exp(1j * p.rotation)
+         * (u[None, :] + 1j * v[:, None]) * VIEW_HALF_HEIGHT / p.zoom)
+    mu = np.zeros(z.shape)
+    live = np.ones(z.shape, bool)
+    for n in range(p.max_iter):
+        z[live] = z[live] ** 2 + complex(p.c_re, p.c_im)
+        out = live & (np.abs(z) > 256.0)
+        mu[out] = n + 1 - np.log2(np.log2(np.abs(z[out])) / 8.0)
+        live &= ~out
+    value = np.where(live, 0.0, p.brightness * (1 - np.exp(-np.maximum(mu, 0) / 8.0)))
+    grey = np.clip(np.round(255 * value), 0, 255).astype(np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def test_pulses_are_visible_in_rendered_pictures():
+    """Controls of an exact 123 BPM clock (verse, then chorus; music-like micro features with
+    level noise), drawn by a crude renderer: the frame-to-frame change of the pictures shows a
+    pulse within 2 frames of every beat after 5 s."""
+    spb, seconds = 60.0 / 123.0, 15.0
+    rng = np.random.default_rng(11)
+    c = AnalyticController()
+    pictures = []
+    for k in range(int(seconds * FPS)):
+        t = k / FPS
+        phase, bib = beat_at(t, spb)
+        m = np.array(MUSIC)
+        m[:4] += rng.normal(0, 1.5, 4)
+        section = probs("verse" if t < 8 else "chorus", 0.9)
+        out = c.step(ControlInputs(t, phase, bib, 4, spb, 1.0, tuple(m), section))
+        pictures.append(tiny_render(to_params(out, iter_range=(8, 64))))
+    pulses = detect_pulses(frame_change(pictures, downscale=1), FPS)
+    res = pulse_sync(pulses, np.arange(0.0, seconds - 0.5, spb), FPS)
+    assert res["hit_fraction"] >= 0.95, res
+    assert abs(res["median_offset_frames"]) <= 1.0, res
