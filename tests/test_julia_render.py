@@ -284,6 +284,25 @@ def test_gl_and_numba_draw_the_same_picture(params):
     assert not (big & ~chaotic_mask(params, width, height)).any()
 
 
+@pytest.mark.parametrize(("params", "size", "scale"), [
+    (EQUIVALENCE_CASES[0], (240, 136), 2), (EQUIVALENCE_CASES[2], (241, 137), 3),
+    (EQUIVALENCE_CASES[3], (97, 55), 4)])
+def test_gl_and_numba_agree_when_scaled(params, size, scale):
+    """scale > 1 (odd sizes too): the same blocks at the same centres, upscaled by nearest
+    neighbour; the bound of the unscaled comparison."""
+    with GLRenderer(*size, scale=scale) as gl, NumbaRenderer(*size, scale=scale) as cpu:
+        gl.render(params)
+        cpu.render(params)
+        image = gl.read()
+        diff = np.abs(image.astype(int) - cpu.read()).max(axis=-1)
+    blocks = image[::scale, ::scale]
+    np.testing.assert_array_equal(
+        np.repeat(np.repeat(blocks, scale, 0), scale, 1)[:size[1], :size[0]], image)
+    assert diff.mean() < 0.02 * 255
+    assert np.percentile(diff, 99) <= 8
+    assert np.mean(diff > 8) < 0.02
+
+
 @pytest.mark.parametrize("kind", ["gl", "numba"])
 def test_every_control_changes_the_picture(kind):
     base = JuliaParams(-0.12, 0.75, zoom=1.3, rotation=0.2, hue=0.1, saturation=0.8,
@@ -356,6 +375,8 @@ def test_bad_sizes_and_kinds():
             GLRenderer(*args)
     with pytest.raises(ValueError, match="scale"):
         NumbaRenderer(10, 10, scale=0)
+    with pytest.raises(ValueError, match="scale"):
+        GLRenderer(10, 10, scale=1.5)
     with pytest.raises(ValueError, match="'gl', 'numba'"):
         make_renderer("vulkan", 10, 10)
 

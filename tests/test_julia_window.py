@@ -43,7 +43,7 @@ from examples.julia.params import JuliaParams
 from examples.julia.window import JuliaWindow
 
 win = JuliaWindow(int(sys.argv[1]), int(sys.argv[2]), fullscreen=sys.argv[3] == "1",
-                  title="test")
+                  title="test", scale=int(sys.argv[4]))
 print(json.dumps({"size": win.size}), flush=True)
 for line in sys.stdin:
     cmd = json.loads(line)
@@ -128,8 +128,8 @@ def grab_until(display: int, ok, timeout: float = 10.0) -> np.ndarray:
         time.sleep(0.1)
 
 
-def offscreen(params: JuliaParams, width: int, height: int) -> np.ndarray:
-    with GLRenderer(width, height) as gl:
+def offscreen(params: JuliaParams, width: int, height: int, scale: int = 1) -> np.ndarray:
+    with GLRenderer(width, height, scale=scale) as gl:
         gl.render(params)
         return gl.read()
 
@@ -144,14 +144,15 @@ def same_picture(a: np.ndarray, b: np.ndarray) -> bool:
 class Window:
     """The child process holding a JuliaWindow on the Xvfb display."""
 
-    def __init__(self, display: int, fullscreen: bool = False) -> None:
+    def __init__(self, display: int, fullscreen: bool = False, scale: int = 1,
+                 size: tuple[int, int] = WINDOW) -> None:
         env = {**os.environ, "DISPLAY": f":{display}", "SDL_VIDEO_WINDOW_POS": "0,0",
                "PYTHONPATH": str(ROOT)}
         env.pop("WAYLAND_DISPLAY", None)
         env.pop("SDL_VIDEODRIVER", None)
         self.display = display
-        self.proc = subprocess.Popen([sys.executable, "-c", CHILD, *map(str, WINDOW),
-                                      "1" if fullscreen else "0"], cwd=ROOT,
+        self.proc = subprocess.Popen([sys.executable, "-c", CHILD, *map(str, size),
+                                      "1" if fullscreen else "0", str(scale)], cwd=ROOT,
                                      env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         self.opened = self._reply()
@@ -263,6 +264,22 @@ def test_fullscreen_window_fills_the_screen(xvfb, window):
     finally:
         full.close()
     assert full.proc.returncode == 0, full.proc.stderr.read()[-2000:]
+
+
+def test_scaled_window_shows_the_scaled_render(xvfb, window):
+    """JuliaWindow(scale=3) at an odd size: blocks upscaled into the window (bottom-up default
+    framebuffer) as in the offscreen render (top-down)."""
+    window.send(do="draw", params=JuliaParams(0.0, 0.0).__dict__)  # hide the windowed picture
+    scaled = Window(xvfb, scale=3, size=(481, 271))
+    try:
+        scaled.send(do="draw", params=PARAMS.__dict__)
+        want = offscreen(PARAMS, 481, 271, scale=3)
+        assert (want[:270:3] == want[1:271:3]).all()  # blocks of three rows (not a 1x image)
+        shot = grab_until(xvfb, lambda s: same_picture(s[:271, :481], want))
+        assert same_picture(shot[:271, :481], want)
+    finally:
+        scaled.close()
+    assert scaled.proc.returncode == 0, scaled.proc.stderr.read()[-2000:]
 
 
 def test_window_after_an_offscreen_context_is_a_clear_error(xvfb):

@@ -43,6 +43,7 @@ void main() {
 FRAGMENT_SHADER = ("""
 #version 330
 uniform vec2 u_size;        // image width, height in pixels
+uniform float u_scale;      // one sample per u_scale x u_scale block (its centre)
 uniform bool u_top_down;    // framebuffer row 0 holds the image's top row
 uniform vec2 u_c;
 uniform vec2 u_center;
@@ -56,9 +57,9 @@ out vec4 f_colour;
 const int LOOP_BOUND = {MAX_ITER_RANGE[1]};
 
 void main() {{
-    // pixel centre, measured from the image's left edge and top edge
-    float px = gl_FragCoord.x;
-    float py = u_top_down ? gl_FragCoord.y : u_size.y - gl_FragCoord.y;
+    // pixel (block) centre, measured from the image's left edge and top edge
+    float px = gl_FragCoord.x * u_scale;
+    float py = u_top_down ? gl_FragCoord.y * u_scale : u_size.y - gl_FragCoord.y * u_scale;
     float u = (2.0 * px - u_size.x) / u_size.y;
     float v = (u_size.y - 2.0 * py) / u_size.y;
     float x = u_center.x + u_basis.x * u - u_basis.y * v;
@@ -94,6 +95,21 @@ void main() {{
 }}
 """)
 
+#: Nearest-neighbour upscaling of the block image (scale > 1) to the output, pixel exact.
+UPSCALE_SHADER = """
+#version 330
+uniform sampler2D u_blocks;  // one texel per block, row 0 = the top block row
+uniform int u_scale;
+uniform int u_height;        // output height in pixels
+uniform bool u_top_down;     // output row 0 is the image's top row
+out vec4 f_colour;
+void main() {
+    ivec2 p = ivec2(gl_FragCoord.xy);
+    int y_top = u_top_down ? p.y : u_height - 1 - p.y;
+    f_colour = texelFetch(u_blocks, ivec2(p.x / u_scale, y_top / u_scale), 0);
+}
+"""
+
 _NO_GL = "run with --renderer numba (the CPU fallback) instead"
 
 
@@ -126,12 +142,20 @@ class GLRenderer:
     ``ctx=None``: an own offscreen EGL context and framebuffer (``GLUnavailableError`` naming
     ``--renderer numba`` if that fails). ``ctx`` given: draws into ``ctx.screen`` (the default
     framebuffer, e.g. a pygame window's) at viewport ``(0, 0, width, height)``; the context stays
-    the caller's. The shader is compiled here, not on the first frame.
+    the caller's. ``scale`` > 1: one sample per ``scale`` x ``scale`` block at its centre, into a
+    texture, then nearest-neighbour upscaled to the output (the numba renderer's ``scale``, same
+    geometry). The shaders are compiled here, not on the first frame.
     """
 
-    def __init__(self, width: int, height: int, ctx=None) -> None:
+    def __init__(self, width: int, height: int, ctx=None, scale: int = 1) -> None:
         self.width, self.height = check_size(width, height, "GLRenderer")
+        if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
+            raise ValueError(f"GLRenderer: scale must be an int >= 1, got {scale!r}")
+        self.scale = int(scale)
         self._owns_ctx = ctx is None
+        self._vao = self._vbo = self._prog = self._fbo = None
+        self._up_prog = self._up_vao = self._blocks = self._blocks_fbo = None
+        self._scratch = None
         self.ctx = _standalone_context() if ctx is None else ctx
         try:
             self._prog = self.ctx.program(vertex_shader=VERTEX_SHADER,
@@ -139,26 +163,48 @@ class GLRenderer:
             quad = np.array([-1.0, -1.0, 1.0, -1.0, -1.0, 1.0, 1.0, 1.0], dtype="f4")
             self._vbo = self.ctx.buffer(quad.tobytes())
             self._vao = self.ctx.vertex_array(self._prog, [(self._vbo, "2f", "in_pos")])
-            self._fbo = None
-            self._scratch = None
+            if self.scale > 1:
+                self._up_prog = self.ctx.program(vertex_shader=VERTEX_SHADER,
+                                                 fragment_shader=UPSCALE_SHADER)
+                self._up_vao = self.ctx.vertex_array(self._up_prog,
+                                                     [(self._vbo, "2f", "in_pos")])
             self._allocate()
         except Exception:
             self.release()
             raise
 
+    def _block_size(self) -> tuple[int, int]:
+        return -(-self.width // self.scale), -(-self.height // self.scale)
+
     def _allocate(self) -> None:
-        """(Re)create what depends on the size: the offscreen framebuffer or the flip buffer."""
-        size = (self.width, self.height)
+        """(Re)create what depends on the size: framebuffers, block texture, flip buffer."""
+        self._release_sized()
         if self._owns_ctx:
-            if self._fbo is not None:
-                for attachment in self._fbo.color_attachments:
-                    attachment.release()
-                self._fbo.release()
-            self._fbo = self.ctx.framebuffer(color_attachments=[self.ctx.renderbuffer(size, 4)])
+            self._fbo = self.ctx.framebuffer(
+                color_attachments=[self.ctx.renderbuffer((self.width, self.height), 4)])
         else:
             self._scratch = np.empty((self.height, self.width, 3), np.uint8)
-        self._prog["u_size"].value = (float(self.width), float(self.height))
-        self._prog["u_top_down"].value = self._owns_ctx
+        prog = self._prog
+        prog["u_size"].value = (float(self.width), float(self.height))
+        prog["u_scale"].value = float(self.scale)
+        prog["u_top_down"].value = self._owns_ctx or self.scale > 1
+        if self.scale > 1:
+            self._blocks = self.ctx.texture(self._block_size(), 4)
+            self._blocks_fbo = self.ctx.framebuffer(color_attachments=[self._blocks])
+            self._up_prog["u_scale"].value = self.scale
+            self._up_prog["u_height"].value = self.height
+            self._up_prog["u_top_down"].value = self._owns_ctx
+            self._up_prog["u_blocks"].value = 0
+
+    def _release_sized(self) -> None:
+        for name in ("_fbo", "_blocks_fbo", "_blocks"):
+            obj = getattr(self, name)
+            if obj is not None:
+                if name == "_fbo":
+                    for attachment in obj.color_attachments:
+                        attachment.release()
+                obj.release()
+                setattr(self, name, None)
 
     def resize(self, width: int, height: int) -> None:
         """Draw at a new size from the next frame on (e.g. a window gone fullscreen)."""
@@ -174,9 +220,6 @@ class GLRenderer:
                             f"got {type(params).__name__}")
         if self._vao is None:
             raise RuntimeError("GLRenderer: used after release()")
-        target = self._fbo if self._owns_ctx else self.ctx.screen
-        target.use()
-        self.ctx.viewport = (0, 0, self.width, self.height)
         prog = self._prog
         prog["u_c"].value = (params.c_re, params.c_im)
         prog["u_center"].value = (params.center_re, params.center_im)
@@ -185,7 +228,19 @@ class GLRenderer:
         prog["u_hue"].value = params.hue
         prog["u_saturation"].value = params.saturation
         prog["u_brightness"].value = params.brightness
-        self._vao.render(mode=self.ctx.TRIANGLE_STRIP)  # TRIANGLE_STRIP: 4 vertices, one quad
+        output = self._fbo if self._owns_ctx else self.ctx.screen
+        if self.scale > 1:
+            self._blocks_fbo.use()
+            self.ctx.viewport = (0, 0, *self._block_size())
+            self._vao.render(mode=self.ctx.TRIANGLE_STRIP)  # 4 vertices: one quad
+            output.use()
+            self.ctx.viewport = (0, 0, self.width, self.height)
+            self._blocks.use(0)
+            self._up_vao.render(mode=self.ctx.TRIANGLE_STRIP)
+        else:
+            output.use()
+            self.ctx.viewport = (0, 0, self.width, self.height)
+            self._vao.render(mode=self.ctx.TRIANGLE_STRIP)
 
     def read(self, out: np.ndarray | None = None) -> np.ndarray:
         """The last frame, (height, width, 3) uint8 RGB, top row first; into ``out`` when given
@@ -208,15 +263,13 @@ class GLRenderer:
 
     def release(self) -> None:
         """Free the GL objects (and the context if it is the renderer's own); idempotent."""
-        for name in ("_vao", "_vbo", "_prog", "_fbo"):
-            obj = getattr(self, name, None)
+        self._release_sized()
+        for name in ("_up_vao", "_up_prog", "_vao", "_vbo", "_prog"):
+            obj = getattr(self, name)
             if obj is not None:
-                if name == "_fbo":
-                    for attachment in obj.color_attachments:
-                        attachment.release()
                 obj.release()
                 setattr(self, name, None)
-        if getattr(self, "_owns_ctx", False) and getattr(self, "ctx", None) is not None:
+        if self._owns_ctx and self.ctx is not None:
             self.ctx.release()
             self.ctx = None
 

@@ -67,23 +67,23 @@ def check_out(out: np.ndarray, width: int, height: int, what: str) -> np.ndarray
 
 
 def make_renderer(kind: str, width: int, height: int, *, ctx=None,
-                  numba_scale: int = 1) -> JuliaRenderer:
+                  scale: int = 1) -> JuliaRenderer:
     """A renderer of ``width`` x ``height`` pixels.
 
     ``kind``: ``"gl"`` -> :class:`GLRenderer` (``ctx``: a moderngl context to draw into, e.g. the
     window's; ``None`` opens an offscreen EGL context, and raises
     :class:`~examples.julia.render_gl.GLUnavailableError` naming ``--renderer numba`` when GL
-    cannot start); ``"numba"`` -> :class:`NumbaRenderer` computing every ``numba_scale``-th pixel
-    and upscaling (nearest). Any other ``kind`` is a ``ValueError``.
+    cannot start); ``"numba"`` -> :class:`NumbaRenderer`. ``scale``: both compute one sample per
+    ``scale`` x ``scale`` block and upscale it (nearest). Any other ``kind`` is a ``ValueError``.
     """
     if kind == "gl":
         from examples.julia.render_gl import GLRenderer
 
-        return GLRenderer(width, height, ctx=ctx)
+        return GLRenderer(width, height, ctx=ctx, scale=scale)
     if kind == "numba":
         if ctx is not None:
             raise ValueError("make_renderer: ctx is for the GL renderer; numba draws into memory")
         from examples.julia.render_numba import NumbaRenderer
 
-        return NumbaRenderer(width, height, scale=numba_scale)
+        return NumbaRenderer(width, height, scale=scale)
     raise ValueError(f"make_renderer: kind must be one of {RENDERER_KINDS}, got {kind!r}")

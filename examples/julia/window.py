@@ -190,12 +190,14 @@ class JuliaWindow:
     """A pygame OpenGL window showing the Julia set (module docstring).
 
     ``width`` x ``height``: the window size in pixels (ignored while fullscreen, which uses the
-    desktop's size). ``fullscreen``: start fullscreen. Raises :class:`NoDisplayError` when no
-    window can be opened and :class:`GLUnavailableError` when its context lacks OpenGL 3.3.
+    desktop's size). ``fullscreen``: start fullscreen. ``scale``: the renderer's (one sample per
+    ``scale`` x ``scale`` block, upscaled: cheaper on a software GL). Raises
+    :class:`NoDisplayError` when no window can be opened and :class:`GLUnavailableError` when its
+    context lacks OpenGL 3.3.
     """
 
     def __init__(self, width: int, height: int, fullscreen: bool = False,
-                 title: str = "FractalSync - live Julia") -> None:
+                 title: str = "FractalSync - live Julia", scale: int = 1) -> None:
         width, height = check_size(width, height, "JuliaWindow")
         if sys.platform.startswith("linux") and not os.environ.get("SDL_VIDEODRIVER") \
                 and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
@@ -239,7 +241,7 @@ class JuliaWindow:
             except Exception as exc:  # moderngl raises plain Exception
                 raise GLUnavailableError(f"the window's OpenGL context is unusable ({exc}); "
                                          f"run with --renderer numba and --out FILE.mp4") from exc
-            self.renderer = GLRenderer(*self.size, ctx=self.ctx)
+            self.renderer = GLRenderer(*self.size, ctx=self.ctx, scale=scale)
             self._overlay = _Overlay(self.ctx)
         except BaseException:
             self.close()
