@@ -257,6 +257,28 @@ def test_appending_audio_never_changes_earlier_outputs(audio, model, reference, 
         assert part.segments == ()
 
 
+def test_timeline_equals_the_training_data_path(audio, model, reference, tmp_path):
+    """fractalsync-prepare's live inputs of the same file (the training data), run through the
+    model, give the timeline's outputs: the runtime sees what the model was trained on. (The
+    preparation also pushes 0.25 s of silence after the file; the last steps, whose frames
+    reach past the end, differ.)"""
+    import soundfile as sf
+
+    from fractalsync_tracking.prepare import live_inputs
+
+    path = tmp_path / "clip.wav"
+    sf.write(path, audio, SR, subtype="FLOAT")
+    live = live_inputs(path)
+    sec, haz, _ = model.run(live.audio_features, live.beat_features)
+    n = np.searchsorted(reference.times, reference.duration - 0.2)
+    assert n > 30 and len(live.times) >= n
+    np.testing.assert_array_equal(live.times[:n], reference.times[:n])
+    np.testing.assert_allclose(sec[:n], reference.section_probs[:n], atol=1e-5)
+    np.testing.assert_allclose(haz[:n], reference.hazard_probs[:n], atol=1e-5)
+    np.testing.assert_array_equal(live.beats[live.beats < reference.duration - 0.3],
+                                  reference.beats[reference.beats < reference.duration - 0.3])
+
+
 def test_timeline_of_stereo_int_pcm_and_nothing(audio, model, reference):
     pcm = np.round(np.clip(audio, -1, 1) * 32767).astype(np.int16)
     stereo = structure_timeline(np.stack([pcm, pcm], axis=1), SR, anticipator=model)
