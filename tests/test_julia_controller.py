@@ -111,6 +111,10 @@ def test_beat_pulse_by_hand():
     assert math.isclose(beat_pulse(0.25, 0.1), (1 - 0.025 / 0.05) ** 3)  # 0.125
     assert math.isclose(beat_pulse(0.9, 0.1), (1 - 0.01 / 0.02) ** 2)  # 0.25
     assert beat_pulse(0.5, 0.1) == 0.0
+    for phase, spb in ((1.0, 0.5), (-0.1, 0.5), (math.nan, 0.5), (0.5, 0.0), (0.5, math.inf),
+                       (0.5, math.nan)):
+        with pytest.raises(ValueError, match="beat_pulse needs"):
+            beat_pulse(phase, spb)
 
 
 @settings(max_examples=200, deadline=None)
@@ -473,6 +477,10 @@ def test_nan_inputs_fall_back_as_documented():
     z = run(AnalyticController(), [with_(f, conf=0.0) for f in good])
     np.testing.assert_array_equal(a, z)
     np.testing.assert_array_equal(b, z)
+    # a phase outside [0, 1) is taken modulo 1 (-1e-20 % 1.0 is 1.0 in floating point)
+    c = AnalyticController()
+    for f, phase in zip(good[:4], (-1e-20, 5.25, -0.75, 1.0), strict=True):
+        assert np.all(np.isfinite(c.step(with_(f, phase=phase))))
     # non-finite section probabilities: neutral; hazards: 0
     a = run(AnalyticController(), [with_(f, section_probs=(math.nan,) * 8,
                                          hazard_probs=(math.nan,) * 5) for f in good])

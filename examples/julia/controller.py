@@ -85,8 +85,9 @@ Bad values (documented fallbacks; never NaN out): a non-finite ``t`` holds the t
 ``t`` earlier than the previous one gives dt = 0 and the clock follows it (a seek back does not
 freeze the picture); a non-finite or non-positive ``spb`` holds the last valid one (initially
 0.5 s), and ``spb`` is clipped to ``SPB_RANGE``; a non-finite ``phase`` or ``conf`` gives no
-pulse; a non-finite micro feature reads as its silence value (``SILENCE_MICRO``), finite ones are
-clipped (levels to [-120, 12] dB, flux to [0, 1e6], centroid to [0, 11025] Hz, onset to [0, 1]);
+pulse, a finite phase outside [0, 1) is taken modulo 1 and ``conf`` is clipped to [0, 1]; a
+non-finite micro feature reads as its silence value (``SILENCE_MICRO``), finite ones are clipped
+(levels to [-120, 12] dB, flux to [0, 1e6], centroid to [0, 11025] Hz, onset to [0, 1]);
 non-finite or negative section probabilities count as 0 and are renormalised (all zero:
 uniform); non-finite hazards count as 0 and hazards are clipped to [0, 1].
 """
@@ -309,7 +310,11 @@ def beat_pulse(phase: float, spb: float) -> float:
     ``decay = min(DECAY_S, DECAY_MAX_BEATS * spb)`` (seconds): ``(1 - after / decay)**3`` for
     ``after = phase * spb < decay`` (after the beat), ``(1 - before / attack)**2`` for
     ``before = (1 - phase) * spb < attack`` (before the next beat), else 0. It is 1 at phase 0.
+    ValueError unless ``0 <= phase < 1`` and ``spb`` is finite and > 0.
     """
+    if not 0.0 <= phase < 1.0 or not 0.0 < spb < math.inf:
+        raise ValueError(f"beat_pulse needs 0 <= phase < 1 and a finite spb > 0, got "
+                         f"phase={phase!r}, spb={spb!r}")
     attack = min(ATTACK_S, ATTACK_MAX_BEATS * spb)
     decay = min(DECAY_S, DECAY_MAX_BEATS * spb)
     after, before = phase * spb, (1.0 - phase) * spb
@@ -462,7 +467,7 @@ class AnalyticController:
         # beat pulse
         pulse, amp = 0.0, 0.0
         if math.isfinite(inputs.phase) and math.isfinite(inputs.conf):
-            phase = inputs.phase % 1.0
+            phase = min(inputs.phase % 1.0, math.nextafter(1.0, 0.0))  # -1e-20 % 1.0 == 1.0
             conf = min(max(inputs.conf, 0.0), 1.0)
             down = (inputs.beat_in_bar >= inputs.beats_per_bar if phase >= 0.5
                     else inputs.beat_in_bar == 1)
