@@ -168,7 +168,7 @@ def test_ctrl_c_during_the_analysis_is_one_line_and_exit_130(tmp_path):
     The command's own main runs with structure_timeline wrapped to say when the analysis
     starts, so that the signal surely arrives during it (not during the imports)."""
     path = tmp_path / "long.wav"
-    sf.write(path, make_item("long", 120.0, duration=300.0, sample_rate=SR).audio, SR)
+    sf.write(path, make_item("long", 120.0, duration=120.0, sample_rate=SR).audio, SR)
     program = (
         "import sys\n"
         "from fractalsync_tracking import cli_structure\n"

@@ -81,7 +81,7 @@ params = st.builds(Hysteresis, alpha=st.floats(0.05, 1.0), margin=st.floats(0.0,
                    dwell_steps=st.integers(1, 6))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(probs=distributions, p=params)
 @example(probs=np.full((5, 8), 1 / 8), p=Hysteresis())  # ties: the first label, never a switch
 @example(probs=np.eye(8)[[0, 1, 1, 1, 1, 2, 1]] * 0.93 + 0.01, p=Hysteresis(1.0, 0.0, 1))
