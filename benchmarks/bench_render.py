@@ -26,7 +26,6 @@ from __future__ import annotations
 import cmath
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -34,8 +33,6 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # examples/ is not an installed package
-    sys.path.insert(0, str(ROOT))
 
 from examples.julia.params import JuliaParams  # noqa: E402
 from examples.julia.render_numba import NumbaRenderer  # noqa: E402

@@ -42,62 +42,12 @@ def beatnet_models_dir(fractalsync_home):
     return paths[0].parent
 
 
-def _free_display() -> int:
-    for n in range(90, 400):
-        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
-            return n
-    raise RuntimeError("no free X display number in 90..399")
-
-
-#: Screen size of the test X server (pixels).
-XVFB_SCREEN = (1280, 720)
-
 
 @pytest.fixture(scope="module")
 def xvfb():
-    """A real Xvfb (XVFB_SCREEN x 24 bit, no TCP) on a free display number; yields the number.
+    """A real Xvfb (xdisplay.XVFB_SCREEN, 24 bit, no TCP) on a free display number; yields the
+    number (see tests/xdisplay.py)."""
+    from xdisplay import running_xvfb
 
-    Xvfb and ffmpeg (for screenshots) are system dependencies installed by scripts/sysdeps.sh:
-    their absence fails the test rather than skipping it.
-    """
-    import shutil
-    import subprocess
-    import time
-
-    if shutil.which("Xvfb") is None or shutil.which("ffmpeg") is None:
-        pytest.fail("Xvfb and ffmpeg are required (Debian packages xvfb, ffmpeg: "
-                    "scripts/sysdeps.sh installs them)")
-    n = _free_display()
-    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0",
-                             f"{XVFB_SCREEN[0]}x{XVFB_SCREEN[1]}x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 15
-        while not Path(f"/tmp/.X11-unix/X{n}").exists():
-            if proc.poll() is not None:
-                raise RuntimeError(f"Xvfb :{n} exited: {proc.stderr.read().decode()[-500:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Xvfb :{n}: no socket after 15 s")
-            time.sleep(0.05)
+    with running_xvfb() as n:
         yield n
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def grab_screen(display: int):
-    """The whole X screen of ``display`` now, (H, W, 3) uint8 RGB, by ffmpeg's x11grab."""
-    import subprocess
-
-    import numpy as np
-
-    run = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "x11grab",
-                          "-draw_mouse", "0", "-video_size", f"{XVFB_SCREEN[0]}x{XVFB_SCREEN[1]}",
-                          "-i", f":{display}+0,0", "-frames:v", "1", "-f", "rawvideo",
-                          "-pix_fmt", "rgb24", "-"], capture_output=True, timeout=60)
-    assert run.returncode == 0, run.stderr.decode()
-    return np.frombuffer(run.stdout, np.uint8).reshape(XVFB_SCREEN[1], XVFB_SCREEN[0], 3)

@@ -15,10 +15,6 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[1]
-# `python -m pytest` puts the repository root on sys.path, a bare `pytest` does not (examples/ is
-# not an installed package): until pyproject's pytest options say pythonpath = ["."].
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from examples.julia import palette  # noqa: E402
 from examples.julia.params import MAX_ITER_RANGE, VIEW_HALF_HEIGHT, JuliaParams  # noqa: E402

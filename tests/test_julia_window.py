@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -18,12 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from xdisplay import XVFB_SCREEN as SCREEN
+from xdisplay import free_display, grab_screen
 
 ROOT = Path(__file__).resolve().parents[1]
-# `python -m pytest` puts the repository root on sys.path, a bare `pytest` does not (examples/ is
-# not an installed package): until pyproject's pytest options say pythonpath = ["."].
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 pytest.importorskip("pygame")  # the [live] extra
 pytest.importorskip("moderngl")
@@ -32,7 +29,6 @@ from examples.julia.params import JuliaParams  # noqa: E402
 from examples.julia.render_gl import GLRenderer  # noqa: E402
 from examples.julia.window import BAR_FILL_RGBA, JuliaWindow, NoDisplayError  # noqa: E402
 
-SCREEN = (1280, 720)
 WINDOW = (480, 270)
 PARAMS = JuliaParams(-0.8, 0.156, zoom=1.3, rotation=0.4, center_re=0.2, center_im=0.1, hue=0.2)
 
@@ -71,58 +67,12 @@ for line in sys.stdin:
 """
 
 
-def free_display() -> int:
-    for n in range(90, 400):
-        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
-            return n
-    raise RuntimeError("no free X display number in 90..399")
-
-
-@pytest.fixture(scope="module")
-def xvfb():
-    """A real Xvfb (1280x720x24, no TCP) on a free display number; its number."""
-    if shutil.which("Xvfb") is None or shutil.which("ffmpeg") is None:
-        pytest.fail("Xvfb and ffmpeg are required (Debian packages xvfb, ffmpeg: "
-                    "scripts/sysdeps.sh installs them)")
-    n = free_display()
-    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24",
-                             "-nolisten", "tcp"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 15
-        while not Path(f"/tmp/.X11-unix/X{n}").exists():
-            if proc.poll() is not None:
-                raise RuntimeError(f"Xvfb :{n} exited: {proc.stderr.read().decode()[-500:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Xvfb :{n}: no socket after 15 s")
-            time.sleep(0.05)
-        yield n
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def grab(display: int) -> np.ndarray:
-    """The whole X screen now, (720, 1280, 3) uint8 RGB, by ffmpeg's x11grab."""
-    run = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "x11grab",
-                          "-draw_mouse", "0", "-video_size", f"{SCREEN[0]}x{SCREEN[1]}",
-                          "-i", f":{display}+0,0",
-                          "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-                         capture_output=True, timeout=60)
-    assert run.returncode == 0, run.stderr.decode()
-    return np.frombuffer(run.stdout, np.uint8).reshape(SCREEN[1], SCREEN[0], 3)
-
-
 def grab_until(display: int, ok, timeout: float = 10.0) -> np.ndarray:
     """Grab until ``ok(shot)`` (the X server shows a swapped frame a moment after the swap);
     returns the last grab either way, for the assertions to explain."""
     deadline = time.monotonic() + timeout
     while True:
-        shot = grab(display)
+        shot = grab_screen(display)
         if ok(shot) or time.monotonic() > deadline:
             return shot
         time.sleep(0.1)

@@ -9,16 +9,13 @@ as in the second, and memory stays flat.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from examples.julia.controller import CONTROL_RANGES, AnalyticController
+from examples.julia.video_render import BLOCK_SAMPLES, CausalStream
 from fractalsync_models.training.synth import make_item
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from examples.julia.controller import CONTROL_RANGES, AnalyticController  # noqa: E402
-from examples.julia.video_render import BLOCK_SAMPLES, CausalStream  # noqa: E402
 
 RATE = 44100
 FPS = 60.0

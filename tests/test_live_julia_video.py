@@ -146,7 +146,6 @@ def test_bad_input_gets_a_clear_message_and_a_non_zero_exit(song, tmp_path, args
 def test_frames_do_not_look_ahead(song, tmp_path):
     """Frame k uses audio up to its time only: replacing the audio after T by noise leaves every
     frame with t_k <= T unchanged, and changes later ones."""
-    sys.path.insert(0, str(ROOT))
     from examples.julia.video_render import render_video
 
     _, item = song

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from alsa_devices import write_alsa_config, write_no_device_config
-from conftest import grab_screen
+from xdisplay import grab_screen
 
 from fractalsync_models.training.synth import make_item
 
