@@ -102,7 +102,7 @@ class CausalStream:
 
 
 def render_video(audio: np.ndarray, sample_rate: int, out, *, fps: float = 60.0,
-                 size: tuple[int, int] = (960, 540), renderer: str = "gl",
+                 size: tuple[int, int] = (960, 540), renderer: str = "gl", scale: int = 1,
                  seconds: float | None = None, start: float = 0.0, structure=None,
                  latency_s: float = 0.0, overwrite: bool = False, on_frame=None) -> RenderStats:
     """Render the live picture of ``audio`` to an MP4 (see the module docstring).
@@ -115,6 +115,7 @@ def render_video(audio: np.ndarray, sample_rate: int, out, *, fps: float = 60.0,
     fps : frames per second.
     size : (width, height) in pixels, even.
     renderer : "gl" or "numba".
+    scale : compute one pixel per ``scale`` x ``scale`` block, upscaled (1: every pixel).
     seconds, start : the span rendered, in seconds of the stream (default: from ``start`` to
         the end).
     structure : a structure tracker for the slow clock (None: neutral structure).
@@ -141,7 +142,7 @@ def render_video(audio: np.ndarray, sample_rate: int, out, *, fps: float = 60.0,
     controls = np.zeros((n_frames, 8), np.float32)
     render_ms, frame_ms = [], []
     wall0 = time.perf_counter()
-    with make_renderer(renderer, width, height) as gfx, \
+    with make_renderer(renderer, width, height, scale=scale) as gfx, \
             VideoWriter(out, width, height, fps, audio[a0:a1], sample_rate,
                         overwrite=overwrite) as video:
         image = np.empty((height, width, 3), np.uint8)
