@@ -355,6 +355,41 @@ def test_pulses_peak_on_beats_larger_on_downbeats_and_scale_with_conf(spb):
 
 
 # ---------------------------------------------------------------------------------------------
+# micro-reactivity
+
+
+def test_silence_reads_as_zero_levels_by_hand():
+    """Verse, -120 dB floors, no beat, no hazard: every level reads 0, so brightness is the
+    verse's 1.0 * (0.5 + 0.5 * 0) = 0.5, zoom exp(ln 1.05) = 1.05, detail 0.5, saturation
+    0.75."""
+    out = run(AnalyticController(), steady_frames(2.0, conf=0.0, sections=probs("verse")))
+    np.testing.assert_allclose(out[:, [2, 5, 6, 7]], [[1.05, 0.75, 0.5, 0.5]] * len(out),
+                               rtol=1e-6)
+
+
+def test_levels_and_onsets_move_the_picture_fast():
+    """Steady music, then the bass 12 dB louder: ln zoom rises (bass breathes the zoom) and
+    gets 90 % of the way within 6 frames (100 ms); one strong onset frame brightens the next
+    frames."""
+    spb = 0.5
+    loud = list(MUSIC)
+    loud[1] += 12.0
+    frames = steady_frames(3.0, spb, 0.0, MUSIC, probs("verse")) + steady_frames(
+        1.0, spb, 0.0, tuple(loud), probs("verse"), t0=3.0)
+    lz = np.log(run(AnalyticController(), frames)[:, 2].astype(np.float64))
+    step = lz[-1] - lz[179]
+    assert step > 0.015  # MICRO_LOG_ZOOM * (rise of the bass level, ~0.35)
+    assert lz[180 + 6] - lz[179] >= 0.9 * step
+    kick = list(MUSIC)
+    kick[6] = 0.95
+    frames = steady_frames(3.0, spb, 0.0, MUSIC, probs("verse"))
+    frames[120] = ControlInputs(frames[120].t, frames[120].phase, frames[120].beat_in_bar, 4,
+                                spb, 0.0, tuple(kick), probs("verse"))
+    b = run(AnalyticController(), frames)[:, 6]
+    assert b[121] - b[119] > 0.05 and b[130] - b[119] < b[121] - b[119]
+
+
+# ---------------------------------------------------------------------------------------------
 # tension before a boundary
 
 

@@ -41,9 +41,13 @@ Mandelbrot set in the disconnected one). ``conf = 0`` means no pulse at all.
 are normalised per channel against a slow reference (``LEVEL_REF_TAU_S``) that only learns
 from frames above the gate, ``n = sigmoid((x - ref) / LEVEL_SLOPE_DB) * gate(x)`` with
 ``gate`` rising from 0 at ``GATE_DB[0]`` to 1 at ``GATE_DB[1]`` (the flux channel uses the rms
-gate), then followed with a fast attack/release (``LEVEL_ATTACK_S``, ``LEVEL_RELEASE_S``). So a
--120 dB floor (silence) reads 0 and cannot blow anything up. The onset feature (flux relative to
-its running mean, [0, 1)) reads ``max(0, 2 onset - 1)``. Bass breathes the zoom and pushes c
+gate). So a -120 dB floor (silence) reads 0 and cannot blow anything up. These five levels are
+followed by critically damped filters, fast (rate ``1 / LEVEL_ATTACK_S``) while rising and
+slower (``1 / LEVEL_RELEASE_S``) while falling: the features change in steps at the analysis
+rate (50 Hz), and a second-order follower turns the steps into smooth motion. The onset feature
+(flux relative to its running mean, [0, 1)) reads ``max(0, 2 onset - 1)`` through an envelope
+that jumps up at once and decays with time constant ``ONSET_RELEASE_S``, so an onset flashes on
+its own frame. Bass breathes the zoom and pushes c
 outwards, mid turns c, treble adds detail and saturation, flux speeds the rotation, onsets
 brighten, the spectral centroid tints the hue, and the rms level sets the overall brightness.
 
@@ -163,7 +167,8 @@ TENSION_DETAIL, TENSION_SATURATION, TENSION_LOG_ZOOM, TENSION_ROTATION = 0.35, 0
 LEVEL_SLOPE_DB = 6.0
 LEVEL_REF_TAU_S = 3.0
 GATE_DB = (-70.0, -50.0)
-LEVEL_ATTACK_S, LEVEL_RELEASE_S = 0.015, 0.12
+LEVEL_ATTACK_S, LEVEL_RELEASE_S = 0.02, 0.08
+ONSET_RELEASE_S = 0.08
 #: Starting references (dB) of the channels rms, bass, mid, treble, flux.
 _LEVEL_REF_INIT = (-20.0, -25.0, -25.0, -40.0, -20.0)
 _DB_CLIP = (-120.0, 12.0)
@@ -340,7 +345,7 @@ def _toward(x, target, max_step: float):
 def _critically_damped(x, v, target, omega: float, dt: float):
     """Exact step of ``x'' = -2 omega x' - omega**2 (x - target)`` over ``dt``: (x, v)."""
     e = x - target
-    decay = math.exp(-omega * dt)
+    decay = np.exp(-omega * dt)
     k = (v + omega * e) * dt
     return target + (e + k) * decay, (v - omega * k) * decay
 
@@ -368,21 +373,32 @@ class _LevelNormaliser:
 
     def __init__(self) -> None:
         self.ref = np.array(_LEVEL_REF_INIT)
-        self.level = np.zeros(len(_LEVEL_REF_INIT))
 
-    def update(self, db: np.ndarray, dt: float, first: bool) -> np.ndarray:
+    def update(self, db: np.ndarray, dt: float) -> np.ndarray:
         gate = np.clip((db - GATE_DB[0]) / (GATE_DB[1] - GATE_DB[0]), 0.0, 1.0)
         gate[4] = gate[0]  # flux is gated by the loudness
         learn = gate > 0
         alpha = 1.0 - math.exp(-dt / LEVEL_REF_TAU_S)
         self.ref[learn] += alpha * (db[learn] - self.ref[learn])
-        target = gate / (1.0 + np.exp(-(db - self.ref) / LEVEL_SLOPE_DB))
-        if first:
-            self.level = target
+        return gate / (1.0 + np.exp(-(db - self.ref) / LEVEL_SLOPE_DB))
+
+
+class _Follower:
+    """Critically damped followers of values in [0, 1], rate ``1 / LEVEL_ATTACK_S`` while the
+    target is above the value and ``1 / LEVEL_RELEASE_S`` otherwise; clipped to [0, 1]."""
+
+    def __init__(self, n: int) -> None:
+        self.value, self.velocity = None, np.zeros(n)
+
+    def update(self, target: np.ndarray, dt: float) -> np.ndarray:
+        if self.value is None:
+            self.value = target
         else:
-            tau = np.where(target > self.level, LEVEL_ATTACK_S, LEVEL_RELEASE_S)
-            self.level = self.level + (1.0 - np.exp(-dt / tau)) * (target - self.level)
-        return self.level
+            omega = 1.0 / np.where(target > self.value, LEVEL_ATTACK_S, LEVEL_RELEASE_S)
+            value, self.velocity = _critically_damped(self.value, self.velocity, target, omega,
+                                                      dt)
+            self.value = np.clip(value, 0.0, 1.0)
+        return self.value
 
 
 class AnalyticController:
@@ -402,7 +418,8 @@ class AnalyticController:
         self._q = self._qv = None  # smoothed section probabilities and their velocity
         self._tension = 0.0
         self._levels = _LevelNormaliser()
-        self._onset = 0.0
+        self._micro = _Follower(5)  # rms, bass, mid, treble, flux levels
+        self._onset = 0.0  # onset envelope
         self._drift = 0.0  # rad
         self._hue_phase = 0.0  # turns
         self._rotation = 0.0  # rad, wrapped
@@ -454,14 +471,9 @@ class AnalyticController:
         # micro features
         m = _sanitise_micro(inputs.micro)
         db = np.append(m[:4], 10.0 * math.log10(max(m[4], 1e-12)))
-        rms_n, bass_n, mid_n, treble_n, flux_n = self._levels.update(
-            np.clip(db, *_DB_CLIP), dt, first)
-        onset_target = max(0.0, 2.0 * m[6] - 1.0)
-        if first:
-            self._onset = onset_target
-        else:
-            tau = LEVEL_ATTACK_S if onset_target > self._onset else LEVEL_RELEASE_S
-            self._onset += (1.0 - math.exp(-dt / tau)) * (onset_target - self._onset)
+        rms_n, bass_n, mid_n, treble_n, flux_n = self._micro.update(
+            self._levels.update(np.clip(db, *_DB_CLIP), dt), dt)
+        self._onset = max(2.0 * m[6] - 1.0, self._onset * math.exp(-dt / ONSET_RELEASE_S), 0.0)
         mid_c = 2.0 * mid_n - 1.0
 
         # beat pulse
