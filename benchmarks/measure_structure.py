@@ -125,15 +125,11 @@ def evaluate_song(name: str, tl: StructureTimeline, segments: Sequence[Segment])
     times = tl.times
     ref = np.asarray(boundaries(segments), np.float64)
     truth = np.asarray(section_targets(segments, times), np.int64)
-    argmax = tl.section_probs.argmax(axis=1).astype(np.int64) if times.size else \
-        np.zeros(0, np.int64)
+    argmax = tl.section_probs.argmax(axis=1).astype(np.int64)
     raw_runs = display_segments(times, argmax, tl.duration)
     btnb = beats_to_next_boundary(times, tl.beats, ref)
     targets = hazard_targets(btnb)
-    if tl.beats.size >= 2 and tl.downbeats.size >= 1:
-        prior = phrase_prior_hazard(times, tl.beats, tl.downbeats, ref)
-    else:
-        prior = np.full((times.size, len(HORIZONS_BEATS)), np.nan)
+    prior = phrase_prior_hazard(times, tl.beats, tl.downbeats, ref)  # NaN rows: < 2 beats
     valid = ~np.isnan(btnb) & ~np.isnan(prior).any(axis=1)
     return SongEval(
         name=name, truth=truth, display=tl.labels.astype(np.int64), argmax=argmax,

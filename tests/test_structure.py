@@ -386,6 +386,14 @@ def test_evaluation_scores_known_answers(measure):
     assert all(s2[f"auroc_{h}"] == 0.5 for h in (1, 2, 4, 8, 16))  # a constant hazard
     met = measure.targets_met(s2)
     assert met["HR3F >= 0.7"] and not met["AUROC >= 0.85 at 4 and 8 beats"]
+    import dataclasses
+
+    beatless = dataclasses.replace(synthetic_timeline(sections, truth_at, perfect_hazard, 48.0),
+                                   beats=np.zeros(0), downbeats=np.zeros(0))
+    none = measure.evaluate_song("beatless", beatless, segs)
+    assert none.valid.size == none.truth.size and not none.valid.any()
+    s3 = measure.summarize([none])
+    assert np.isnan(s3["auroc_4"]) and np.isnan(s3["brier_prior_4"]) and s3["acc8_display"] == 1
     text = measure.format_tables({"good": s, "late": s2})
     assert "| HR3F, displayed segments | 1.000 | 1.000 |" in text
     assert "| section accuracy (8 labels), displayed | 1.000 |" in text
