@@ -7,7 +7,6 @@ from __future__ import annotations
 import cmath
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +15,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `pytest` (unlike `python -m pytest`) does not add the repo root
-    sys.path.insert(0, str(ROOT))
 
 from examples.julia import controller as ctl  # noqa: E402
 from examples.julia.controller import (  # noqa: E402

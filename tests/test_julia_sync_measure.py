@@ -5,17 +5,11 @@ the disconnected fraction."""
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `pytest` (unlike `python -m pytest`) does not add the repo root
-    sys.path.insert(0, str(ROOT))
 
 from examples.julia.controller import CONTROL_NAMES  # noqa: E402
 from examples.julia.sync_measure import (  # noqa: E402
