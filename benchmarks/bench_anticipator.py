@@ -1,0 +1,84 @@
+"""Anticipator speed: ``step`` per 80 ms slow step, against the onnxruntime graph.
+
+Run: .venv/bin/python -m pytest benchmarks/bench_anticipator.py --benchmark-only
+Target (issue 10): p99 <= 100 us per slow step, i.e. 0.125 % of the 80 ms slow-step period.
+``Anticipator.step`` (numba kernel on the graph's weights, input checks included) is timed
+interleaved, step by step, against one step of the same graph through onnxruntime
+(``Anticipator.run`` on T = 1 with the state handed over, what ``step`` would cost without the
+kernel). Inputs: the two reference excerpts' real BeatNet features averaged over 4 frames (the
+slow grid), with the beat features of a 120 BPM clock.
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fractalsync_models.anticipator import Anticipator
+
+PERIOD_US = 80_000.0
+TARGET_US = 100.0
+REF = Path(__file__).parent.parent / "tests" / "data" / "reference"
+
+
+@pytest.fixture(scope="module")
+def inputs() -> tuple[np.ndarray, np.ndarray]:
+    """3000 slow steps (4 min): the reference excerpts' features on the slow grid, repeated."""
+    frames = np.concatenate([np.load(REF / c / "features.npy") for c in ("vibe_ace",
+                                                                         "lets_go_fishin")])
+    slow = frames[: len(frames) // 4 * 4].reshape(-1, 4, 272).mean(1).astype(np.float32)
+    audio = np.resize(slow, (3000, 272))
+    phase = (np.arange(3000) * 0.16) % 1.0
+    beat = np.stack(
+        [np.sin(2 * np.pi * phase), np.cos(2 * np.pi * phase), np.full(3000, np.log(0.5)),
+         np.full(3000, 0.8), (phase < 0.16) * 0.9], axis=1,
+    ).astype(np.float32)  # fmt: skip
+    return audio, beat
+
+
+def test_step_per_slow_step(benchmark, inputs):
+    model = Anticipator()
+    audio, beat = inputs
+    state = np.zeros(128, np.float32)
+
+    def graph_step(a, b):
+        nonlocal state
+        _, _, state = model.run(a[None], b[None], state)
+
+    for a, b in zip(audio[:200], beat[:200], strict=True):  # warm-up
+        model.step(a, b)
+        graph_step(a, b)
+    model.reset()
+    state[:] = 0.0
+    kern = np.empty(len(audio))
+    graph = np.empty(len(audio))
+    for i, (a, b) in enumerate(zip(audio, beat, strict=True)):
+        t0 = time.perf_counter_ns()
+        model.step(a, b)
+        t1 = time.perf_counter_ns()
+        graph_step(a, b)
+        kern[i], graph[i] = (t1 - t0) / 1e3, (time.perf_counter_ns() - t1) / 1e3
+    assert np.abs(model.state - state).max() <= 1e-4  # both carried the same state
+    benchmark(model.step, audio[0], beat[0])
+    (k50, k99), (g50, g99) = (np.percentile(t, [50, 99]) for t in (kern, graph))
+    benchmark.extra_info.update(step_p50_us=k50, step_p99_us=k99, graph_p50_us=g50,
+                                graph_p99_us=g99)  # fmt: skip
+    print(
+        f"\nAnticipator per slow step over {len(audio)} steps, interleaved:"
+        f"\n  step (numba kernel):        p50 {k50:6.1f} us, p99 {k99:6.1f} us = "
+        f"{100 * k99 / PERIOD_US:.3f} % of the 80 ms slow step (target p99 <= {TARGET_US:.0f} us)"
+        f"\n  graph (onnxruntime, T=1):   p50 {g50:6.1f} us, p99 {g99:6.1f} us = "
+        f"{100 * g99 / PERIOD_US:.3f} % of the 80 ms slow step"
+        f"\n  step / graph: p50 {k50 / g50:.2f}, p99 {k99 / g99:.2f}"
+    )
+
+
+def test_run_per_slow_step(benchmark, inputs):
+    model = Anticipator()
+    audio, beat = inputs
+    model.run(audio[:100], beat[:100])
+    result = benchmark(model.run, audio, beat)
+    assert result[0].shape == (len(audio), 8)
+    per_step = benchmark.stats.stats.median / len(audio) * 1e6
+    print(f"\nAnticipator.run over {len(audio)} steps: {per_step:.2f} us per slow step (median)")

@@ -1,0 +1,373 @@
+"""Anticipator runtime (torch-free): the shipped model, step == run, state, bad model files,
+non-finite input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from onnx import TensorProto, helper
+
+from fractalsync_models.anticipator import (
+    BAR_PERIODS,
+    BEAT_PERIODS,
+    DEFAULT_MODEL_PATH,
+    INPUT_LIMIT,
+    Anticipator,
+    NonFiniteInputWarning,
+    _sanitize,
+    _step_kernel,
+)
+from fractalsync_models.contract import ContractError, load_contract, validate_onnx_model
+from fractalsync_models.crnn import ModelNotFoundError
+
+
+@pytest.fixture(scope="module")
+def model() -> Anticipator:
+    return Anticipator()
+
+
+def _inputs(seed: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Plausible slow-step inputs: non-negative audio features, beat features of a 120 BPM
+    beat clock (phase advancing 0.16 beat per 80 ms step) with some noise."""
+    rng = np.random.default_rng(seed)
+    audio = (rng.random((steps, 272)) * rng.random(272) * 2).astype(np.float32)
+    phase = (np.arange(steps) * 0.16) % 1.0
+    beat = np.stack(
+        [np.sin(2 * np.pi * phase), np.cos(2 * np.pi * phase), np.full(steps, np.log(0.5)),
+         rng.random(steps), rng.random(steps) * (phase < 0.2)], axis=1,
+    ).astype(np.float32)  # fmt: skip
+    return audio, beat
+
+
+def test_shipped_model_matches_the_contract_and_its_card():
+    proto = validate_onnx_model(DEFAULT_MODEL_PATH, "anticipator", load_contract())
+    assert proto.ir_version == 8
+    onnx.checker.check_model(proto, full_check=True)
+    data = DEFAULT_MODEL_PATH.read_bytes()
+    assert len(data) <= 1 << 20
+    card = json.loads(DEFAULT_MODEL_PATH.with_suffix(".json").read_text())
+    assert card["sha256"] == hashlib.sha256(data).hexdigest() and card["bytes"] == len(data)
+    assert card["holdout_seeds"] and not set(card["holdout_tracks"]) & set(card["train_tracks"])
+
+
+def test_runtime_does_not_import_torch():
+    code = (
+        "import sys, numpy as np\n"
+        "from fractalsync_models.anticipator import Anticipator\n"
+        "Anticipator().step(np.zeros(272), np.zeros(5))\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_run_outputs_are_probabilities(model):
+    audio, beat = _inputs(0, 300)
+    sec, haz, state = model.run(audio, beat)
+    assert sec.shape == (300, 8) and haz.shape == (300, 5) and state.shape == (128,)
+    assert sec.dtype == haz.dtype == state.dtype == np.float32
+    np.testing.assert_allclose(sec.sum(1), 1.0, atol=1e-5)
+    assert ((haz >= 0) & (haz <= 1)).all() and np.isfinite(state).all()
+    assert model.section_labels[4] == "chorus" and model.horizons_beats == (1, 2, 4, 8, 16)
+    assert model.decimation == 4
+
+
+def test_step_equals_run_and_carries_the_state(model):
+    audio, beat = _inputs(1, 400)
+    sec, haz, state = model.run(audio, beat)
+    model.reset()
+    stepped = [model.step(a, b) for a, b in zip(audio, beat, strict=True)]
+    assert np.abs(np.stack([s for s, _ in stepped]) - sec).max() <= 1e-5
+    assert np.abs(np.stack([h for _, h in stepped]) - haz).max() <= 1e-5
+    assert np.abs(model.state - state).max() <= 1e-5
+    # the state matters: a second pass from the carried state differs from a fresh one
+    carried = model.step(audio[0], beat[0])[0]
+    assert np.abs(carried - sec[0]).max() > 1e-4
+    # run in two pieces with the state handed over == run in one piece
+    s1, h1, mid = model.run(audio[:150], beat[:150])
+    s2, h2, end = model.run(audio[150:], beat[150:], state=mid)
+    assert np.abs(np.concatenate([s1, s2]) - sec).max() <= 1e-5
+    assert np.abs(end - state).max() <= 1e-5
+
+
+def test_reset_and_state_setter(model):
+    audio, beat = _inputs(2, 20)
+    sec, _, state = model.run(audio, beat)
+    for a, b in zip(audio, beat, strict=True):
+        model.step(a, b)
+    model.reset()
+    np.testing.assert_array_equal(model.state, np.zeros(128, np.float32))
+    assert np.abs(model.step(audio[0], beat[0])[0] - sec[0]).max() <= 1e-6
+    model.state = state
+    np.testing.assert_array_equal(model.state, state)
+    with pytest.raises(ValueError, match=r"state: expected shape \(128,\)"):
+        model.state = np.zeros(64)
+    with pytest.raises(ValueError, match="finite"):
+        model.state = np.full(128, np.nan)
+    with pytest.raises(TypeError, match="float"):
+        model.state = np.zeros(128, dtype=np.int64)
+
+
+def test_empty_run_keeps_the_state(model):
+    state = np.linspace(-0.5, 0.5, 128).astype(np.float32)
+    sec, haz, out = model.run(np.zeros((0, 272)), np.zeros((0, 5)), state=state)
+    assert sec.shape == (0, 8) and haz.shape == (0, 5)
+    np.testing.assert_array_equal(out, state)
+
+
+def test_bad_inputs_name_the_problem(model):
+    with pytest.raises(ValueError, match=r"audio_features: expected shape \(10, 272\)"):
+        model.run(np.zeros((10, 271)), np.zeros((10, 5)))
+    with pytest.raises(ValueError, match=r"audio_features: expected shape \(T, 272\)"):
+        model.run(np.zeros(272), np.zeros((1, 5)))
+    with pytest.raises(ValueError, match=r"beat_features: expected shape \(10, 5\)"):
+        model.run(np.zeros((10, 272)), np.zeros((9, 5)))
+    with pytest.raises(ValueError, match=r"audio_features: expected shape \(272,\)"):
+        model.step(np.zeros(5), np.zeros(5))
+    with pytest.raises(TypeError, match="dtype"):
+        model.step(np.array(["a"] * 272), np.zeros(5))
+
+
+def test_non_finite_input_is_replaced_by_zero_with_a_warning(model):
+    audio, beat = _inputs(3, 30)
+    bad_audio, bad_beat = audio.copy(), beat.copy().astype(np.float64)
+    bad_audio[5, :10] = np.nan
+    bad_audio[7, 3] = np.inf
+    bad_beat[9, 2] = -np.inf
+    bad_beat[11, 0] = 1e300  # beyond float32: inf, then 0
+    clean_audio, clean_beat = audio.copy(), beat.copy()
+    clean_audio[5, :10] = 0
+    clean_audio[7, 3] = 0
+    clean_beat[9, 2] = 0
+    clean_beat[11, 0] = 0
+    want = model.run(clean_audio, clean_beat)
+    with pytest.warns(NonFiniteInputWarning) as record:
+        got = model.run(bad_audio, bad_beat)
+    assert sorted(str(w.message) for w in record) == [
+        "audio_features: 11 non-finite value(s) replaced by 0",
+        "beat_features: 2 non-finite value(s) replaced by 0",
+    ]
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+    model.reset()
+    with pytest.warns(NonFiniteInputWarning):
+        sec, haz = model.step(np.full(272, np.nan), np.full(5, np.nan))
+    assert np.isfinite(sec).all() and np.isfinite(haz).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.step(audio[0], beat[0])  # finite input: no warning
+
+
+# --------------------------------------------------------------------------- bad model files
+
+
+def _graph_model(state_dim: int = 128, state_name: str = "state_in", ir: int = 8):
+    """A small runnable ONNX graph with the contract's tensor names (or changed ones)."""
+    f32 = TensorProto.FLOAT
+    inputs = [
+        helper.make_tensor_value_info("audio_features", f32, ["B", "T", 272]),
+        helper.make_tensor_value_info("beat_features", f32, ["B", "T", 5]),
+        helper.make_tensor_value_info(state_name, f32, ["B", state_dim]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("section_logits", f32, ["B", "T", 8]),
+        helper.make_tensor_value_info("hazard_logits", f32, ["B", "T", 5]),
+        helper.make_tensor_value_info("state_out", f32, ["B", state_dim]),
+    ]
+    w8 = helper.make_tensor("w8", f32, [272, 8], np.zeros(272 * 8, np.float32))
+    nodes = [
+        helper.make_node("MatMul", ["audio_features", "w8"], ["section_logits"]),
+        helper.make_node("Identity", ["beat_features"], ["hazard_logits"]),
+        helper.make_node("Identity", [state_name], ["state_out"]),
+    ]
+    graph = helper.make_graph(nodes, "fake", inputs, outputs, [w8])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=ir)
+
+
+def _other_computation():
+    """The shipped graph with its head's ReLU turned into a sigmoid: the contract's tensors
+    and the kernel's weight names, but not the computation the kernel does."""
+    proto = onnx.load(DEFAULT_MODEL_PATH)
+    relus = [n for n in proto.graph.node if n.op_type == "Relu"]
+    relus[-1].op_type = "Sigmoid"
+    return proto
+
+
+def test_missing_model_file(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="anticipator model not found"):
+        Anticipator(tmp_path / "nope.onnx")
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_bytes(DEFAULT_MODEL_PATH.read_bytes()[:5000]), "not a readable ONNX"),
+        (lambda p: p.write_text("just some text, not a model\n"), "not a readable ONNX"),
+        (lambda p: p.write_bytes(b""), "'audio_features'\\): missing from the model"),
+        (lambda p: onnx.save(_graph_model(state_name="hidden"), p),
+         r"unexpected model inputs \['hidden'\]"),
+        (lambda p: onnx.save(_graph_model(state_dim=64), p), r"shape\[1\]: expected 128, got 64"),
+        (lambda p: onnx.save(_graph_model(), p), r"initializers \['audio_mean'.* missing"),
+        (lambda p: onnx.save(_other_computation(), p), "step kernel does not reproduce"),
+    ],
+    ids=["truncated", "text", "empty", "wrong-name", "wrong-shape", "other-graph",
+         "other-computation"],
+)
+def test_bad_model_files_give_clear_errors(tmp_path, make, message):
+    path = tmp_path / "bad.onnx"
+    make(path)
+    with pytest.raises(ContractError, match=message):
+        Anticipator(path)
+
+
+# --------------------------------------------------------------------------- numba kernels
+
+
+def _sigmoid64(x):
+    with np.errstate(over="ignore"):  # exp(-x) = inf for x << 0: the sigmoid is then 0
+        return 1.0 / (1.0 + np.exp(-x))
+
+
+def reference_step(audio, beat, h, weights):
+    """The exported graph's computation for one step in float64 numpy (the wrap test in float32,
+    as the graph rounds it; ONNX GRU semantics: gates z, r, h, linear_before_reset = 1).
+    ``h`` is the whole state (GRU units, then previous sin, previous cos, beats, bars).
+    Returns (section probs, hazard probs, new state)."""
+    am, asc, bm, bsc, pw, pb, gw, gr, gwb, grb, hw, hb, sw, sb, zw, zb, scale = (
+        np.asarray(w, np.float64) for w in weights
+    )
+    n = len(h) - 4
+    s_prev, c_prev, beats, bars = (np.float32(v) for v in h[n:])
+    s, c = np.float32(beat[0]), np.float32(beat[1])
+    wrap = bool(s_prev < 0 and s >= 0 and c_prev * s - s_prev * c > 0)
+    beats = (beats + wrap) % BEAT_PERIODS[-1]
+    bars = (bars + (wrap and beat[4] > 0.5)) % BAR_PERIODS[-1]
+    angles = np.array([beats * 2 * np.pi / p for p in BEAT_PERIODS]
+                      + [bars * 2 * np.pi / p for p in BAR_PERIODS])  # fmt: skip
+    k = np.concatenate([np.sin(angles), np.cos(angles)])
+    x = np.concatenate([np.maximum(pw @ ((audio - am) * asc) + pb, 0.0), (beat - bm) * bsc, k])
+    gi, gh = gw @ x + gwb, gr @ h[:n] + grb
+    z = _sigmoid64(gi[:n] + gh[:n])
+    r = _sigmoid64(gi[n : 2 * n] + gh[n : 2 * n])
+    cand = np.tanh(gi[2 * n :] + r * gh[2 * n :])
+    h_new = (1.0 - z) * cand + z * h[:n]
+    head = np.maximum(hw @ np.concatenate([h_new, k]) + hb, 0.0)
+    logits = sw @ head + sb
+    e = np.exp(logits - logits.max())
+    state = np.concatenate([h_new, [s, c, beats, bars]])
+    return e / e.sum(), _sigmoid64(zw @ head + zb), state
+
+
+@st.composite
+def kernel_case(draw):
+    """Random weights of odd sizes (1 unit, 1 feature, ...) and inputs for the step kernel,
+    with beat phases drawn so that some steps wrap a beat (or a bar) and some do not."""
+    n_a, n_b, n_k = draw(st.integers(1, 17)), 5, 2 * len(BEAT_PERIODS + BAR_PERIODS)
+    p, hid, d = draw(st.integers(1, 6)), draw(st.integers(1, 9)), draw(st.integers(1, 5))
+    n_s, n_h = draw(st.integers(1, 8)), draw(st.integers(1, 5))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    scale = draw(st.sampled_from([0.0, 0.1, 1.0]))
+
+    def w(*shape):
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    weights = (
+        w(n_a), np.abs(w(n_a)) + 0.5, w(n_b), np.abs(w(n_b)) + 0.5, w(p, n_a), w(p),
+        w(3 * hid, p + n_b + n_k), w(3 * hid, hid), w(3 * hid), w(3 * hid), w(d, hid + n_k),
+        w(d), w(n_s, d), w(n_s), w(n_h, d), w(n_h),
+        np.array([2 * np.pi / q for q in BEAT_PERIODS + BAR_PERIODS], np.float32),
+    )  # fmt: skip
+    values = st.floats(-10, 10, width=32)
+    audio = draw(arrays(np.float32, n_a, elements=values))
+    phase_prev = draw(st.sampled_from([0.0, 0.3, 0.9, 0.99]))
+    phase = draw(st.sampled_from([0.0, 0.05, 0.5, 0.95]))
+    beat = np.array([np.sin(2 * np.pi * phase), np.cos(2 * np.pi * phase),
+                     draw(values), draw(values), draw(st.sampled_from([0.0, 0.4, 0.9]))],
+                    np.float32)  # fmt: skip
+    counts = [draw(st.integers(0, BEAT_PERIODS[-1] - 1)), draw(st.integers(0, 15))]
+    h = np.concatenate([
+        draw(arrays(np.float32, hid, elements=st.floats(-1, 1, width=32))),
+        [np.sin(2 * np.pi * phase_prev), np.cos(2 * np.pi * phase_prev)], counts,
+    ]).astype(np.float32)  # fmt: skip
+    return audio, beat, h, weights
+
+
+@given(kernel_case())
+@settings(max_examples=80, deadline=None)
+def test_step_kernel_matches_numpy(case):
+    audio, beat, h, weights = case
+    sec_ref, haz_ref, h_ref = reference_step(audio, beat, h.astype(np.float64), weights)
+    n_x = weights[6].shape[1]
+    n_k = 2 * len(weights[16])
+    hid = weights[7].shape[1]
+    work = (np.zeros(len(audio), np.float32), np.zeros(n_x, np.float32),
+            np.zeros(hid + n_k, np.float32), np.zeros(weights[10].shape[0], np.float32))
+    sec = np.zeros(len(weights[13]), np.float32)
+    haz = np.zeros(len(weights[15]), np.float32)
+    h_k = h.copy()
+    _step_kernel(audio, beat, h_k, *weights, *work, sec, haz)
+    np.testing.assert_allclose(sec, sec_ref, atol=1e-4)
+    np.testing.assert_allclose(haz, haz_ref, atol=1e-4)
+    np.testing.assert_allclose(h_k, h_ref, atol=1e-4)
+
+
+def test_beat_and_bar_counters_count(model):
+    # 120 BPM at 12.5 Hz: 0.16 beat per step; downbeat_prob 0.9 on every 4th beat
+    steps = 200
+    cycles = np.arange(steps) * 0.16
+    down = np.where(np.floor(cycles) % 4 == 0, 0.9, 0.1)
+    beat = np.stack([np.sin(2 * np.pi * cycles), np.cos(2 * np.pi * cycles),
+                     np.full(steps, np.log(0.5)), np.full(steps, 0.8), down], 1)
+    model.reset()
+    for b in beat:
+        model.step(np.zeros(272), b)
+    state = model.state
+    # beats 1..31 wrap (step 0 has no previous phase); bars are the wraps onto beats 4, 8, ..
+    n_beats = int(np.floor(cycles[-1]))
+    assert n_beats == 31 and state[-2] == n_beats
+    assert state[-1] == len(range(4, n_beats + 1, 4))
+    _, _, run_state = model.run(np.zeros((steps, 272)), beat)
+    np.testing.assert_array_equal(run_state[-4:], state[-4:])
+    model.reset()
+
+
+def test_step_kernel_saturates_on_huge_inputs(model):
+    # inputs at the clip limit: every gate saturates, outputs stay probabilities
+    sec, haz = model.step(np.full(272, INPUT_LIMIT), np.full(5, -INPUT_LIMIT))
+    assert np.isfinite(sec).all() and abs(sec.sum() - 1) < 1e-5 and np.isfinite(haz).all()
+    assert np.abs(model.state[:124]).max() <= 1.0  # the GRU units; then sin, cos, counts
+    weights = model._kernel.weights
+    ref_sec, ref_haz, _ = reference_step(
+        np.full(272, INPUT_LIMIT), np.full(5, -INPUT_LIMIT), np.zeros(128), weights
+    )  # from the zero state
+    model.reset()
+    sec, haz = model.step(np.full(272, 1e30), np.full(5, -1e30))  # clipped to the limit
+    np.testing.assert_allclose(sec, ref_sec, atol=1e-3)
+    np.testing.assert_allclose(haz, ref_haz, atol=1e-3)
+    model.reset()
+
+
+def reference_sanitize(x, limit):
+    return np.where(np.isfinite(x), np.clip(x, -limit, limit), 0.0).astype(np.float32)
+
+
+@given(arrays(np.float32, st.integers(0, 40),
+              elements=st.floats(allow_nan=True, allow_infinity=True, width=32)))
+@example(np.zeros(0, np.float32))
+@example(np.array([np.nan], np.float32))
+@example(np.array([np.inf, -np.inf, 3e38, -3e38, 1e4, -1e4, 0.0], np.float32))
+@settings(max_examples=100, deadline=None)
+def test_sanitize_matches_numpy(x):
+    want = reference_sanitize(x, 1e4)
+    n_bad = int((~np.isfinite(x)).sum())
+    assert _sanitize(x, np.float32(1e4)) == n_bad
+    np.testing.assert_array_equal(x, want)
