@@ -386,6 +386,29 @@ def test_levels_and_onsets_move_the_picture_fast():
     assert b[121] - b[119] > 0.05 and b[130] - b[119] < b[121] - b[119]
 
 
+@pytest.mark.parametrize("conf, offset_s, flashes", [
+    (1.0, 0.05, False),   # an onset 50 ms after a tracked beat: left to the beat pulse
+    (1.0, -0.05, False),  # 50 ms before it
+    (1.0, 0.25, True),    # half a beat away (0.25 s >= ONSET_GUARD_S + ONSET_GUARD_RAMP_S)
+    (0.0, 0.05, True),    # no beat (conf 0): every onset flashes
+])
+def test_onsets_near_a_beat_are_left_to_the_beat_pulse(conf, offset_s, flashes):
+    """The same strong onset frame, at a given distance from a beat: it brightens the picture
+    (against the same frames without it) unless it is within ONSET_GUARD_S of a tracked beat."""
+    spb = 0.5
+    kick = list(MUSIC)
+    kick[6] = 0.95
+    k = int(round((2.0 + offset_s) * FPS))  # beats at every 0.5 s; 2.0 s is one
+    base = steady_frames(3.0, spb, conf, MUSIC, probs("verse"))
+    with_onset = list(base)
+    f = base[k]
+    with_onset[k] = ControlInputs(f.t, f.phase, f.beat_in_bar, 4, spb, conf, tuple(kick),
+                                  probs("verse"))
+    d = run(AnalyticController(), with_onset)[:, 6] - run(AnalyticController(), base)[:, 6]
+    assert np.all(d[:k] == 0)
+    assert (d[k:k + 3].max() > 0.05) == flashes, d[k:k + 3]
+
+
 # ---------------------------------------------------------------------------------------------
 # tension before a boundary
 

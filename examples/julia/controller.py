@@ -47,7 +47,12 @@ slower (``1 / LEVEL_RELEASE_S``) while falling: the features change in steps at 
 rate (50 Hz), and a second-order follower turns the steps into smooth motion. The onset feature
 (flux relative to its running mean, [0, 1)) reads ``max(0, 2 onset - 1)`` through an envelope
 that jumps up at once and decays with time constant ``ONSET_RELEASE_S``, so an onset flashes on
-its own frame. Bass breathes the zoom and pushes c
+its own frame. An onset's analysis arrives 30-60 ms after the sound (the 32 ms framing lag and
+the frame period), so an onset on a beat would flash a few frames after the beat pulse, a
+second, late pulse. Onsets within ``ONSET_GUARD_S`` of a beat are therefore left to the beat
+pulse: the onset is scaled by ``1 - conf * (1 - g)``, ``g`` rising from 0 at ``ONSET_GUARD_S``
+to 1 at ``ONSET_GUARD_S + ONSET_GUARD_RAMP_S`` from the nearest beat (without a beat,
+``conf = 0``, every onset flashes). Bass breathes the zoom and pushes c
 outwards, mid turns c, treble adds detail and saturation, flux speeds the rotation, onsets
 brighten, the spectral centroid tints the hue, and the rms level sets the overall brightness.
 
@@ -169,6 +174,9 @@ LEVEL_REF_TAU_S = 3.0
 GATE_DB = (-70.0, -50.0)
 LEVEL_ATTACK_S, LEVEL_RELEASE_S = 0.02, 0.08
 ONSET_RELEASE_S = 0.08
+#: Onsets this close to a beat (s, either side) are left to the beat pulse; the gate opens
+#: fully ONSET_GUARD_RAMP_S further out.
+ONSET_GUARD_S, ONSET_GUARD_RAMP_S = 0.09, 0.04
 #: Starting references (dB) of the channels rms, bass, mid, treble, flux.
 _LEVEL_REF_INIT = (-20.0, -25.0, -25.0, -40.0, -20.0)
 _DB_CLIP = (-120.0, 12.0)
@@ -473,11 +481,10 @@ class AnalyticController:
         db = np.append(m[:4], 10.0 * math.log10(max(m[4], 1e-12)))
         rms_n, bass_n, mid_n, treble_n, flux_n = self._micro.update(
             self._levels.update(np.clip(db, *_DB_CLIP), dt), dt)
-        self._onset = max(2.0 * m[6] - 1.0, self._onset * math.exp(-dt / ONSET_RELEASE_S), 0.0)
         mid_c = 2.0 * mid_n - 1.0
 
         # beat pulse
-        pulse, amp = 0.0, 0.0
+        pulse, amp, onset_gate = 0.0, 0.0, 1.0
         if math.isfinite(inputs.phase) and math.isfinite(inputs.conf):
             phase = min(inputs.phase % 1.0, math.nextafter(1.0, 0.0))  # -1e-20 % 1.0 == 1.0
             conf = min(max(inputs.conf, 0.0), 1.0)
@@ -485,6 +492,11 @@ class AnalyticController:
                     else inputs.beat_in_bar == 1)
             amp = conf * (DOWNBEAT_GAIN if down else BEAT_GAIN) * style[_S["pulse_gain"]]
             pulse = amp * beat_pulse(phase, spb)
+            near = min(phase, 1.0 - phase) * spb  # seconds to the nearest beat
+            onset_gate = 1.0 - conf * (1.0 - _smoothstep(near, ONSET_GUARD_S,
+                                                         ONSET_GUARD_S + ONSET_GUARD_RAMP_S))
+        self._onset = max(onset_gate * (2.0 * m[6] - 1.0),
+                          self._onset * math.exp(-dt / ONSET_RELEASE_S), 0.0)
 
         # c: connected lam, disconnected offset, blend weight
         self._drift = (self._drift + DRIFT_RAD_PER_S * dt) % (2.0 * math.pi)
