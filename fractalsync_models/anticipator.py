@@ -1,4 +1,4 @@
-"""Runtime wrapper of the anticipator ONNX model (torch-free, onnxruntime on one thread).
+"""Runtime wrapper of the anticipator ONNX model (torch-free: onnxruntime and a numba kernel).
 
 The anticipator runs once per slow step (4 analysis frames, 80 ms, 12.5 Hz) on the step's
 audio features (272, the mean of its 4 BeatNet frames) and beat features (5: ``sin 2πφ``,
@@ -12,8 +12,15 @@ slow step carrying the state internally, ``reset`` returns to the zero state (a 
 The model file is validated against the contract when it is loaded; inference reads the
 ``.onnx`` file and runs nothing else (no pickles, no Python code from the model directory).
 
+``run`` runs the graph under onnxruntime (one thread, sequential). ``step`` runs a private numba
+kernel (:func:`_step_kernel`) on the weights it reads from the same file's initializers
+(:data:`KERNEL_WEIGHTS`): the ONNX graph stays the contract and the reference (checked on probe
+steps at load; step == run within 1e-5 in the tests), without onnxruntime's per-call overhead
+(``benchmarks/bench_anticipator.py``: the kernel step against one graph step).
+
 Non-finite inputs: NaN and ±inf (also float64 values beyond float32's range) are replaced by 0
-before the graph runs, with a :class:`NonFiniteInputWarning`. Zero is the model's own "no
+before the model runs, with a :class:`NonFiniteInputWarning`; finite inputs are clipped to
+±:data:`INPUT_LIMIT`. Zero is the model's own "no
 information" value: all-zero audio features are silence (``log10(1 + 0)``, no flux), all-zero
 beat features are a dropped beat state, which the model saw in training (robustness noise of
 :mod:`fractalsync_models.training.train_anticipator`).
