@@ -10,8 +10,10 @@ with ffmpeg, and measures on the decoded frames:
 
 * the fraction of true beats (after the first 5 s) with a visual pulse within +-2 frames, and
   the median signed offset in frames (positive = picture late), with pulses detected from the
-  frame-to-frame change (``examples.julia.sync_measure``);
-* the RMS jerk of the controls (per control, third difference x fps^3);
+  frame-to-frame change (``examples.julia.sync_measure``); next to it the tracker's ceiling,
+  the fraction of true beats with a beat the live tracker reported within +-2 frames;
+* the RMS jerk of the controls (third difference x fps^3): of c (|dc| in the complex plane),
+  of ln zoom, and of the rotation (rad);
 * the fraction of chorus frames whose c gives a disconnected Julia set, and of verse frames
   whose c gives a connected one (critical-orbit test);
 * the p99 frame cost.
@@ -83,7 +85,13 @@ def measure(song, name: str, args, structure_mode: str) -> dict:
         change = frame_change(decoded_frames(out, w, h))
     n = stats.frames
     pulses = detect_pulses(change, args.fps)
-    sync = pulse_sync(pulses, song.beats[song.beats < n / args.fps], args.fps)
+    true_beats = song.beats[song.beats < n / args.fps]
+    sync = pulse_sync(pulses, true_beats, args.fps)
+    # The tracker's ceiling: true beats (after 5 s) with a reported beat within +-2 frames.
+    late = true_beats[true_beats >= 5.0]
+    tracked = stats.beat_times
+    ceiling = float(np.mean([tracked.size > 0 and np.min(np.abs(tracked - b)) <= 2 / args.fps
+                             for b in late])) if late.size else float("nan")
     jerk = rms_jerk(stats.controls, args.fps)
     times = np.arange(n) / args.fps
     labels = label_at(song, times)
@@ -92,8 +100,9 @@ def measure(song, name: str, args, structure_mode: str) -> dict:
     chorus, verse = labels == "chorus", labels == "verse"
     return {
         "song": name, "frames": n,
-        "beats_hit": sync["hit_fraction"], "median_offset_frames": sync["median_offset_frames"],
-        "jerk_c": float(np.hypot(jerk["dc_re"], jerk["dc_im"])), "jerk_zoom": jerk["zoom"],
+        "beats_hit": sync["hit_fraction"], "tracker_ceiling": ceiling,
+        "median_offset_frames": sync["median_offset_frames"],
+        "jerk_c": float(np.hypot(jerk["dc_re"], jerk["dc_im"])), "jerk_log_zoom": jerk["log_zoom"],
         "jerk_rotation": jerk["rotation"],
         "chorus_disconnected": float(escapes[chorus].mean()) if chorus.any() else float("nan"),
         "verse_connected": float((~escapes[verse]).mean()) if verse.any() else float("nan"),
@@ -114,8 +123,9 @@ def main(argv=None) -> int:
     songs = [(f"seed {s}", s) for s in args.seeds]
     if args.demo:
         songs.append((f"demo (seed {DEMO_SEED})", DEMO_SEED))
-    cols = ("song", "frames", "beats_hit", "median_offset_frames", "jerk_c", "jerk_zoom",
-            "jerk_rotation", "chorus_disconnected", "verse_connected", "frame_p99_ms")
+    cols = ("song", "frames", "beats_hit", "tracker_ceiling", "median_offset_frames", "jerk_c",
+            "jerk_log_zoom", "jerk_rotation", "chorus_disconnected", "verse_connected",
+            "frame_p99_ms")
     print(" | ".join(cols))
     rows = []
     for name, seed in songs:

@@ -50,6 +50,7 @@ class RenderStats:
     analysis_p99_ms: float
     wall_s: float
     controls: np.ndarray  # (frames, 8) the controller's outputs, for measurement
+    beat_times: np.ndarray  # (B,) s, the beats the tracker reported up to the last frame
 
     def line(self) -> str:
         """One line for the terminal."""
@@ -82,6 +83,7 @@ class CausalStream:
         self.beat = FastBeat(latency_s)
         self.pos = 0  # samples pushed so far
         self.analysis_ms: list[float] = []
+        self.beat_times: list[float] = []  # every beat the tracker reported (s)
 
     def advance(self, t: float, timed: bool = True) -> None:
         """Push every block that ended by stream time ``t`` (s)."""
@@ -93,6 +95,7 @@ class CausalStream:
                 self.analysis_ms.append((time.perf_counter() - b0) * 1e3)
             for state in self.clock.beat_states_since_last_push:
                 self.beat.update(state)
+            self.beat_times.extend(e.t_sec for e in self.clock.beat_events_since_last_push)
             self.pos += BLOCK_SAMPLES
 
     def inputs(self, t: float) -> ControlInputs:
@@ -169,4 +172,4 @@ def render_video(audio: np.ndarray, sample_rate: int, out, *, fps: float = 60.0,
         frame_p50_ms=float(np.percentile(frame_ms, 50)),
         frame_p99_ms=float(np.percentile(frame_ms, 99)),
         analysis_p99_ms=float(np.percentile(analysis_ms, 99)) if analysis_ms else 0.0,
-        wall_s=wall, controls=controls)
+        wall_s=wall, controls=controls, beat_times=np.asarray(stream.beat_times))
