@@ -38,12 +38,16 @@ from .particle_filter import FilterConfig, ParticleFilter, track_activations
 from .phase_predictor import PhasePredictor, PhaseQuery
 from .slow_clock import INITIAL_BEAT, SlowClock, StructureSource
 from .slow_state import HORIZONS_BEATS, SECTION_LABELS, SlowState, StructureState
+from .structure import Hysteresis, StructureTracker, structure_timeline
 
 __all__ = [
     "AnalysisThread",
     "INITIAL_BEAT",
     "SlowClock",
     "StructureSource",
+    "Hysteresis",
+    "StructureTracker",
+    "structure_timeline",
     "HORIZONS_BEATS",
     "SECTION_LABELS",
     "SlowState",

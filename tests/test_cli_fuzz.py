@@ -544,3 +544,43 @@ def test_fuzz_live_julia(spec, ingredients, beats_home):
             _check(res, "live_julia.py", beats_home)
         finally:
             shutil.rmtree(beats_home / "crash", ignore_errors=True)
+
+
+# ------------------------------------------------------------------ fractalsync-structure
+
+STRUCTURE_OPTIONS = ["--json", "--csv", "--force", "--quiet", "--model", "--out"]
+
+
+@st.composite
+def structure_argv(draw):
+    """Inputs, --out, options and a stray argument of fractalsync-structure as specs, built by
+    _build_beats; three in four runs are well formed, as in beats_argv."""
+    if draw(st.sampled_from(["well formed", "well formed", "well formed", "anything"])) \
+            == "anything":
+        return (draw(st.lists(paths(), max_size=3)),
+                draw(st.one_of(st.none(), out_paths)),
+                draw(st.lists(st.tuples(st.sampled_from(STRUCTURE_OPTIONS), st.one_of(
+                    st.none(), numbers, odd_strings)), max_size=4)),
+                draw(st.one_of(st.none(), odd_strings)))
+    inputs = draw(st.lists(paths(), min_size=1, max_size=3))
+    out = draw(st.one_of(st.none(), out_paths) if len(inputs) == 1 else out_paths)
+    options = [draw(st.tuples(st.sampled_from(["--json", "--csv"]), st.none()))]
+    options += draw(st.lists(st.one_of(
+        st.tuples(st.sampled_from(["--force", "--quiet"]), st.none()),
+        st.tuples(st.just("--model"), st.sampled_from(["1", "2", "3", "ensemble"])),
+    ), max_size=2))
+    return inputs, out, options, None
+
+
+@settings(FUZZ, max_examples=max(EXAMPLES // 2, 1))
+@given(spec=structure_argv())
+@example(spec=([("file", "\udcff.wav", ("pcm", 1.0))], None, [("--csv", None)], None))
+def test_fuzz_fractalsync_structure(spec, ingredients, beats_home):
+    with tempfile.TemporaryDirectory(prefix="fuzz_structure.") as tmp:
+        root = Path(tmp)
+        argv = _build_beats(spec, root, ingredients)
+        try:
+            _check(_run("fractalsync-structure", argv, root, beats_home),
+                   "fractalsync-structure", beats_home)
+        finally:
+            shutil.rmtree(beats_home / "crash", ignore_errors=True)
