@@ -23,7 +23,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from fractalsync_models.training.targets import beat_position
+from fractalsync_models.training.targets import as_times, beat_position
 
 from .slow_state import HORIZONS_BEATS, SECTION_LABELS
 
@@ -41,22 +41,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- input checks
-
-
-def _times(values: object, name: str, order: str = "sorted") -> np.ndarray:
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a sequence of times in seconds: {exc}") from None
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (seconds), got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    if order == "sorted" and np.any(np.diff(arr) < 0):
-        raise ValueError(f"{name} must be sorted in non-decreasing order")
-    if order == "increasing" and np.any(np.diff(arr) <= 0):
-        raise ValueError(f"{name} must be strictly increasing")
-    return arr
 
 
 def _labels(values: object, name: str) -> np.ndarray:
@@ -84,7 +68,7 @@ def _weights(n: int, durations: object | None, times: object | None) -> np.ndarr
             raise ValueError("durations must be finite and >= 0 (seconds)")
         return w
     if times is not None:
-        t = _times(times, "times", "increasing")
+        t = as_times(times, "times", "increasing")
         if t.shape != (n,):
             raise ValueError(f"times must have shape ({n},), got {t.shape}")
         if n < 2:
@@ -206,8 +190,8 @@ def boundary_hit_rate(
     ``mir_eval.segment.detection(..., trim=True)`` on the same boundaries; ``(0, 0, 0)`` when
     either side is empty (mir_eval's convention).
     """
-    est = _times(est_boundaries, "est_boundaries")
-    ref = _times(ref_boundaries, "ref_boundaries")
+    est = as_times(est_boundaries, "est_boundaries")
+    ref = as_times(ref_boundaries, "ref_boundaries")
     window = _check_window(window_s)
     if est.size == 0 or ref.size == 0:
         return 0.0, 0.0, 0.0
@@ -220,8 +204,8 @@ def boundary_hit_rate(
 def median_detection_lag(est_boundaries: object, ref_boundaries: object, window_s: float) -> float:
     """Median of ``est - ref`` (seconds) over the pairs :func:`boundary_hit_rate` matches within
     ``window_s``; positive means the estimate comes late. NaN when nothing matches."""
-    est = _times(est_boundaries, "est_boundaries")
-    ref = _times(ref_boundaries, "ref_boundaries")
+    est = as_times(est_boundaries, "est_boundaries")
+    ref = as_times(ref_boundaries, "ref_boundaries")
     ref_idx, est_idx = _match(est, ref, _check_window(window_s))
     if ref_idx.size == 0:
         return float("nan")
@@ -356,10 +340,10 @@ def phrase_prior_hazard(
     tracked downbeat do not exist (the song has ended). Rows are NaN with fewer than 2 beats or
     no downbeat.
     """
-    t = _times(times, "times", "any")
-    beats = _times(beat_times, "beat_times", "increasing")
-    downs = _times(downbeat_times, "downbeat_times", "increasing")
-    bounds = _times(past_boundaries, "past_boundaries")
+    t = as_times(times, "times", "any")
+    beats = as_times(beat_times, "beat_times", "increasing")
+    downs = as_times(downbeat_times, "downbeat_times", "increasing")
+    bounds = as_times(past_boundaries, "past_boundaries")
     h = np.asarray(horizons, dtype=np.float64)
     if h.ndim != 1 or h.size == 0 or not np.all(np.isfinite(h)) or np.any(h <= 0):
         raise ValueError(f"horizons must be a non-empty 1-D sequence of positive beats, got "

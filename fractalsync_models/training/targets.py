@@ -37,6 +37,7 @@ from .labels import Segment, segments_to_frames
 
 __all__ = [
     "HORIZONS_BEATS",
+    "as_times",
     "beat_position",
     "beats_to_next_boundary",
     "hazard_targets",
@@ -48,8 +49,10 @@ __all__ = [
 HORIZONS_BEATS: tuple[int, ...] = tuple(load_contract()["hazard"]["horizons_beats"])
 
 
-def _times(values: object, name: str, order: str) -> np.ndarray:
-    """A finite 1-D float64 array; ``order`` is "any", "sorted" or "increasing" (strictly)."""
+def as_times(values: object, name: str, order: str = "sorted") -> np.ndarray:
+    """``values`` as a finite 1-D float64 array of times in seconds, checked; ``order`` is "any",
+    "sorted" (non-decreasing, the default) or "increasing" (strictly). TypeError/ValueError name
+    ``name`` and the problem."""
     try:
         arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -83,8 +86,8 @@ def beat_position(times: object, beat_times: object) -> np.ndarray:
     Returns (T,) float64: ``p(beat_times[i]) = i``, linear between beats, extended before the
     first and after the last beat with the first and last inter-beat interval.
     """
-    t = _times(times, "times", "any")
-    beats = _times(beat_times, "beat_times", "increasing")
+    t = as_times(times, "times", "any")
+    beats = as_times(beat_times, "beat_times", "increasing")
     if beats.size < 2:
         raise ValueError(f"beat_position needs at least 2 beats, got {beats.size}")
     k, ibi = _intervals(t, beats)
@@ -118,9 +121,9 @@ def beats_to_next_boundary(times: object, beat_times: object, boundaries: object
     the first boundary strictly after ``t`` (see the module docstring); ``+inf`` where no
     boundary follows, NaN where one does but fewer than 2 beats are given. Always > 0 otherwise.
     """
-    t = _times(times, "times", "any")
-    beats = _times(beat_times, "beat_times", "increasing")
-    bounds = _times(boundaries, "boundaries", "sorted")
+    t = as_times(times, "times", "any")
+    beats = as_times(beat_times, "beat_times", "increasing")
+    bounds = as_times(boundaries, "boundaries", "sorted")
     out = np.full(t.shape, np.inf)
     nxt = np.searchsorted(bounds, t, side="right")
     has = nxt < bounds.size
@@ -174,8 +177,8 @@ def snap_boundaries(
     boundaries are quantised to 0.12 s): it covers that quantisation and the tracker's downbeat
     jitter while staying under half a beat up to 200 BPM, so a boundary cannot jump a beat.
     """
-    bounds = _times(boundaries, "boundaries", "sorted")
-    downs = _times(downbeat_times, "downbeat_times", "sorted")
+    bounds = as_times(boundaries, "boundaries", "sorted")
+    downs = as_times(downbeat_times, "downbeat_times", "sorted")
     if tolerance_s is None or tolerance_s == 0 or downs.size == 0 or bounds.size == 0:
         return bounds.copy()
     tol = float(tolerance_s)
