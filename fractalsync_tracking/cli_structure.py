@@ -38,30 +38,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from fractalsync_dsp.audio_io import load_audio
 from fractalsync_models.anticipator import Anticipator
-from fractalsync_models.atomic_write import write_atomic
 from fractalsync_models.beatnet import MODEL_CHOICES, ONLINE_MODEL
-from fractalsync_models.cli_errors import (
-    EXIT_FAILED,
-    EXIT_OK,
-    add_debug_flag,
-    cli_entry,
-    describe,
-    error_line,
-    print_error,
-)
-from fractalsync_models.contract import ContractError
-from fractalsync_models.crnn import ModelNotFoundError
+from fractalsync_models.cli_errors import add_debug_flag, cli_entry
 
-from .cli_beats import AUDIO_SUFFIXES
+from .cli_files import run_batch
 from .slow_state import HORIZONS_BEATS, SECTION_LABELS
 from .structure import RATE_HZ, StructureTimeline, structure_timeline
 
@@ -110,45 +96,6 @@ def render(tl: StructureTimeline, fmt: str) -> str:
     raise ValueError(f"unknown format {fmt!r}")
 
 
-def _analysed_with_warnings(analyse, path: Path):
-    """``analyse(path)``; each warning it issues is one ``warning:`` line on stderr (prefixed
-    by the path unless the message starts with it)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            return analyse(path)
-        finally:
-            for w in caught:
-                text = describe(w.message)
-                where = "" if text.startswith(str(path)) else f"{path}: "
-                print(f"{PROG}: warning: {where}{text}", file=sys.stderr)
-
-
-def _expand(inputs: Sequence[str]) -> tuple[list[Path], list[str], bool]:
-    """Audio files named by ``inputs`` (directories expanded to the audio files directly in
-    them), error lines for unusable inputs, and whether any input is a directory."""
-    files: list[Path] = []
-    errors: list[str] = []
-    any_dir = False
-    for name in inputs:
-        p = Path(name)
-        try:
-            if not p.is_dir():
-                files.append(p)  # missing/unreadable files are reported by the loader
-                continue
-            any_dir = True
-            found = sorted(q for q in p.iterdir()
-                           if q.is_file() and q.suffix.lower() in AUDIO_SUFFIXES)
-        except OSError as exc:
-            errors.append(error_line(PROG, exc, p))
-            continue
-        if not found:
-            errors.append(f"{PROG}: error: {p}: directory contains no audio files "
-                          f"({', '.join(sorted(AUDIO_SUFFIXES))})")
-        files.extend(found)
-    return files, errors, any_dir
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -181,64 +128,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     model = int(args.model) if args.model.isdigit() else args.model
-    files, errors, any_dir = _expand(args.inputs)
-    for line in errors:
-        print(line, file=sys.stderr)
-    to_stdout = args.out is None
-    if to_stdout and (len(args.inputs) > 1 or len(files) > 1 or any_dir):
-        parser.error("several inputs need --out DIR")
-    out_dir = None if to_stdout else Path(args.out)
-    if out_dir is not None:
-        if out_dir.exists() and not out_dir.is_dir():
-            parser.error(f"--out {out_dir} is not a directory")
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            print(f"{PROG}: error: cannot create the output directory: {describe(exc)}",
-                  file=sys.stderr)
-            return EXIT_FAILED
-
-    anticipator = Anticipator() if files else None  # a missing/invalid model stops the command
+    anticipator: Anticipator | None = None
 
     def analyse(path: Path) -> StructureTimeline:
+        nonlocal anticipator
+        if anticipator is None:  # a missing/invalid model stops the command (run_batch)
+            anticipator = Anticipator()
         audio, sample_rate = load_audio(path)
         return structure_timeline(audio, sample_rate, anticipator=anticipator, model=model)
 
-    failed = len(errors)
-    claimed: dict[Path, Path] = {}
-    show_progress = not args.quiet and len(files) > 1
-    for n, path in enumerate(files, 1):
-        started = time.perf_counter()
-        try:
-            target = None
-            if out_dir is not None:
-                target = out_dir / f"{path.stem}.{args.format}"
-                if target in claimed:
-                    raise FileExistsError(f"output {target} is also the output of "
-                                          f"{claimed[target]}; rename one input")
-                claimed[target] = path
-                if target.exists() and not args.force:
-                    raise FileExistsError(f"{target} exists (use --force to overwrite)")
-            text = render(_analysed_with_warnings(analyse, path), args.format)
-            if target is None:
-                try:
-                    sys.stdout.write(text)
-                    sys.stdout.flush()
-                except BrokenPipeError:  # reader went away (e.g. `| head`): stop quietly
-                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-                    return EXIT_FAILED
-            else:
-                write_atomic(target, text, overwrite=args.force)
-        except (ModelNotFoundError, ContractError):
-            raise  # every other input would fail the same way: the command stops
-        except (OSError, ValueError, TypeError) as exc:
-            failed += 1
-            print_error(PROG, exc, path)
-            continue
-        if show_progress:
-            print(f"[{n}/{len(files)}] {path} -> {target} "
-                  f"({time.perf_counter() - started:.2f} s)", file=sys.stderr)
-    return EXIT_FAILED if failed else EXIT_OK
+    return run_batch(PROG, parser, args, analyse, render)
 
 
 if __name__ == "__main__":  # pragma: no cover
