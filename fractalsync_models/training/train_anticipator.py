@@ -34,12 +34,16 @@ windows of ``--window`` steps; the GRU state is carried from window to window wi
 Export (:func:`export_onnx`): ``torch.onnx.export`` (TorchScript exporter, opset 17), IR
 version 8, ``onnx.checker`` (full check), the contract's ``models.anticipator`` tensors with
 dynamic ``B`` and ``T``, and an onnxruntime-vs-torch parity check (1e-5) before the file is
-written atomically.
+written atomically. (The parity is ``|onnx - torch| <= 1e-5 * max(|torch|, 1)``: logits of
+a trained model reach tens, where float32 rounding alone is a few 1e-6.)
 
 CLI::
 
     python -m fractalsync_models.training.train_anticipator --build-corpus 240 \\
-        --work /tmp/anticipator_work --out fractalsync_models/models/anticipator_v1.onnx
+        --work /tmp/anticipator_work --out fractalsync_models/models/anticipator_v1.onnx \\
+        --holdout 40 --val 20 --epochs 24 --batch 32 --window 192 --hazard-weight 2 --lr 4e-3
+
+(the shipped model's command; its model card ``anticipator_v1.json`` records it).
 """
 
 from __future__ import annotations
@@ -516,7 +520,8 @@ def export_onnx(model: AnticipatorNet, contract: dict | None = None, seed: int =
     """The model as an ONNX file (bytes): opset 17, IR version 8, the contract's tensor names
     with dynamic B and T; checked by ``onnx.checker`` (full), against ``contracts/v1.json``
     ``models.anticipator``, and onnxruntime against torch on random inputs (B=2, T=37, random
-    state) within 1e-5. Raises ValueError if a check fails."""
+    state) within 1e-5 (relative to max(|torch value|, 1)). Raises ValueError if a check
+    fails."""
     import onnx
     import onnxruntime as ort
 
@@ -569,9 +574,13 @@ def export_onnx(model: AnticipatorNet, contract: dict | None = None, seed: int =
     with torch.no_grad():
         want = model(*args)
     for name, a, b in zip(OUTPUT_NAMES, got, want, strict=True):
-        err = float(np.abs(a - b.numpy()).max())
+        b = b.numpy()
+        err = float((np.abs(a - b) / np.maximum(np.abs(b), 1.0)).max())
         if err > PARITY_TOL:
-            raise ValueError(f"export parity: {name} differs from torch by {err:.3g} > 1e-5")
+            raise ValueError(
+                f"export parity: {name} differs from torch by {err:.3g} > 1e-5 (relative to "
+                "max(|torch value|, 1))"
+            )
     return data
 
 
