@@ -107,7 +107,7 @@ from fractalsync_models.training.targets import (
 
 from .analysis_clock import AnalysisClock
 from .beat_tracker import BeatTracker
-from .cli_beats import AUDIO_SUFFIXES
+from .cli_files import AUDIO_SUFFIXES
 from .online_grid import BLOCK, TAIL_S
 from .slow_state import SECTION_LABELS
 from .structure_inputs import DECIMATION, SlowStepInputs
