@@ -3,6 +3,7 @@
 Depends on no other FractalSync package.
 """
 
+from .anticipator import Anticipator, NonFiniteInputWarning
 from .contract import ContractError, load_contract, validate_contract, validate_onnx_model
 from .crnn import BeatNetCRNN, ModelNotFoundError
 from .export_beatnet import ExportError, export_beatnet
@@ -10,6 +11,8 @@ from .paths import fractalsync_home, models_dir
 from .torch_zip import TorchZipError, load_state_dict
 
 __all__ = [
+    "Anticipator",
+    "NonFiniteInputWarning",
     "BeatNetCRNN",
     "ContractError",
     "ExportError",
