@@ -15,7 +15,7 @@ same plan:
   played by FluidSynth with General MIDI sounds (audio made another way);
 
 plus the demo song of the live app (``examples/julia/app.py``: ``generate_song(DEMO_SEED,
-sample_rate=44100)``, seed 7, which *is* among the training seeds; reported separately).
+sample_rate=44100)``, seed 2026, outside the training seeds; reported separately).
 
 Each song runs through :func:`fractalsync_tracking.structure.structure_timeline` (the exact
 live path, 1024-sample blocks at the song's rate, the shipped model, the default hysteresis).
@@ -55,7 +55,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fractalsync_models.anticipator import DEFAULT_MODEL_PATH
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/ for the demo song
+
+from examples.julia.app import DEMO_RATE, DEMO_SEED  # noqa: E402
+from fractalsync_models.anticipator import DEFAULT_MODEL_PATH  # noqa: E402
 from fractalsync_models.training.labels import Segment, boundaries
 from fractalsync_models.training.targets import (
     beats_to_next_boundary,
@@ -81,8 +84,6 @@ from fractalsync_tracking.structure_metrics import (
 )
 
 DEFAULT_SEEDS = range(5000, 5024)
-DEMO_SEED = 7  # examples/julia/app.py
-DEMO_RATE = 44100
 MERGE_7 = {"pre-chorus": "verse"}
 TARGETS = {"accuracy": 0.75, "hr3f": 0.7, "auroc_4_8": 0.85}
 STEP_S = 0.08
@@ -333,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sha = hashlib.sha256(args.model.read_bytes()).hexdigest()[:16]
     tasks = {r: [(s, r, 22050, duration, hyst, model) for s in seeds] for r in renditions}
     if not (args.no_demo or args.quick):
-        tasks["demo (seed 7, 44.1 kHz, in training)"] = [
+        tasks[f"demo (seed {DEMO_SEED}, 44.1 kHz, held out)"] = [
             (DEMO_SEED, "numpy", DEMO_RATE, None, hyst, model)]
     started = time.perf_counter()
     flat = [t for ts in tasks.values() for t in ts]
