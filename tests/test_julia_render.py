@@ -390,3 +390,16 @@ def test_gl_unavailable_names_the_numba_fallback():
     assert run.stdout.startswith("ERROR GL renderer: cannot open an EGL"), run.stdout
     assert "--renderer numba" in run.stdout
     assert issubclass(GLUnavailableError, RuntimeError)
+
+
+def test_software_gl_is_recognised_by_the_renderer_string():
+    from examples.julia.window import software_gl
+
+    class Ctx:
+        def __init__(self, renderer):
+            self.info = {"GL_RENDERER": renderer}
+
+    assert software_gl(Ctx("llvmpipe (LLVM 15.0.6, 256 bits)"))
+    assert software_gl(Ctx("softpipe"))
+    assert not software_gl(Ctx("NVIDIA GeForce RTX 4090/PCIe/SSE2"))
+    assert not software_gl(Ctx("AMD Radeon Pro 5500M OpenGL Engine"))

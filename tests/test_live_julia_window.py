@@ -102,6 +102,8 @@ def test_window_draws_and_answers_keys(xvfb, song):
             proc.kill()
             proc.communicate()
     assert code == 0, err
+    # Xvfb's OpenGL is Mesa's software rasteriser: --scale auto picks 2x2 blocks
+    assert "(480x270, scale 2)" in out, out
     stats = out.strip().splitlines()[-1]
     assert re.search(r"\d+ frames in \d+\.\d s", stats), stats
     assert "tap 2" in stats and "nudge 3" in stats and "overlay 1" in stats, stats

@@ -94,9 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=_positive(float), default=60.0, help="frames per second")
     p.add_argument("--renderer", choices=("gl", "numba"), default="gl",
                    help="GLSL through moderngl (default) or the numba CPU kernel")
-    p.add_argument("--scale", type=int, choices=(1, 2, 3, 4), default=1,
-                   help="compute one pixel per SCALE x SCALE block and upscale (default 1; "
-                        "2 holds 60 fps at 960x540 with software OpenGL)")
+    p.add_argument("--scale", choices=("auto", "1", "2", "3", "4"), default="auto",
+                   help="compute one pixel per SCALE x SCALE block and upscale; auto (default): "
+                        "every pixel in videos, 2x2 blocks in a window on software OpenGL")
     p.add_argument("--latency-ms", type=_non_negative, default=None, metavar="X",
                    help="display path delay (projector, TV), so that a pulse is seen when the "
                         "beat is heard; the audio device's own latency is already accounted "
@@ -147,9 +147,10 @@ def run_video(args, out: Path) -> int:
     audio, rate, name = load_input(args)
     latency = 0.0 if args.latency_ms is None else args.latency_ms / 1e3
     print(f"{PROG}: rendering {name} to {out} ({args.size[0]}x{args.size[1]}, {args.fps:g} fps, "
-          f"{args.renderer}, scale {args.scale})", flush=True)
+          f"{args.renderer}, scale {1 if args.scale == 'auto' else args.scale})", flush=True)
     stats = render_video(audio, rate, out, fps=args.fps, size=args.size, renderer=args.renderer,
-                         scale=args.scale, seconds=args.seconds, start=args.start,
+                         scale=1 if args.scale == "auto" else int(args.scale),
+                         seconds=args.seconds, start=args.start,
                          structure=make_structure(args), latency_s=latency,
                          overwrite=args.overwrite or out == DEFAULT_OUT)
     print(f"{PROG}: wrote {out}: {stats.line()}", flush=True)
@@ -168,7 +169,8 @@ def run_window(args) -> int:
     if args.renderer != "gl":
         raise ValueError("the window draws with OpenGL; --renderer numba renders videos only "
                          "(add --out FILE.mp4)")
-    window = JuliaWindow(*args.size, title="FractalSync live Julia", scale=args.scale)
+    window = JuliaWindow(*args.size, title="FractalSync live Julia",
+                         scale=None if args.scale == "auto" else int(args.scale))
     try:
         if args.mic:
             channels = 1
@@ -189,8 +191,9 @@ def run_window(args) -> int:
         thread = AnalysisThread(ring, clock)
         latency = 0.0 if args.latency_ms is None else args.latency_ms / 1e3
         loop = LiveLoop(window, clock, thread, source, ring, fps=args.fps, latency_s=latency)
-        print(f"{PROG}: {name} in a window ({args.size[0]}x{args.size[1]}); space taps, arrows "
-              "nudge, F fullscreen, H overlay, Esc quits", flush=True)
+        print(f"{PROG}: {name} in a window ({args.size[0]}x{args.size[1]}, scale "
+              f"{window.renderer.scale}); space taps, arrows nudge, F fullscreen, H overlay, "
+              "Esc quits", flush=True)
         stats = loop.run(seconds=args.seconds)
         print(f"{PROG}: {stats}", flush=True)
     finally:

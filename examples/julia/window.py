@@ -30,9 +30,18 @@ from examples.julia.params import JuliaParams
 from examples.julia.render_gl import GLRenderer, GLUnavailableError
 from examples.julia.renderers import check_size
 
-__all__ = ["KEY_EVENTS", "JuliaWindow", "NoDisplayError", "OverlayLayout"]
+__all__ = ["KEY_EVENTS", "JuliaWindow", "NoDisplayError", "OverlayLayout", "software_gl"]
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # pygame's banner would go to stdout
+
+
+#: Substrings of GL_RENDERER that mark a software rasteriser (Mesa's llvmpipe, softpipe, swrast).
+_SOFTWARE_GL = ("llvmpipe", "softpipe", "swrast", "software")
+
+
+def software_gl(ctx) -> bool:
+    """Whether the moderngl context ``ctx`` renders on the CPU (Mesa llvmpipe and friends)."""
+    return any(word in str(ctx.info.get("GL_RENDERER", "")).lower() for word in _SOFTWARE_GL)
 
 
 class NoDisplayError(RuntimeError):
@@ -191,13 +200,14 @@ class JuliaWindow:
 
     ``width`` x ``height``: the window size in pixels (ignored while fullscreen, which uses the
     desktop's size). ``fullscreen``: start fullscreen. ``scale``: the renderer's (one sample per
-    ``scale`` x ``scale`` block, upscaled: cheaper on a software GL). Raises
+    ``scale`` x ``scale`` block, upscaled: cheaper on a software GL); None picks 2 on a software
+    rasteriser (:func:`software_gl`) and 1 otherwise. Raises
     :class:`NoDisplayError` when no window can be opened and :class:`GLUnavailableError` when its
     context lacks OpenGL 3.3.
     """
 
     def __init__(self, width: int, height: int, fullscreen: bool = False,
-                 title: str = "FractalSync - live Julia", scale: int = 1) -> None:
+                 title: str = "FractalSync - live Julia", scale: int | None = 1) -> None:
         width, height = check_size(width, height, "JuliaWindow")
         if sys.platform.startswith("linux") and not os.environ.get("SDL_VIDEODRIVER") \
                 and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
@@ -241,6 +251,8 @@ class JuliaWindow:
             except Exception as exc:  # moderngl raises plain Exception
                 raise GLUnavailableError(f"the window's OpenGL context is unusable ({exc}); "
                                          f"run with --renderer numba and --out FILE.mp4") from exc
+            if scale is None:  # auto: 2x2 blocks on a software rasteriser, every pixel otherwise
+                scale = 2 if software_gl(self.ctx) else 1
             self.renderer = GLRenderer(*self.size, ctx=self.ctx, scale=scale)
             self._overlay = _Overlay(self.ctx)
         except BaseException:
