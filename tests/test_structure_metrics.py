@@ -8,6 +8,7 @@ import warnings
 import mir_eval
 import numpy as np
 import pytest
+from beat_positions import reference_position
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -257,15 +258,6 @@ def test_phrase_prior_edges():
         phrase_prior_hazard([1.0], BEATS, DOWNS, [3.0, 1.0])
 
 
-def _position(x, beats):
-    if x < beats[0]:
-        return (x - beats[0]) / (beats[1] - beats[0])
-    if x > beats[-1]:
-        return len(beats) - 1 + (x - beats[-1]) / (beats[-1] - beats[-2])
-    for i in range(len(beats) - 1):
-        if beats[i] <= x <= beats[i + 1]:
-            return i + (x - beats[i]) / (beats[i + 1] - beats[i])
-    raise AssertionError("unreachable")
 
 
 def _prior_reference(t, beats, downs, bounds, horizons, prior):
@@ -275,7 +267,7 @@ def _prior_reference(t, beats, downs, bounds, horizons, prior):
     out = [0.0] * len(horizons)
     survival, k = 1.0, m + 1
     while j0 + k < len(downs):
-        delta = _position(downs[j0 + k], beats) - _position(t, beats)
+        delta = reference_position(downs[j0 + k], beats) - reference_position(t, beats)
         hk = prior.table.get(k, prior.other)
         for i, h in enumerate(horizons):
             if 0 < delta <= h:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from beat_positions import reference_position
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -218,15 +219,6 @@ def beat_grids(draw):
     return start + np.concatenate([[0.0], np.cumsum(ibis)])[:n] if n else np.zeros(0)
 
 
-def _position(x, beats):
-    if x < beats[0]:
-        return (x - beats[0]) / (beats[1] - beats[0])
-    if x > beats[-1]:
-        return len(beats) - 1 + (x - beats[-1]) / (beats[-1] - beats[-2])
-    for i in range(len(beats) - 1):
-        if beats[i] <= x <= beats[i + 1]:
-            return i + (x - beats[i]) / (beats[i + 1] - beats[i])
-    raise AssertionError("unreachable")
 
 
 def _btnb_reference(times, beats, bounds):
@@ -238,7 +230,7 @@ def _btnb_reference(times, beats, bounds):
         elif len(beats) < 2:
             out.append(math.nan)
         else:
-            out.append(_position(nxt, list(beats)) - _position(t, list(beats)))
+            out.append(reference_position(nxt, list(beats)) - reference_position(t, list(beats)))
     return out
 
 
@@ -263,7 +255,8 @@ def test_btnb_matches_plain_python_reference(beats, bounds, times, extra):
     assert np.all(got[finite] > 0)
     if len(beats) >= 2 and times:
         np.testing.assert_allclose(beat_position(times, beats),
-                                   [_position(t, list(beats)) for t in times], rtol=1e-9, atol=1e-9)
+                                   [reference_position(t, list(beats)) for t in times],
+                                   rtol=1e-9, atol=1e-9)
 
 
 @settings(max_examples=150, deadline=None)
