@@ -1,0 +1,265 @@
+"""WebSocket output (websockets, asyncio): state messages out, commands in, one page at ``/``.
+
+``--ws PORT`` starts :class:`WsServer` on ``HOST:PORT`` (127.0.0.1 unless ``--host``), in its
+own thread running an asyncio event loop:
+
+* A WebSocket client connecting on any path receives every publication as one JSON text
+  message (:meth:`Publication.to_message <fractalsync_serve.publisher.Publication.to_message>`:
+  the SlowState's ``state_bus`` fields ``beat``, ``structure``, ``features`` plus ``type``,
+  ``seq``, ``stream_time``, ``wall_time``, ``latency_ms``, ``section``, ``clock`` and
+  ``events``), or every N-th after ``{"type": "subscribe", "every": N}``. Commands are in
+  :mod:`fractalsync_serve.commands` (tap, nudge, latency, subscribe, ping; validated, rate
+  limited; a bad message gets an error reply and nothing else).
+* A plain HTTP ``GET /`` (no WebSocket upgrade) returns ``fractalsync_serve/static/index.html``
+  (through websockets' ``process_request`` hook); any other plain HTTP path is a 404.
+
+Never blocking the analysis: :meth:`WsServer.sink` hands a publication to the event loop with
+``call_soon_threadsafe`` (at most ``LOOP_BACKLOG`` not yet handled: beyond that publications are
+dropped and counted, so a starved loop cannot grow memory). The loop encodes the JSON once and
+puts it into each client's bounded queue (``CLIENT_QUEUE`` messages); a per-client task sends
+from it. A client that does not read fills its queue (its socket's send buffer is kept small,
+``SEND_BUFFER_BYTES``, so that this happens within seconds): it is dropped (closed with code
+1008, "too slow") and logged; the others are not affected. A client that reconnects simply
+starts receiving again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .commands import MAX_MESSAGE_BYTES, Command, CommandError, RateLimiter, parse_command
+from .publisher import Publication
+
+__all__ = ["CLIENT_QUEUE", "LOOP_BACKLOG", "SEND_BUFFER_BYTES", "STATIC_PAGE", "WsServer"]
+
+log = logging.getLogger("fractalsync_serve")
+
+STATIC_PAGE = Path(__file__).with_name("static") / "index.html"
+CLIENT_QUEUE = 64
+LOOP_BACKLOG = 256
+SEND_BUFFER_BYTES = 16384
+
+
+class _Client:
+    def __init__(self, ws, name: str) -> None:
+        self.ws = ws
+        self.name = name
+        self.every = 1
+        self.count = 0
+        self.queue: asyncio.Queue[str] = asyncio.Queue(CLIENT_QUEUE)
+        self.limiter = RateLimiter()
+        self.dropped = False
+
+
+class WsServer:
+    """The WebSocket/HTTP server (see the module docstring).
+
+    Parameters
+    ----------
+    host : str
+        Address to bind (``127.0.0.1``: this machine only).
+    port : int
+        TCP port (0: any free port; see :attr:`port` after :meth:`start`).
+    on_command : callable(Command, float)
+        Called in the server thread for each valid tap, nudge or latency command with the
+        command and its arrival time (``time.time()``); must not block (the engine queues it).
+    page : Path
+        The page served at ``/``.
+    """
+
+    def __init__(self, host: str, port: int, on_command: Callable[[Command, float], None],
+                 page: Path = STATIC_PAGE) -> None:
+        self.host, self.port = host, int(port)
+        self._on_command = on_command
+        self.page = Path(page)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._clients: set[_Client] = set()
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._scheduled = 0  # written by the analysis thread only
+        self._handled = 0  # written by the loop only
+        self.backlog_dropped = 0  # analysis thread only
+        self.clients_dropped = 0
+        self.connections = 0
+
+    # ------------------------------------------------------------------ control (main thread)
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Bind and serve in a daemon thread; returns once listening. OSError if the port
+        cannot be bound (in use, no permission), with the address in the message."""
+        self._thread = threading.Thread(target=self._run, name="fractalsync-ws", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"the WebSocket server did not start within {timeout} s")
+        if self._error is not None:
+            raise self._error
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close every connection (code 1001) and the listening socket; wait for the thread."""
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def client_count(self) -> int:
+        return len(self._clients)
+
+    # ------------------------------------------------------------------ analysis thread
+
+    def sink(self, pub: Publication) -> None:
+        """Hand ``pub`` to the event loop; never waits (drops it when the loop is
+        ``LOOP_BACKLOG`` publications behind)."""
+        loop = self._loop
+        if loop is None or self._stop is None or self._stop.is_set():
+            return
+        if self._scheduled - self._handled >= LOOP_BACKLOG:
+            self.backlog_dropped += 1
+            return
+        self._scheduled += 1
+        try:
+            loop.call_soon_threadsafe(self._fanout, pub)
+        except RuntimeError:  # the loop closed meanwhile (shutting down)
+            pass
+
+    # ------------------------------------------------------------------ event loop
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self._main(loop))
+        except BaseException as exc:  # reported by start() if it happened while binding
+            if not self._ready.is_set():
+                self._error = exc
+                self._ready.set()
+            else:
+                log.error("WebSocket server stopped: %s: %s", type(exc).__name__, exc)
+        finally:
+            loop.close()
+
+    async def _main(self, loop) -> None:
+        from websockets.asyncio.server import serve
+
+        self._stop = asyncio.Event()
+        try:
+            server = await serve(self._handler, self.host, self.port,
+                                 process_request=self._http, compression=None,
+                                 max_size=MAX_MESSAGE_BYTES, max_queue=16,
+                                 ping_interval=20, ping_timeout=20, close_timeout=2,
+                                 logger=logging.getLogger("fractalsync_serve.websockets"))
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {self.host}:{self.port}: "
+                                     f"{exc.strerror or exc}") from None
+        self.port = server.sockets[0].getsockname()[1]
+        self._loop = loop
+        self._ready.set()
+        async with server:
+            await self._stop.wait()
+            server.close()  # closes the connections with 1001 (going away)
+            await server.wait_closed()
+
+    def _http(self, connection, request):
+        """process_request: the page at ``/`` for plain HTTP, None (go on) for WebSocket."""
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return None
+        path = request.path.split("?", 1)[0]
+        if path not in ("/", "/index.html"):
+            return connection.respond(404, "not found: this server has one page, at /\n")
+        try:
+            body = self.page.read_bytes()
+        except OSError:
+            return connection.respond(404, "no page installed (fractalsync_serve/static/"
+                                           "index.html is missing)\n")
+        response = connection.respond(200, "")
+        response.body = body
+        del response.headers["Content-Type"]
+        del response.headers["Content-Length"]
+        response.headers["Content-Type"] = "text/html; charset=utf-8"
+        response.headers["Content-Length"] = str(len(body))
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def _fanout(self, pub: Publication) -> None:
+        self._handled += 1
+        if not self._clients:
+            return
+        text = json.dumps(pub.to_message())
+        for client in list(self._clients):
+            client.count += 1
+            if client.count % client.every:
+                continue
+            try:
+                client.queue.put_nowait(text)
+            except asyncio.QueueFull:
+                self._drop(client, f"{CLIENT_QUEUE} messages queued: it does not read fast "
+                                   "enough")
+
+    def _drop(self, client: _Client, why: str) -> None:
+        if client.dropped:
+            return
+        client.dropped = True
+        self._clients.discard(client)
+        self.clients_dropped += 1
+        log.warning("WebSocket client %s dropped: %s", client.name, why)
+        asyncio.ensure_future(client.ws.close(1008, "too slow" if "queued" in why else why))
+
+    async def _handler(self, ws) -> None:
+        sock = ws.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+        addr = ws.remote_address
+        client = _Client(ws, f"{addr[0]}:{addr[1]}" if addr else "?")
+        self.connections += 1
+        self._clients.add(client)
+        log.info("WebSocket client %s connected (%d clients)", client.name, len(self._clients))
+        sender = asyncio.ensure_future(self._send_loop(client))
+        try:
+            async for message in ws:
+                reply = self._command(client, message)
+                if reply is not None:
+                    await ws.send(json.dumps(reply))
+                if client.limiter.flooding:
+                    self._drop(client, "flooding (rate limit exceeded)")
+                    break
+        except Exception as exc:  # a broken connection ends this client only
+            log.info("WebSocket client %s: %s", client.name, type(exc).__name__)
+        finally:
+            sender.cancel()
+            self._clients.discard(client)
+            log.info("WebSocket client %s disconnected (%d clients)", client.name,
+                     len(self._clients))
+
+    async def _send_loop(self, client: _Client) -> None:
+        try:
+            while True:
+                await client.ws.send(await client.queue.get())
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the connection closed: the handler ends too
+            return
+
+    def _command(self, client: _Client, message) -> dict | None:
+        """Validate and execute one client message; the reply to send (None: none)."""
+        if not client.limiter.allow(time.monotonic()):
+            return {"type": "error", "error": f"rate limit: at most {client.limiter.rate:g} "
+                                              "messages per second"}
+        try:
+            cmd = parse_command(message)
+        except CommandError as exc:
+            return {"type": "error", "error": str(exc)}
+        if cmd.type == "ping":
+            return {"type": "pong"}
+        if cmd.type == "subscribe":
+            client.every = int(cmd.value)
+        else:
+            self._on_command(cmd, time.time())
+        return {"type": "ok", "cmd": cmd.type}
