@@ -72,27 +72,36 @@ class NonFiniteInputWarning(RuntimeWarning):
     """NaN or ±inf in the anticipator's input was replaced by 0 (see the module docstring)."""
 
 
-def _load(x, buf: np.ndarray, what: str, want: str) -> None:
-    """Copy ``x`` into the float32 array ``buf`` of the same shape, non-finite values set to 0
-    (with a :class:`NonFiniteInputWarning`) and everything clipped to ±INPUT_LIMIT.
+def _checked(x, what: str, shape: tuple[int, ...], want: str) -> np.ndarray:
+    """``x`` as an array of real numbers of ``shape`` (no copy when it is one already).
 
-    Raises ValueError for a shape other than ``buf``'s (``want`` describes the expected shape),
-    TypeError for a non-numeric dtype.
+    Raises ValueError for another shape (``want`` describes the expected one), TypeError for a
+    non-numeric dtype.
     """
     a = np.asarray(x)
-    if a.shape != buf.shape:
+    if a.shape != shape:
         raise ValueError(f"{what}: expected shape {want}, got {a.shape}")
     if a.dtype.kind not in "fiu":
         raise TypeError(f"{what}: expected real numbers, got dtype {a.dtype}")
-    with np.errstate(over="ignore"):  # beyond float32 becomes inf, replaced just below
-        np.copyto(buf, a, casting="unsafe")
-    bad = _sanitize(buf.reshape(-1), np.float32(INPUT_LIMIT))
+    return a
+
+
+def _copy_in(a: np.ndarray, buf: np.ndarray) -> None:
+    """Copy the real array ``a`` into the float32 array ``buf`` of its shape; values beyond
+    float32's range become ±inf (then replaced by 0 with the other non-finite values)."""
+    if a.dtype == np.float32:
+        np.copyto(buf, a)
+    else:
+        with np.errstate(over="ignore"):
+            np.copyto(buf, a, casting="unsafe")
+
+
+def _warn_non_finite(what: str, bad: int) -> None:
+    """The :class:`NonFiniteInputWarning` of ``bad`` replaced values of input ``what``, pointed
+    at the caller of ``run`` or ``step`` (none when ``bad`` is 0)."""
     if bad:
-        warnings.warn(
-            f"{what}: {bad} non-finite value(s) replaced by 0",
-            NonFiniteInputWarning,
-            stacklevel=3,
-        )
+        warnings.warn(f"{what}: {bad} non-finite value(s) replaced by 0", NonFiniteInputWarning,
+                      stacklevel=3)
 
 
 @njit(cache=True, nogil=True)
@@ -291,8 +300,23 @@ def _step_kernel(audio, beat, h, a_mean, a_scale, b_mean, b_scale, proj_w, proj_
         haz_out[k_] = _sigmoid(acc)
 
 
+@njit(cache=True, nogil=True)
+def _sanitized_step(audio, beat, h, limit, a_mean, a_scale, b_mean, b_scale, proj_w, proj_b,
+                    gru_w, gru_r, gru_wb, gru_rb, head_w, head_b, sec_w, sec_b, haz_w, haz_b,
+                    angle_scale, norm, x, h_new, z, sec_out, haz_out):  # fmt: skip
+    """:func:`_sanitize` both inputs in place (``limit``), then :func:`_step_kernel`: one
+    dispatch per slow step. Returns the counts of non-finite values replaced in ``audio`` and
+    in ``beat``."""
+    bad_audio = _sanitize(audio, limit)
+    bad_beat = _sanitize(beat, limit)
+    _step_kernel(audio, beat, h, a_mean, a_scale, b_mean, b_scale, proj_w, proj_b, gru_w, gru_r,
+                 gru_wb, gru_rb, head_w, head_b, sec_w, sec_b, haz_w, haz_b, angle_scale, norm, x,
+                 h_new, z, sec_out, haz_out)
+    return bad_audio, bad_beat
+
+
 class _StepKernel:
-    """The step kernel with its weights and preallocated work buffers."""
+    """The step kernel with its weights, preallocated work buffers and output buffers."""
 
     def __init__(self, weights: tuple[np.ndarray, ...]):
         self.weights = weights
@@ -304,11 +328,18 @@ class _StepKernel:
         )  # fmt: skip
         self.sec = np.zeros(N_SECTIONS, np.float32)
         self.haz = np.zeros(N_HORIZONS, np.float32)
+        #: Read-only views of ``sec`` and ``haz`` (what ``Anticipator.step(copy=False)`` gives).
+        self.outputs = (self.sec.view(), self.haz.view())
+        for v in self.outputs:
+            v.flags.writeable = False
+        self._limit = np.float32(INPUT_LIMIT)
 
-    def __call__(self, audio: np.ndarray, beat: np.ndarray, h: np.ndarray) -> None:
-        """audio (272,), beat (5,) finite float32; h (128,) float32 state, updated in place;
-        the probabilities land in ``self.sec`` and ``self.haz``."""
-        _step_kernel(audio, beat, h, *self.weights, *self.work, self.sec, self.haz)
+    def __call__(self, audio: np.ndarray, beat: np.ndarray, h: np.ndarray) -> tuple[int, int]:
+        """audio (272,), beat (5,) float32 inputs, sanitized in place (NaN/inf -> 0, clipped to
+        ±INPUT_LIMIT); h (128,) float32 state, updated in place; the probabilities land in
+        ``self.sec`` and ``self.haz``. Returns the non-finite counts of audio and beat."""
+        return _sanitized_step(audio, beat, h, self._limit, *self.weights, *self.work, self.sec,
+                               self.haz)
 
 
 class Anticipator:
@@ -414,9 +445,13 @@ class Anticipator:
         a = np.asarray(audio_features)
         t = a.shape[0] if a.ndim == 2 else 0
         audio = np.zeros((t, N_AUDIO), np.float32)
-        _load(a, audio, "audio_features", f"({'T' if a.ndim != 2 else t}, {N_AUDIO})")
+        _copy_in(_checked(a, "audio_features", audio.shape,
+                          f"({'T' if a.ndim != 2 else t}, {N_AUDIO})"), audio)
         beat = np.zeros((t, N_BEAT), np.float32)
-        _load(beat_features, beat, "beat_features", f"({t}, {N_BEAT})")
+        _copy_in(_checked(beat_features, "beat_features", beat.shape, f"({t}, {N_BEAT})"), beat)
+        limit = np.float32(INPUT_LIMIT)
+        _warn_non_finite("audio_features", _sanitize(audio.reshape(-1), limit))
+        _warn_non_finite("beat_features", _sanitize(beat.reshape(-1), limit))
         h0 = np.zeros(STATE, np.float32) if state is None else _check_state(state)
         if t == 0:
             empty = np.zeros((0, N_SECTIONS), np.float32), np.zeros((0, N_HORIZONS), np.float32)
@@ -426,20 +461,30 @@ class Anticipator:
         )
         return _softmax(sec[0]), _sigmoid_np(haz[0]), h[0]
 
-    def step(self, audio_features, beat_features):
+    def step(self, audio_features, beat_features, *, copy: bool = True):
         """Process one slow step, carrying the state.
 
         Parameters
         ----------
         audio_features : (272,) audio features of the step.
         beat_features : (5,) beat features of the step.
+        copy : bool
+            True (default): return new arrays. False: return read-only views of the model's
+            output buffers, overwritten by the next ``step`` (no allocation: the live path's
+            choice).
 
-        Returns ``(section_probs (8,), hazard_probs (5,))``, float32 (new arrays).
+        Returns ``(section_probs (8,), hazard_probs (5,))``, float32.
         """
-        _load(audio_features, self._audio, "audio_features", f"({N_AUDIO},)")
-        _load(beat_features, self._beat, "beat_features", f"({N_BEAT},)")
-        self._kernel(self._audio, self._beat, self._h)
-        return self._kernel.sec.copy(), self._kernel.haz.copy()
+        _copy_in(_checked(audio_features, "audio_features", (N_AUDIO,), f"({N_AUDIO},)"),
+                 self._audio)
+        _copy_in(_checked(beat_features, "beat_features", (N_BEAT,), f"({N_BEAT},)"), self._beat)
+        bad_audio, bad_beat = self._kernel(self._audio, self._beat, self._h)
+        if bad_audio or bad_beat:
+            _warn_non_finite("audio_features", bad_audio)
+            _warn_non_finite("beat_features", bad_beat)
+        if copy:
+            return self._kernel.sec.copy(), self._kernel.haz.copy()
+        return self._kernel.outputs
 
 
 def _check_state(value) -> np.ndarray:

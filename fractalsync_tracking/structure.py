@@ -18,7 +18,10 @@ close labels). Per slow step ``t``, with ``p_t`` the step's section probabilitie
    *supports* ``c`` when ``c`` is not the displayed label ``d`` and ``s_t[c] - s_t[d] >=
    margin``. The display switches to ``c`` at the ``dwell_steps``-th consecutive step
    supporting the same candidate; a step that does not support it (or supports another
-   label) starts the count again.
+   label) starts the count again;
+4. a step with a value outside [0, 1] (NaN and ±inf included: not probabilities) is skipped:
+   the smoothing, the count and the display stay as they were (the anticipator never gives
+   one: its inputs are sanitized and its outputs are a softmax).
 
 So a displayed label is shown for at least ``dwell_steps`` steps (only the last run of a stream
 may be shorter), and a switch comes ``dwell_steps - 1`` steps (plus the smoothing's lag) after
@@ -48,6 +51,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from fractalsync_dsp.frontend import HOP, SAMPLE_RATE
 from fractalsync_models.anticipator import Anticipator
@@ -118,9 +122,45 @@ class Hysteresis:
 DEFAULT_HYSTERESIS = Hysteresis()
 
 
+@njit(cache=True, nogil=True)
+def _hysteresis_step(probs, smoothed, state, alpha, margin, dwell_steps):
+    """One step of the display rule (module docstring), in place.
+
+    probs (L,) float64 the step's probabilities; smoothed (L,) float64 ``s_{t-1}``, becomes
+    ``s_t``; state (3,) int64 ``[displayed (-1 before the first step), candidate (-1: none),
+    consecutive supporting steps]``. A step with a value outside [0, 1] (NaN, ±inf included)
+    is skipped: nothing changes. Returns the displayed label (``state[0]``).
+    """
+    n = probs.shape[0]
+    for i in range(n):
+        if not 0.0 <= probs[i] <= 1.0:
+            return state[0]
+    if state[0] < 0:
+        smoothed[:] = probs
+    else:
+        for i in range(n):
+            smoothed[i] += alpha * (probs[i] - smoothed[i])
+    c = 0
+    for i in range(1, n):
+        if smoothed[i] > smoothed[c]:  # ties: the first
+            c = i
+    d = state[0]
+    if d < 0:
+        state[0] = c
+    elif c != d and smoothed[c] - smoothed[d] >= margin:
+        state[2] = state[2] + 1 if c == state[1] else 1
+        state[1] = c
+        if state[2] >= dwell_steps:
+            state[0], state[1], state[2] = c, -1, 0
+    else:
+        state[1], state[2] = -1, 0
+    return state[0]
+
+
 class LabelHysteresis:
     """The displayed label of a stream of section distributions (the rule of the module
-    docstring with the parameters of ``params``).
+    docstring with the parameters of ``params``; a private numba kernel, compiled or loaded
+    from numba's cache when the object is made, never on :meth:`update`).
 
     :meth:`update` takes one step's ``(8,)`` probabilities and returns the displayed label's
     index; ``displayed`` is that index (-1 before the first step); :meth:`reset` starts over.
@@ -130,40 +170,43 @@ class LabelHysteresis:
         if not isinstance(params, Hysteresis):
             raise TypeError(f"params must be a Hysteresis, got {type(params).__name__}")
         self.params = params
+        self._args = (float(params.alpha), float(params.margin), int(params.dwell_steps))
+        self._probs = np.zeros(_N_LABELS, np.float64)
         self._smoothed = np.zeros(_N_LABELS, np.float64)
+        self._state = np.zeros(3, np.int64)
+        self.reset()
+        self.update(self._smoothed)  # compile or load the kernel now (all zeros: a valid step)
         self.reset()
 
     def reset(self) -> None:
         """Forget the stream: no label displayed, no smoothing history."""
-        self.displayed = -1
-        self._candidate = -1
-        self._count = 0
+        self._smoothed[:] = 0.0
+        self._state[:] = (-1, -1, 0)
+
+    @property
+    def displayed(self) -> int:
+        """Index of the displayed label (-1 before the first step)."""
+        return int(self._state[0])
 
     @property
     def smoothed(self) -> np.ndarray:
         """Copy of the smoothed probabilities ``s_t`` (8,) float64 (zeros before any step)."""
         return self._smoothed.copy()
 
-    def update(self, probs: np.ndarray) -> int:
-        """Advance one slow step with its section probabilities ``probs`` (8,) (finite; not
-        checked further: the anticipator's softmax). Returns the displayed label's index."""
-        s = self._smoothed
-        if self.displayed < 0:
-            s[:] = probs
-            self.displayed = int(np.argmax(s))
-            return self.displayed
-        s += self.params.alpha * (probs - s)
-        c = int(np.argmax(s))
-        d = self.displayed
-        if c != d and s[c] - s[d] >= self.params.margin:
-            self._count = self._count + 1 if c == self._candidate else 1
-            self._candidate = c
-            if self._count >= self.params.dwell_steps:
-                self.displayed = c
-                self._candidate, self._count = -1, 0
-        else:
-            self._candidate, self._count = -1, 0
-        return self.displayed
+    def update(self, probs) -> int:
+        """Advance one slow step with its section probabilities ``probs`` (8,) real numbers
+        (the anticipator's softmax). A step with a value outside [0, 1], NaN or ±inf is skipped
+        (module docstring). Returns the displayed label's index (-1 while no valid step came).
+
+        Raises ValueError for another shape, TypeError for values that are not real numbers.
+        """
+        a = np.asarray(probs)
+        if a.shape != (_N_LABELS,):
+            raise ValueError(f"probs: expected shape ({_N_LABELS},), got {a.shape}")
+        if a.dtype.kind not in "fiub":
+            raise TypeError(f"probs: expected real numbers, got dtype {a.dtype}")
+        np.copyto(self._probs, a, casting="unsafe")
+        return int(_hysteresis_step(self._probs, self._smoothed, self._state, *self._args))
 
 
 # --------------------------------------------------------------------------- tracker
@@ -199,8 +242,10 @@ class StructureTracker:
         The beat tracker's decision delay (``FilterConfig.decision_delay_frames``, default
         that of the default config); see :class:`SlowStepInputs`.
 
-    Per slow step (``update`` with one step pending): one anticipator step, the hysteresis,
-    one immutable ``StructureState``; ``benchmarks/bench_structure.py`` times it.
+    Per slow step (``update`` with one step pending): one anticipator step (``step(audio,
+    beat, copy=False)``: views of the model's output buffers, copied only into the history), the
+    hysteresis kernel, and one immutable ``StructureState`` per ``update`` (of its newest step).
+    ``benchmarks/bench_structure.py`` times it.
     """
 
     def __init__(self, anticipator: Anticipator | None = None,
@@ -262,15 +307,20 @@ class StructureTracker:
             :meth:`SlowStepInputs.take`).
         """
         steps = self._inputs.take(states)
-        for i in range(steps.times.shape[0]):
-            sec, haz = self.anticipator.step(steps.audio_features[i], steps.beat_features[i])
+        n = steps.times.shape[0]
+        if n == 0:
+            return self._latest
+        keep = self._history.maxlen != 0
+        for i in range(n):
+            sec, haz = self.anticipator.step(steps.audio_features[i], steps.beat_features[i],
+                                             copy=False)
             label = self._hysteresis.update(sec)
-            t = float(steps.times[i])
-            self._latest = StructureState(tuple(sec.tolist()), tuple(haz.tolist()))
-            self._latest_time = t
-            self._steps += 1
-            if self._history.maxlen != 0:
-                self._history.append(StructureStep(t, sec, haz, label))
+            if keep:
+                self._history.append(
+                    StructureStep(float(steps.times[i]), sec.copy(), haz.copy(), label))
+        self._latest = StructureState(tuple(sec.tolist()), tuple(haz.tolist()))
+        self._latest_time = float(steps.times[n - 1])
+        self._steps += n
         return self._latest
 
     # ----------------------------------------------------------------- reads

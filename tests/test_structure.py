@@ -5,6 +5,9 @@ changes earlier outputs; reset; errors."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
@@ -22,6 +25,7 @@ from fractalsync_tracking.structure import (
     Hysteresis,
     LabelHysteresis,
     StructureTracker,
+    _hysteresis_step,
     display_segments,
     structure_timeline,
 )
@@ -49,57 +53,135 @@ def reference(audio, model):
 # ------------------------------------------------------------------ hysteresis
 
 
-def reference_display(probs: np.ndarray, alpha: float, margin: float, dwell: int) -> np.ndarray:
-    """Plain restatement of the documented rule: the EMA of the whole sequence first, then a
-    scan counting consecutive supporting steps."""
-    n = len(probs)
-    s = np.zeros_like(probs, dtype=np.float64)
-    for t in range(n):
-        s[t] = probs[t] if t == 0 else (1 - alpha) * s[t - 1] + alpha * probs[t]
-    shown = np.zeros(n, np.int64)
-    run_label, run_len = None, 0
-    for t in range(n):
-        if t == 0:
-            shown[t] = np.argmax(s[0])
-            continue
-        d = shown[t - 1]
-        c = int(np.argmax(s[t]))
-        supports = c != d and s[t, c] - s[t, d] >= margin
-        run_len = run_len + 1 if supports and c == run_label else (1 if supports else 0)
-        run_label = c if supports else None
-        shown[t] = c if supports and run_len >= dwell else d
-        if shown[t] != d:
-            run_label, run_len = None, 0
-    return shown, s
+def reference_display(rows, alpha: float, margin: float, dwell: int):
+    """Plain-python restatement of the documented rule, step by step on lists of floats.
+
+    Returns the displayed label after each step (-1 before the first valid step) and the
+    smoothed probabilities after each step (None before the first valid step)."""
+    shown, smoothed = [], []
+    s, d, candidate, count = None, -1, -1, 0
+    for row in rows:
+        p = [float(v) for v in row]
+        if all(0.0 <= v <= 1.0 for v in p):  # NaN compares False: skipped with +-inf, < 0, > 1
+            if s is None:
+                s = p
+                d = max(range(len(s)), key=s.__getitem__)  # the first of equal maxima
+            else:
+                s = [si + alpha * (pi - si) for si, pi in zip(s, p, strict=True)]
+                c = max(range(len(s)), key=s.__getitem__)
+                if c != d and s[c] - s[d] >= margin:
+                    count = count + 1 if c == candidate else 1
+                    candidate = c
+                    if count >= dwell:
+                        d, candidate, count = c, -1, 0
+                else:
+                    candidate, count = -1, 0
+        shown.append(d)
+        smoothed.append(None if s is None else list(s))
+    return shown, smoothed
 
 
-distributions = st.integers(1, 60).flatmap(lambda n: st.lists(
-    st.lists(st.floats(0.0, 1.0), min_size=8, max_size=8).map(
-        lambda v: np.asarray(v) + 1e-3), min_size=n, max_size=n)).map(
-    lambda rows: np.array([r / r.sum() for r in rows]))
-params = st.builds(Hysteresis, alpha=st.floats(0.05, 1.0), margin=st.floats(0.0, 0.5),
-                   dwell_steps=st.integers(1, 6))
+_BAD_VALUES = [float("nan"), float("inf"), -float("inf"), -1e-9, 1.0 + 1e-9, 1e300, -1e300]
+_values = st.one_of(st.floats(0.0, 1.0), st.sampled_from([0.0, 0.125, 0.25, 0.5, 1.0]))
+
+
+@st.composite
+def _row(draw):
+    """8 values in [0, 1] (ties likely: a few repeated values), sometimes with a bad value."""
+    row = draw(st.lists(_values, min_size=8, max_size=8))
+    if draw(st.integers(0, 9)) == 0:
+        row[draw(st.integers(0, 7))] = draw(st.sampled_from(_BAD_VALUES))
+    return row
+
+
+#: Sequences as runs of repeated rows (long runs: a lasting section), 0 to ~400 steps.
+sequences = st.lists(st.tuples(_row(), st.integers(1, 40)), max_size=10).map(
+    lambda runs: [row for row, n in runs for _ in range(n)])
+params = st.builds(Hysteresis, alpha=st.one_of(st.floats(0.01, 1.0), st.just(1.0)),
+                   margin=st.one_of(st.floats(0.0, 0.9), st.just(0.0)),
+                   dwell_steps=st.integers(1, 20))
+NAN = float("nan")
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=sequences, p=params)
+@example(rows=[], p=Hysteresis())  # nothing: nothing displayed
+@example(rows=[[0.1] * 7 + [0.3]], p=Hysteresis())  # one step
+@example(rows=[[0.0] * 8] * 5, p=Hysteresis())  # silence (all zero): the first label
+@example(rows=[[1 / 8] * 8] * 5, p=Hysteresis())  # ties: the first label, never a switch
+@example(rows=(np.eye(8)[[0, 1, 1, 1, 1, 2, 1]] * 0.93 + 0.01).tolist(),
+         p=Hysteresis(1.0, 0.0, 1))  # plain argmax
+@example(rows=[[NAN] * 8, [0.0, 1.0] + [0.0] * 6, [float("inf")] * 8, [1.0] + [0.0] * 7],
+         p=Hysteresis(1.0, 0.0, 1))  # non-finite first: nothing displayed until a valid step
+@example(rows=[[1.0] + [0.0] * 7] * 3 + [[0.0, 1.0] + [0.0] * 6, [NAN] * 8] * 4,
+         p=Hysteresis(1.0, 0.5, 3))  # skipped steps neither count nor break the dwell
+@example(rows=[[0.5, 0.5] + [0.0] * 6, [0.0, 1.0] + [0.0] * 6, [1e300] * 8] * 3,
+         p=Hysteresis(0.5, 0.0, 2))
+def test_hysteresis_matches_the_documented_rule(rows, p):
+    h = LabelHysteresis(p)
+    shown = [h.update(np.array(row, np.float64)) for row in rows]
+    want, smoothed = reference_display(rows, p.alpha, p.margin, p.dwell_steps)
+    assert shown == want
+    assert h.displayed == (want[-1] if rows else -1)
+    if rows and smoothed[-1] is not None:
+        assert h.smoothed.tolist() == smoothed[-1]  # the same float64 operations: exact
+    # no flicker: every run of a label but the first and the last lasts >= dwell_steps steps
+    changes = [t for t in range(1, len(shown)) if shown[t] != shown[t - 1]]
+    runs = np.diff(changes)
+    assert np.all(runs >= p.dwell_steps)
+    # a switch between labels needs the margin in the smoothed probabilities
+    for t in changes:
+        if shown[t - 1] >= 0:
+            assert smoothed[t][shown[t]] - smoothed[t][shown[t - 1]] >= p.margin
+    if p == Hysteresis(1.0, 0.0, 1):  # plain argmax of the valid steps
+        valid = [r for r in rows if all(0.0 <= v <= 1.0 for v in r)]
+        assert [x for x, r in zip(shown, rows, strict=True) if r in valid] == [
+            int(np.argmax(r)) for r in valid]
 
 
 @settings(max_examples=100, deadline=None)
-@given(probs=distributions, p=params)
-@example(probs=np.full((5, 8), 1 / 8), p=Hysteresis())  # ties: the first label, never a switch
-@example(probs=np.eye(8)[[0, 1, 1, 1, 1, 2, 1]] * 0.93 + 0.01, p=Hysteresis(1.0, 0.0, 1))
-def test_hysteresis_matches_the_documented_rule(probs, p):
-    h = LabelHysteresis(p)
-    shown = np.array([h.update(row) for row in probs])
-    want, smoothed = reference_display(probs, p.alpha, p.margin, p.dwell_steps)
-    np.testing.assert_array_equal(shown, want)
-    np.testing.assert_allclose(h.smoothed, smoothed[-1], rtol=1e-12, atol=1e-12)
-    # no flicker: every run but the last lasts at least dwell_steps steps
-    changes = np.flatnonzero(np.diff(shown)) + 1
-    runs = np.diff(np.r_[0, changes])
-    assert np.all(runs[1:] >= p.dwell_steps)
-    # a switch needs the margin in the smoothed probabilities
-    for t in changes:
-        assert smoothed[t, shown[t]] - smoothed[t, shown[t - 1]] >= p.margin - 1e-12
-    if p == Hysteresis(1.0, 0.0, 1):
-        np.testing.assert_array_equal(shown, probs.argmax(1))  # plain argmax
+@given(rows=sequences, alpha=st.floats(0.01, 1.0), margin=st.floats(0.0, 0.9),
+       dwell=st.integers(0, 3))
+@example(rows=[[1.0] + [0.0] * 7, [0.0, 1.0] + [0.0] * 6, [0.0, 1.0] + [0.0] * 6], alpha=1.0,
+         margin=0.0, dwell=0)
+def test_hysteresis_kernel_with_dwell_0_and_1(rows, alpha, margin, dwell):
+    """The kernel itself (Hysteresis refuses dwell 0): dwell 0 switches like dwell 1, at the
+    first supporting step."""
+    smoothed, state = np.zeros(8), np.array([-1, -1, 0])
+    shown = [_hysteresis_step(np.array(r, np.float64), smoothed, state, alpha, margin, dwell)
+             for r in rows]
+    want, _ = reference_display(rows, alpha, margin, dwell)
+    assert shown == want == reference_display(rows, alpha, margin, max(dwell, 1))[0]
+
+
+def test_hysteresis_input_errors():
+    h = LabelHysteresis()
+    with pytest.raises(ValueError, match=r"probs: expected shape \(8,\)"):
+        h.update(np.zeros(7))
+    with pytest.raises(TypeError, match="probs: expected real numbers"):
+        h.update(np.array(["a"] * 8))
+    assert h.displayed == -1 and h.update(np.eye(8, dtype=np.float32)[3]) == 3
+
+
+def test_hysteresis_kernel_compiles_when_made_not_on_update():
+    """A fresh interpreter: making the tracker compiles (or loads from numba's cache) the
+    hysteresis and model kernels; updates then add no compiled signature."""
+    code = (
+        "from fractalsync_models import anticipator as a\n"
+        "from fractalsync_tracking import structure as s\n"
+        "import numpy as np\n"
+        "t = s.StructureTracker()\n"
+        "kernels = (s._hysteresis_step, a._sanitized_step)\n"
+        "made = [len(k.signatures) for k in kernels]\n"
+        "assert all(n == 1 for n in made), made\n"
+        "h = s.LabelHysteresis(s.Hysteresis(0.3, 0.1, 2))\n"
+        "for row in [*np.eye(8, dtype=np.float32), np.full(8, 0.125), np.full(8, np.nan)]:\n"
+        "    h.update(row)\n"
+        "    t.anticipator.step(np.zeros(272, np.float32), np.zeros(5, np.float32), copy=False)\n"
+        "t.anticipator.step(np.zeros(272), np.full(5, np.inf))\n"
+        "assert [len(k.signatures) for k in kernels] == made\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
 
 
 def test_hysteresis_holds_through_a_short_blip_and_follows_a_lasting_change():
