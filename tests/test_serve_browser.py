@@ -10,6 +10,8 @@ Python WebSocket client records what the server publishes. The test checks that
 * the page's beat count (its own predictor, at ``requestAnimationFrame`` rate) advances in step
   with the server's published ``clock.beat_count`` seen by the Python client at the same moments,
   and the DOM text shows that count;
+* keys send commands: the up arrow raises the latency by 10 ms (the Python client sees it in the
+  states), space taps (the server acknowledges it);
 * after the server is restarted on the same port, the page reconnects by itself and follows the
   new stream;
 * a screenshot shows the drawing: the bar clock's hand, the bar-position strip and the five
@@ -116,6 +118,7 @@ class StateRecorder:
         self._ws = self._stack.enter_context(websockets_sync.connect(
             f"ws://127.0.0.1:{port}/", open_timeout=10, max_size=2 ** 20))
         self.count: int | None = None
+        self.latency_ms: float | None = None
         self.messages = 0
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -126,6 +129,7 @@ class StateRecorder:
                 msg = json.loads(text)
                 if msg.get("type") == "state":
                     self.count = msg["clock"]["beat_count"]
+                    self.latency_ms = msg["latency_ms"]
                     self.messages += 1
 
     def close(self) -> None:
@@ -200,6 +204,12 @@ class Chromium:
                              "text: document.getElementById('beat-count').textContent, "
                              "viewport: [innerWidth, innerHeight]} : {}")
 
+    def press(self, key: str, code: str, key_code: int) -> None:
+        """A key press (down and up) in the page."""
+        for kind in ("keyDown", "keyUp"):
+            self.call("Input.dispatchKeyEvent", type=kind, key=key, code=code,
+                      windowsVirtualKeyCode=key_code)
+
     def screenshot(self) -> bytes:
         return base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
 
@@ -270,6 +280,14 @@ def test_page_follows_the_server_and_reconnects(tmp_path):
                 first = _wait(lambda: rec.count, 30, "a published beat count > 0")
                 _wait(lambda: rec.count >= first + 4, 30, "4 published beats")
                 pairs = _in_step(browser, rec, 8.0)
+                # keys send commands: up arrow = latency +10 ms (applied by the server to what
+                # every client receives), space = tap (acknowledged)
+                browser.press("ArrowUp", "ArrowUp", 38)
+                _wait(lambda: rec.latency_ms == 10.0, 10, "latency 10 ms in the server's states")
+                _wait(lambda: browser.state()["latencyMs"] == 10.0, 10, "the page to show it")
+                browser.press(" ", "Space", 32)
+                _wait(lambda: browser.state()["lastReply"] == {"type": "ok", "cmd": "tap"}, 10,
+                      "the server to acknowledge the tap")
                 state = browser.state()
                 png = browser.screenshot()
             finally:
