@@ -6,13 +6,17 @@ Run (the full evaluation, a few minutes on 2 cores; ``--quick``: one 30 s song, 
 
 Songs: generator seeds never seen in training (the shipped model trains on seeds ``0..N-1`` of
 ``train_anticipator --build-corpus N``; its model card ``anticipator_v1.json`` lists them; the
-default evaluation seeds 5000..5023 are far above any N used), each in two renditions of the
-same plan:
+default evaluation seeds 5000..5023 are far above any N used), each in three renditions of the
+same plan (the default plan, ``variety=False``, which training never uses):
 
 * ``numpy``: :func:`~fractalsync_models.training.song_generator.generate_song` at 22050 Hz,
-  the generator the model was trained on;
+  the numpy voices the model was trained on (with other plans, EQs and levels);
 * ``midi``: :func:`~fractalsync_models.training.song_midi.render_midi_song`, the same plan
-  played by FluidSynth with General MIDI sounds (audio made another way);
+  played by FluidSynth with the FluidR3 General MIDI soundfont and the default instrument mix
+  (:func:`~fractalsync_models.training.song_midi.default_mix`); training uses this soundfont
+  with instruments, volumes, reverb and EQ drawn per song;
+* ``timgm``: the same with the TimGM6mb soundfont (Debian ``timgm6mb-soundfont``), a sound
+  set never used in training;
 
 plus the demo song of the live app (``examples/julia/app.py``: ``generate_song(DEMO_SEED,
 sample_rate=44100)``, seed 2026, outside the training seeds; reported separately).
@@ -266,11 +270,12 @@ def _anticipator(path: str):
 
 def run_song(seed: int, rendition: str, sample_rate: int, duration_s: float | None,
              hysteresis: Hysteresis, model_path: str) -> SongEval:
-    """Render one song (``numpy`` or ``midi``), run the live path, score it."""
-    if rendition == "midi":
-        from fractalsync_models.training.song_midi import render_midi_song
+    """Render one song (``numpy``, ``midi`` or ``timgm``), run the live path, score it."""
+    if rendition in ("midi", "timgm"):
+        from fractalsync_models.training.song_midi import TIMGM6MB_SOUNDFONT, render_midi_song
 
-        song = render_midi_song(seed, sample_rate=sample_rate, duration_s=duration_s)
+        song = render_midi_song(seed, sample_rate=sample_rate, duration_s=duration_s,
+                                soundfont=TIMGM6MB_SOUNDFONT if rendition == "timgm" else None)
     else:
         from fractalsync_models.training.song_generator import generate_song
 
@@ -303,13 +308,14 @@ def training_seeds(model_path: Path) -> set[int] | None:
         return None
     data = json.loads(card.read_text())
     names = [*data.get("train_tracks", []), *data.get("val_tracks", [])]
-    return {int(m.group(1)) for n in names if (m := re.search(r"(\d+)$", n))}
+    return {int(m.group(1)) for n in names if (m := re.search(r"(\d+)(?:_[a-z]+)?$", n))}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=_seeds, default=DEFAULT_SEEDS, help="START:STOP (5000:5024)")
-    p.add_argument("--renditions", default="numpy,midi", help="numpy,midi (comma-separated)")
+    p.add_argument("--renditions", default="numpy,midi,timgm",
+                   help="numpy,midi,timgm (comma-separated)")
     p.add_argument("--no-demo", action="store_true", help="skip the demo song")
     p.add_argument("--quick", action="store_true", help="one 30 s song, both renditions")
     p.add_argument("--jobs", type=int, default=2)
@@ -322,8 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     hyst = Hysteresis(args.alpha, args.margin, args.dwell)
     seeds, duration = (range(5000, 5001), 30.0) if args.quick else (args.seeds, None)
     renditions = [r for r in args.renditions.split(",") if r]
-    if not set(renditions) <= {"numpy", "midi"} or not renditions:
-        p.error("--renditions: numpy and/or midi")
+    if not set(renditions) <= {"numpy", "midi", "timgm"} or not renditions:
+        p.error("--renditions: some of numpy, midi, timgm")
     model = str(args.model.resolve())
     seen = training_seeds(args.model)
     if seen is not None and seen & set(seeds):

@@ -28,6 +28,7 @@ from fractalsync_models.training.train_anticipator import (  # noqa: E402
     load_track,
     section_loss,
     smoothness_loss,
+    song_of,
     split_tracks,
     tempo_octave_error,
     train,
@@ -176,6 +177,16 @@ def test_split_and_metrics_hand_cases():
     assert [t.seed for t in test] == [3, 4]
     with pytest.raises(ValueError, match="hold out"):
         split_tracks(tracks, 4, 1)
+    # renditions of one song (a letter suffix after its number) stay in one set
+    gm = [synthetic_track(i, steps=20) for i in range(5)]
+    for t in gm:
+        t.name += "_gm"
+    train_set, val, test = split_tracks(tracks + gm, 2, 1)
+    assert sorted(t.name for t in test) == ["song_00003", "song_00003_gm", "song_00004",
+                                            "song_00004_gm"]
+    assert [t.name for t in val] == ["song_00002", "song_00002_gm"] and len(train_set) == 4
+    assert gm[3].seed == 3 and gm[3].song == "song_00003"
+    assert song_of("my_song") == "my_song" and song_of("take2_live") == "take2"
     assert auroc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == 0.75
     assert auroc(np.array([0.5, 0.5]), np.array([0, 1])) == 0.5
     assert math.isnan(auroc(np.array([0.1, 0.2]), np.array([1, 1])))

@@ -1,10 +1,19 @@
 """Build the anticipator's training corpus from the structured-song generator.
 
-:func:`build_corpus` renders songs ``generate_song(seed)`` (22050 Hz) into
-``<work>/songs/song_<seed>.wav`` with their labels ``song_<seed>.csv``, then prepares them with
-``fractalsync-prepare`` (the live beat tracker, targets on the 12.5 Hz slow grid) into
-``<work>/corpus/song_<seed>.npz``. Both stages are resumable: a song whose WAV and CSV exist is
-not rendered again, and ``fractalsync-prepare`` skips tracks it has done.
+:func:`build_corpus` renders every seed's plan in its training variant (``variety=True``: long
+silences, fades and stops besides the generator's forms) twice, into ``<work>/songs``:
+
+* ``song_<seed>.wav``: the numpy voices (:func:`.song_generator.generate_song`);
+* ``song_<seed>_gm.wav``: the same plan through FluidSynth with General MIDI instruments,
+  volumes and reverb sends drawn per seed (:func:`.timbre.random_gm_mix`);
+
+each through a random mild EQ and level (:func:`.timbre.random_colour`), with its labels
+``<stem>.csv``. Then ``fractalsync-prepare`` (the live beat tracker, targets on the 12.5 Hz
+slow grid) writes ``<work>/corpus/<stem>.npz``. Both stages are resumable: a song whose WAV and
+CSV exist is not rendered again, and ``fractalsync-prepare`` skips tracks it has done.
+
+Never used here, so held out by construction: the default plans (``variety=False``), the
+default GM mix (:func:`.song_midi.default_mix`) and the TimGM6mb soundfont.
 
 The preparation runs as a subprocess (``python -m fractalsync_tracking.cli_prepare``), the
 command a user runs on their own audio: ``fractalsync_models`` imports no other FractalSync
@@ -16,28 +25,59 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
+
 from .song_generator import generate_song
 
+__all__ = ["RENDITIONS", "build_corpus", "render_training_song"]
 
-def _render(seed: int, songs: Path) -> None:
-    stem = f"song_{seed:06d}"
+#: Training renditions and the suffix of their file stems (``song_000042`` + suffix).
+RENDITIONS = {"numpy": "", "gm": "_gm"}
+
+
+def render_training_song(seed: int, rendition: str, sample_rate: int = 22050):
+    """The training :class:`~.song_generator.Song` of ``seed`` in ``rendition`` ("numpy" or
+    "gm"; module docstring). Deterministic per seed and rendition."""
+    from .timbre import random_colour, random_gm_mix
+
+    if rendition == "numpy":
+        song = generate_song(seed, sample_rate=sample_rate, variety=True)
+        colour = np.random.default_rng([int(seed), 20])
+    elif rendition == "gm":
+        from .song_midi import render_midi_song
+
+        mix = random_gm_mix(np.random.default_rng([int(seed), 21]))
+        song = render_midi_song(seed, sample_rate=sample_rate, variety=True, mix=mix)
+        colour = np.random.default_rng([int(seed), 22])
+    else:
+        raise ValueError(f"rendition must be one of {sorted(RENDITIONS)}, got {rendition!r}")
+    return random_colour(song, colour)
+
+
+def _render(task: tuple[int, str, Path]) -> None:
+    seed, rendition, songs = task
+    stem = f"song_{seed:06d}{RENDITIONS[rendition]}"
     if not ((songs / f"{stem}.wav").is_file() and (songs / f"{stem}.csv").is_file()):
-        generate_song(seed).write(songs, stem)
+        render_training_song(seed, rendition).write(songs, stem)
 
 
-def build_corpus(work: str | os.PathLike, seeds: Iterable[int], jobs: int = 2) -> Path:
-    """Render the songs of ``seeds`` and prepare them; returns the corpus directory
-    ``<work>/corpus``. Raises RuntimeError if the preparation fails for any track."""
+def build_corpus(work: str | os.PathLike, seeds: Iterable[int], jobs: int = 2,
+                 renditions: Sequence[str] = tuple(RENDITIONS)) -> Path:
+    """Render the songs of ``seeds`` in ``renditions`` and prepare them; returns the corpus
+    directory ``<work>/corpus``. Raises RuntimeError if the preparation fails for any track."""
     work = Path(work)
     songs = work / "songs"
     songs.mkdir(parents=True, exist_ok=True)
-    seeds = list(seeds)
+    bad = [r for r in renditions if r not in RENDITIONS]
+    if bad or not renditions:
+        raise ValueError(f"renditions must be some of {sorted(RENDITIONS)}, got {renditions!r}")
+    tasks = [(s, r, songs) for s in seeds for r in renditions]
     with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-        list(pool.map(_render, seeds, [songs] * len(seeds)))
+        list(pool.map(_render, tasks))
     corpus = work / "corpus"
     cmd = [sys.executable, "-m", "fractalsync_tracking.cli_prepare", str(songs),
            "--labels", str(songs), "--out", str(corpus), "--jobs", str(max(1, jobs)), "--quiet"]

@@ -162,6 +162,7 @@ def song_from_audio(plan: SongPlan, music: np.ndarray, sample_rate: int, seed_no
             if a > 0:  # fade out the music ringing into a trailing silence
                 f = min(fade, a)
                 music[a - f : a] *= np.linspace(f / fade, 0.0, f, endpoint=False)
+    _apply_fades_and_stops(music, plan, sr)
     noise = NOISE_STD * np.random.default_rng([seed_noise, 9]).standard_normal(n)
     peak = np.max(np.abs(music))
     if peak > 0:
@@ -182,6 +183,35 @@ def song_from_audio(plan: SongPlan, music: np.ndarray, sample_rate: int, seed_no
     )
 
 
+#: Ramp (s) at each edge of a stop (no click).
+_STOP_RAMP_S = 0.01
+
+
+def _apply_fades_and_stops(music: np.ndarray, plan: SongPlan, sr: int) -> None:
+    """In place: the plan's fade-in (linear, from the first beat), fade-out (linear, ending
+    where the music ends, silent after it) and stops (zero, with 10 ms ramps). A plan without
+    them (every plan drawn with ``variety=False``) leaves ``music`` untouched."""
+    n = music.size
+    if plan.fade_in_s > 0:
+        a = int(round(plan.lead_in_s * sr))
+        b = min(n, int(round((plan.lead_in_s + plan.fade_in_s) * sr)))
+        music[a:b] *= np.linspace(0.0, 1.0, max(b - a, 0), endpoint=False)
+    if plan.fade_out_s > 0:
+        b = min(n, int(round(plan.music_end_s * sr)))
+        a = max(0, int(round((plan.music_end_s - plan.fade_out_s) * sr)))
+        music[a:b] *= np.linspace(1.0, 0.0, max(b - a, 0), endpoint=False)
+        music[b:] = 0.0
+    ramp = int(round(_STOP_RAMP_S * sr))
+    for t0, t1 in plan.stops:
+        a, b = int(round(t0 * sr)), min(n, int(round(t1 * sr)))
+        envelope = np.zeros(max(b - a, 0))
+        r = min(ramp, envelope.size // 2)
+        if r:
+            envelope[:r] = np.linspace(1.0, 0.0, r, endpoint=False)
+            envelope[-r:] = np.linspace(0.0, 1.0, r, endpoint=False)
+        music[a:b] *= envelope
+
+
 def check_sample_rate(sample_rate: object) -> int:
     """``sample_rate`` as an int if it is an integer in 8000..192000 Hz, else ValueError."""
     lo, hi = _SAMPLE_RATES
@@ -194,7 +224,8 @@ def check_sample_rate(sample_rate: object) -> int:
     return int(sample_rate)
 
 
-def generate_song(seed: int, *, sample_rate: int = 22050, duration_s: float | None = None) -> Song:
+def generate_song(seed: int, *, sample_rate: int = 22050, duration_s: float | None = None,
+                  variety: bool = False) -> Song:
     """Draw and synthesise song ``seed``.
 
     Parameters
@@ -205,6 +236,9 @@ def generate_song(seed: int, *, sample_rate: int = 22050, duration_s: float | No
         8000..192000 Hz (22050 for the analysis clock, 44100 for playback).
     duration_s : float or None
         Length in seconds, 30..600; None draws 60..180 s from the seed.
+    variety : bool
+        The training variant of the plan (``plan_song(..., variety=True)``: long silences,
+        fades, stops). False (default) gives the same audio as earlier versions.
 
     Returns
     -------
@@ -212,7 +246,7 @@ def generate_song(seed: int, *, sample_rate: int = 22050, duration_s: float | No
         Audio and exact annotations; ``Song.plan`` holds the form, arrangement and notes.
     """
     sr = check_sample_rate(sample_rate)
-    plan = plan_song(seed, duration_s)
+    plan = plan_song(seed, duration_s, variety=variety)
     n = int(round(plan.duration_s * sr))
     palette = draw_palette(np.random.default_rng([plan.seed, 5]), sr)
     fx_rng = np.random.default_rng([plan.seed, 6])

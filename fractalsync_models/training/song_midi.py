@@ -43,8 +43,11 @@ from .song_plan import SongPlan, plan_song
 
 __all__ = [
     "DEFAULT_SOUNDFONT",
+    "TIMGM6MB_SOUNDFONT",
     "TICKS_PER_BEAT",
     "FluidSynthMissing",
+    "GmMix",
+    "default_mix",
     "fluidsynth_offset_s",
     "midi_tempo_map",
     "render_midi_song",
@@ -53,6 +56,9 @@ __all__ = [
 
 #: Debian's fluid-soundfont-gm.
 DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+#: Debian's timgm6mb-soundfont: a second, smaller GM set, never used in training (the third,
+#: held-out rendition of ``benchmarks/measure_structure.py``).
+TIMGM6MB_SOUNDFONT = "/usr/share/sounds/sf2/TimGM6mb.sf2"
 #: SMF time division (ticks per quarter note; a beat is a quarter note).
 TICKS_PER_BEAT = 480
 #: GM programs (0-based) each voice may get; one is drawn per song.
@@ -146,14 +152,42 @@ def _programs(seed: int) -> dict[str, int]:
     return {v: int(p[int(rng.integers(len(p)))]) for v, p in _PROGRAMS.items()}
 
 
-def smf_bytes(plan: SongPlan) -> bytes:
+@dataclasses.dataclass(frozen=True)
+class GmMix:
+    """How the SMF's instruments are set up: per voice a GM program (0-127; drums have none),
+    a volume (CC 7, 0-127) and a reverb send (CC 91, 0-127; None: no CC 91, FluidSynth's
+    default). :func:`default_mix` is the held-out rendition's; training corpora draw others
+    (:func:`.timbre.random_gm_mix`)."""
+
+    programs: dict[str, int]
+    volumes: dict[str, int]
+    reverb: dict[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        for what, table in (("programs", self.programs), ("volumes", self.volumes),
+                            ("reverb", self.reverb or {})):
+            for voice, value in table.items():
+                if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+                        or not 0 <= value <= 127:
+                    raise ValueError(f"GmMix {what}[{voice!r}] must be an int 0..127, "
+                                     f"got {value!r}")
+
+
+def default_mix(seed: int) -> GmMix:
+    """The mix of :func:`render_midi_song` without ``mix``: programs drawn per seed from a few
+    per voice, fixed volumes, no reverb-send events."""
+    return GmMix(_programs(seed), dict(_VOLUME))
+
+
+def smf_bytes(plan: SongPlan, mix: GmMix | None = None) -> bytes:
     """The plan as a Standard MIDI File (format 1), bytes.
 
     Track 0: track name, time signature (``beats_per_bar``/4) and tempo events. Then one track
     per voice of :data:`.song_parts.VOICES` that has notes: name, program change (GM, drawn
     per seed; none for drums), volume (CC 7), and note on/off pairs at the notes' ticks
     (velocity ``1 + round(126 v)``). Drums play on channel 10; the others on channels 1-6.
-    A note-off sorts before a note-on at the same tick.
+    A note-off sorts before a note-on at the same tick. ``mix`` (default
+    :func:`default_mix`) sets the programs, volumes and reverb sends (CC 91).
     """
     conductor = [
         (0, 0, _meta(0x03, b"FractalSync song")),
@@ -161,7 +195,7 @@ def smf_bytes(plan: SongPlan) -> bytes:
     ]
     conductor += [(t, 2, _meta(0x51, u.to_bytes(3, "big"))) for t, u in _tempo_events(plan)]
     tracks = [_track(conductor)]
-    programs = _programs(plan.seed)
+    mix = default_mix(plan.seed) if mix is None else mix
     channel = 0
     for voice in VOICES:
         notes = plan.notes[voice]
@@ -172,8 +206,10 @@ def smf_bytes(plan: SongPlan) -> bytes:
             channel += 1
         events = [(0, 0, _meta(0x03, voice.encode()))]
         if voice != "drums":
-            events.append((0, 1, bytes([0xC0 | ch, programs[voice]])))
-        events.append((0, 2, bytes([0xB0 | ch, 7, _VOLUME[voice]])))
+            events.append((0, 1, bytes([0xC0 | ch, mix.programs[voice]])))
+        events.append((0, 2, bytes([0xB0 | ch, 7, mix.volumes[voice]])))
+        if mix.reverb is not None:
+            events.append((0, 2, bytes([0xB0 | ch, 91, mix.reverb[voice]])))
         on = np.rint(notes.beat * TICKS_PER_BEAT).astype(np.int64)
         off = np.maximum(
             np.rint((notes.beat + notes.length) * TICKS_PER_BEAT).astype(np.int64), on + 1
@@ -275,13 +311,17 @@ def render_midi_song(
     duration_s: float | None = None,
     soundfont: str | os.PathLike | None = None,
     fluidsynth: str | None = None,
+    variety: bool = False,
+    mix: GmMix | None = None,
 ) -> Song:
     """Song ``seed`` (the plan of :func:`.song_generator.generate_song` with the same seed and
     duration) played by FluidSynth from a Standard MIDI File.
 
     The rendering is advanced by :func:`fluidsynth_offset_s`, the lead-in silence prepended,
     then it is finished like the numpy songs (silences zeroed, peak 0.89, -60 dBFS noise floor).
-    The annotations follow the SMF's tempo events (:func:`midi_tempo_map`).
+    The annotations follow the SMF's tempo events (:func:`midi_tempo_map`). ``variety``
+    draws the training variant of the plan (``plan_song(..., variety=True)``); ``mix`` sets
+    the instruments (default :func:`default_mix`, the held-out rendition).
 
     Raises
     ------
@@ -293,9 +333,9 @@ def render_midi_song(
     """
     sr = check_sample_rate(sample_rate)
     exe, sf2 = _fluidsynth(fluidsynth, soundfont)
-    plan = plan_song(seed, duration_s)
+    plan = plan_song(seed, duration_s, variety=variety)
     plan = dataclasses.replace(plan, tempo=midi_tempo_map(plan))
-    rendered = _render(smf_bytes(plan), sr, exe, sf2)[_offset_samples(sr, exe, sf2) :]
+    rendered = _render(smf_bytes(plan, mix), sr, exe, sf2)[_offset_samples(sr, exe, sf2) :]
     n = int(round(plan.duration_s * sr))
     music = np.zeros(n)
     lead = int(round(plan.lead_in_s * sr))

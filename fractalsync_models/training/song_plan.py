@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from .song_form import (
 )
 from .song_parts import Arrangement, Harmony, Notes, arrange, draw_harmony, write_notes
 
-__all__ = ["MAX_DURATION_S", "MIN_DURATION_S", "SongPlan", "plan_song"]
+__all__ = ["MAX_DURATION_S", "MIN_DURATION_S", "Silences", "SongPlan", "draw_silences", "plan_song"]
 
 #: Accepted range of ``duration_s`` (seconds); drawn durations lie in 60..180 s.
 MIN_DURATION_S, MAX_DURATION_S = 30.0, 600.0
@@ -55,6 +56,12 @@ class SongPlan:
         The non-silent sections in order, contiguous from bar 0.
     notes : dict[str, Notes]
         Per voice (``song_parts.VOICES``), the notes in beats.
+    fade_in_s, fade_out_s : float
+        Length (s) of a linear fade-in from the first beat and of a fade-out that ends where
+        the music ends (0: none; only plans drawn with ``variety=True`` have them).
+    stops : tuple of (start, end) seconds
+        Spans inside sections where the whole band stops (digital silence, labelled as the
+        section they are in; only with ``variety=True``).
     """
 
     seed: int
@@ -65,6 +72,9 @@ class SongPlan:
     harmony: Harmony
     arrangement: tuple[Arrangement, ...]
     notes: dict[str, Notes]
+    fade_in_s: float = 0.0
+    fade_out_s: float = 0.0
+    stops: tuple[tuple[float, float], ...] = ()
 
     @property
     def n_beats(self) -> int:
@@ -114,7 +124,7 @@ class SongPlan:
         return out
 
 
-def plan_song(seed: int, duration_s: float | None = None) -> SongPlan:
+def plan_song(seed: int, duration_s: float | None = None, *, variety: bool = False) -> SongPlan:
     """Draw the plan of song ``seed`` (see :class:`SongPlan`); the same seed gives the same plan.
 
     Parameters
@@ -125,6 +135,12 @@ def plan_song(seed: int, duration_s: float | None = None) -> SongPlan:
         Song length in seconds, 30..600; None draws 60..180 s from the seed. Other choices
         (meter, tempo, key, form shape) do not depend on it, but the form is cut or extended
         to fit it.
+
+    variety : bool
+        The training variant (:func:`draw_silences`): also draws long lead-in and trailing
+        silences, fades and stops, from a separate random stream. False (the default) gives
+        exactly the plans of earlier versions (the demo song, the measurements and the tests
+        rely on it).
 
     Draws: meter 4/4 (75 %) or 3/4; tempo 70..180 BPM; a tempo change for about a third of
     the songs; a lead-in silence of 0.5-2 s for 60 % of them; a trailing silence of at least
@@ -150,6 +166,11 @@ def plan_song(seed: int, duration_s: float | None = None) -> SongPlan:
     lead_in = float(np.round(base.uniform(0.5, 2.0), 3)) if base.random() < 0.6 else 0.0
     tail = 0.5 if base.random() < 0.6 else 0.0
     change = draw_tempo_change(base, bpm)
+    silences = draw_silences(np.random.default_rng([int(seed), 8]), duration_s) if variety \
+        else None
+    if silences is not None:
+        lead_in = silences.lead_in_s if silences.lead_in_s is not None else lead_in
+        tail = silences.tail_s if silences.tail_s is not None else tail
 
     form_rng = np.random.default_rng([int(seed), 1])
     budget = duration_s - lead_in - tail
@@ -167,7 +188,7 @@ def plan_song(seed: int, duration_s: float | None = None) -> SongPlan:
     harmony = draw_harmony(np.random.default_rng([int(seed), 2]))
     arrangement = arrange(form, harmony, beats_per_bar, np.random.default_rng([int(seed), 3]))
     notes = write_notes(arrangement, harmony, beats_per_bar, np.random.default_rng([int(seed), 4]))
-    return SongPlan(
+    plan = SongPlan(
         seed=int(seed),
         duration_s=duration_s,
         lead_in_s=lead_in,
@@ -177,3 +198,68 @@ def plan_song(seed: int, duration_s: float | None = None) -> SongPlan:
         arrangement=arrangement,
         notes=notes,
     )
+    return plan if silences is None else _with_fades_and_stops(plan, silences)
+
+
+class Silences(NamedTuple):
+    """The training variant's silence draws (:func:`draw_silences`); None = keep the base draw.
+
+    lead_in_s, tail_s : seconds of silence before the first beat / after the music, or None;
+    fade_in_bars, fade_out_bars : bars of fade-in from the first beat / fade-out to the end of
+    the music (0: none); stops : number of mid-section stops (0-2); stop_rng : the stream the
+    stops' places and lengths are drawn from.
+    """
+
+    lead_in_s: float | None
+    tail_s: float | None
+    fade_in_bars: int
+    fade_out_bars: int
+    stops: int
+    stop_rng: np.random.Generator
+
+
+def draw_silences(rng: np.random.Generator, duration_s: float) -> Silences:
+    """Silences of the training variant, so that silence does not always mean "a boundary
+    comes": a long lead-in silence of 3-12 s (35 %), a long trailing silence of 2-12 s
+    (45 %; at most a quarter of the song together with the lead-in), a fade-in over the first
+    2-4 bars (25 %), a fade-out over the last 2-8 bars (40 %), and 1-2 stops of the whole band
+    inside sections (30 %: 0.5-2 bars each, never in a section's first or last 2 bars)."""
+    cap = 0.25 * duration_s
+    lead = float(np.round(rng.uniform(3.0, 12.0), 3)) if rng.random() < 0.35 else None
+    tail = float(np.round(rng.uniform(2.0, 12.0), 3)) if rng.random() < 0.45 else None
+    if lead is not None and tail is not None and lead + tail > cap:
+        tail = None
+    if lead is not None and lead > cap:
+        lead = None
+    if tail is not None and tail > cap:
+        tail = None
+    fade_in = int(rng.integers(2, 5)) if rng.random() < 0.25 else 0
+    fade_out = int(rng.integers(2, 9)) if rng.random() < 0.4 else 0
+    stops = int(rng.integers(1, 3)) if rng.random() < 0.3 else 0
+    return Silences(lead, tail, fade_in, fade_out, stops, rng)
+
+
+def _with_fades_and_stops(plan: SongPlan, silences: Silences) -> SongPlan:
+    """``plan`` with the fades and stops of ``silences`` placed on its bars."""
+    bpb = plan.beats_per_bar
+    arr = plan.arrangement
+    fade_in_bars = min(silences.fade_in_bars, arr[0].bars)
+    fade_out_bars = min(silences.fade_out_bars, arr[-1].bars)
+    fade_in = float(plan.seconds(fade_in_bars * bpb) - plan.lead_in_s) if fade_in_bars else 0.0
+    end = plan.n_beats
+    fade_out = (plan.music_end_s - float(plan.seconds(end - fade_out_bars * bpb))
+                if fade_out_bars else 0.0)
+    stops = []
+    rng = silences.stop_rng
+    inner = [a for a in arr if a.bars >= 6]
+    for _ in range(silences.stops if inner else 0):
+        a = inner[int(rng.integers(len(inner)))]
+        half_bars = int(rng.integers(1, 5))  # 0.5..2 bars
+        first = a.first_bar + 2
+        last = a.first_bar + a.bars - 2 - half_bars / 2
+        at = float(rng.integers(first, int(np.floor(last)) + 1))
+        t0, t1 = plan.seconds([at * bpb, (at + half_bars / 2) * bpb])
+        if all(t1 <= s0 or t0 >= s1 for s0, s1 in stops):
+            stops.append((float(t0), float(t1)))
+    return dataclasses.replace(plan, fade_in_s=fade_in, fade_out_s=fade_out,
+                               stops=tuple(sorted(stops)))

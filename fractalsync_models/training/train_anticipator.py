@@ -4,12 +4,16 @@ Data: a corpus directory of per-track ``.npz`` files written by ``fractalsync-pr
 12.5 Hz slow grid: ``audio_features (S,272) f4``, ``beat_features (S,5) f4``, ``y_section (S,)``
 label index 0..7 in contract order or -1 = ignore, ``y_hazard (S,5)`` 0/1 per horizon,
 ``times (S,)`` s, ``beats``/``boundaries`` s). With ``--build-corpus N`` the corpus is made
-first: N songs of the structured-song generator (seeds 0..N-1), rendered and prepared by
-:mod:`.build_corpus`, so that one command reproduces the shipped model from nothing.
+first: N songs of the structured-song generator (seeds 0..N-1) in their training variant, each
+rendered twice (numpy voices, and FluidSynth with per-song GM instruments, both with a random
+EQ and level) and prepared by :mod:`.build_corpus`, so that one command reproduces the shipped
+model from nothing.
 
-Split by song: the tracks are ordered by name (``song_00042`` for generator seed 42); the last
-``--holdout`` tracks are the test set (never trained on, reported in the model card), the
-``--val`` tracks before them are the validation set (never trained on, monitored per epoch).
+Split by song: the tracks are grouped by song (renditions of one song share a name up to a
+letter suffix after its number: ``song_000042`` and ``song_000042_gm`` for generator seed 42)
+and the songs ordered by name; every rendition of the last ``--holdout`` songs is the test set
+(never trained on, reported in the model card), those of the ``--val`` songs before them the
+validation set (never trained on, monitored per epoch).
 
 Losses (each logged per epoch):
 
@@ -101,10 +105,27 @@ class Track:
     boundaries: np.ndarray
 
     @property
+    def song(self) -> str:
+        """The song the track is a rendition of: its name without a letter suffix after the
+        last digits (``song_000042_gm`` -> ``song_000042``; :func:`song_of`)."""
+        return song_of(self.name)
+
+    @property
     def seed(self) -> int | None:
-        """The generator seed in the track's name (``song_00042`` -> 42), if any."""
-        m = re.search(r"(\d+)$", self.name)
+        """The generator seed in the track's name (``song_00042``, ``song_00042_gm`` -> 42),
+        if any."""
+        m = re.search(r"(\d+)$", self.song)
         return int(m.group(1)) if m else None
+
+
+_RENDITION_SUFFIX = re.compile(r"(?<=\d)_[a-z]+$")
+
+
+def song_of(name: str) -> str:
+    """The song of a track name: ``name`` without a ``_letters`` suffix that follows a digit
+    (``song_000042_gm`` and ``song_000042`` are renditions of ``song_000042``; ``my_song``
+    stays ``my_song``)."""
+    return _RENDITION_SUFFIX.sub("", name)
 
 
 def load_track(path: str | Path) -> Track:
@@ -155,14 +176,21 @@ def load_corpus(corpus: str | Path) -> list[Track]:
 def split_tracks(
     tracks: list[Track], holdout: int, val: int
 ) -> tuple[list[Track], list[Track], list[Track]]:
-    """(train, val, test) by position in name order: test = the last ``holdout`` tracks,
-    val = the ``val`` tracks before them. ValueError if fewer than one training track remains."""
-    if holdout < 0 or val < 0 or len(tracks) - holdout - val < 1:
+    """(train, val, test) by song (:attr:`Track.song`), songs in name order: test = every
+    rendition of the last ``holdout`` songs, val = those of the ``val`` songs before them, so
+    no plan is in two sets. (With one track per song, as in a user's corpus, songs are
+    tracks.) ValueError if fewer than one training song remains."""
+    songs = sorted({t.song for t in tracks})
+    if holdout < 0 or val < 0 or len(songs) - holdout - val < 1:
         raise ValueError(
-            f"cannot hold out {holdout} + {val} of {len(tracks)} tracks and keep one to train on"
+            f"cannot hold out {holdout} + {val} of {len(songs)} songs and keep one to train on"
         )
-    n_train = len(tracks) - holdout - val
-    return tracks[:n_train], tracks[n_train : n_train + val], tracks[n_train + val :]
+    n_train = len(songs) - holdout - val
+    part = {s: 0 if i < n_train else 1 if i < n_train + val else 2 for i, s in enumerate(songs)}
+    sets: tuple[list[Track], list[Track], list[Track]] = ([], [], [])
+    for t in tracks:
+        sets[part[t.song]].append(t)
+    return sets
 
 
 def feature_stats(tracks: list[Track]) -> dict[str, np.ndarray]:
@@ -600,8 +628,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="work directory of --build-corpus (audio, labels, corpus)")
     p.add_argument("--jobs", type=int, default=2, help="processes of the corpus preparation")
     p.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
-    p.add_argument("--holdout", type=int, default=40, help="test tracks (the last by name)")
-    p.add_argument("--val", type=int, default=0, help="validation tracks (before the test set)")
+    p.add_argument("--holdout", type=int, default=40,
+                   help="test songs (the last by name, every rendition)")
+    p.add_argument("--val", type=int, default=0, help="validation songs (before the test set)")
     d = TrainConfig()
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch", type=int, default=d.batch)
@@ -640,7 +669,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     t_train = time.perf_counter()
     model, history = train(train_set, config, val_set, log=lambda s: print(s, flush=True))
     train_seconds = round(time.perf_counter() - t_train, 1)
-    metrics = evaluate(model, test_set, fit_phrase_prior(train_set))
+    prior = fit_phrase_prior(train_set)
+    metrics = evaluate(model, test_set, prior)
+    by_rendition = {}
+    for t in test_set:
+        by_rendition.setdefault(t.name[len(t.song):].lstrip("_") or "plain", []).append(t)
+    if len(by_rendition) > 1:
+        metrics["by_rendition"] = {r: evaluate(model, ts, prior)
+                                   for r, ts in sorted(by_rendition.items())}
     data = export_onnx(model)
     write_atomic(args.out, data)
     card = {
