@@ -17,6 +17,7 @@ Errors follow the project's convention (:mod:`fractalsync_models.cli_errors`): o
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import math
 import signal
@@ -148,6 +149,14 @@ def make_source(args):
     return inputs.FileSource(audio, rate, args.audio, play=args.play, device=args.device)
 
 
+def _require_extra(module: str, option: str) -> None:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"{option} needs the [serve] extra ({module} is not installed): pip "
+                          "install 'fractalsync-dsp[serve]'") from None
+
+
 def _structure(args):
     if args.structure == "none":
         return None
@@ -165,7 +174,7 @@ def _setup_logging(quiet: bool) -> None:
     logging.getLogger("fractalsync_serve.websockets").setLevel(logging.ERROR)
 
 
-@cli_entry(PROG)
+@cli_entry(PROG, expected=(ImportError,))
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -188,6 +197,7 @@ def main(argv=None) -> int:
     try:
         engine_ref: list = []
         if args.ws is not None:
+            _require_extra("websockets", "--ws")
             from .ws_server import WsServer
 
             ws = WsServer(args.host, args.ws, lambda cmd, t: engine_ref[0].submit(cmd, t))
@@ -195,6 +205,7 @@ def main(argv=None) -> int:
             closers.append(ws.stop)
             publisher.add_sink("websocket", ws.sink)
         if args.osc:
+            _require_extra("pythonosc", "--osc")
             from .osc_out import OscOut
 
             osc = OscOut(args.osc, args.osc_profile)

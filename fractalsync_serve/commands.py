@@ -91,7 +91,7 @@ def parse_command(text) -> Command:
         raise CommandError(f"message longer than {MAX_MESSAGE_BYTES} characters")
     try:
         data = json.loads(text, parse_constant=_refuse_constant)
-    except (json.JSONDecodeError, RecursionError, CommandError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, CommandError included
         raise CommandError(f"not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise CommandError(f"a command must be a JSON object, got {type(data).__name__}")

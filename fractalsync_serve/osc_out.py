@@ -58,9 +58,6 @@ import socket
 import threading
 import time
 
-from pythonosc.osc_bundle_builder import OscBundleBuilder
-from pythonosc.osc_message_builder import OscMessageBuilder
-
 from .levels import LEVEL_NAMES, levels
 from .publisher import Publication
 
@@ -92,6 +89,8 @@ def parse_target(text: str) -> tuple[str, int]:
 
 
 def _message(address: str, *args) -> object:
+    from pythonosc.osc_message_builder import OscMessageBuilder  # the [serve] extra
+
     b = OscMessageBuilder(address)
     for a in args:
         b.add_arg(a)
@@ -99,6 +98,8 @@ def _message(address: str, *args) -> object:
 
 
 def _bundle(timetag: float, messages) -> bytes:
+    from pythonosc.osc_bundle_builder import OscBundleBuilder
+
     b = OscBundleBuilder(timetag)
     for m in messages:
         b.add_content(m)
@@ -120,6 +121,8 @@ class OscOut:
             raise ValueError(f"OSC profile must be one of {', '.join(PROFILES)}, got {profile!r}")
         if not targets:
             raise ValueError("OscOut needs at least one target")
+        import pythonosc  # noqa: F401  (the [serve] extra: fail here, not in the sender thread)
+
         self.profile = profile
         self._socks: list[tuple[socket.socket, tuple]] = []
         self._by_family: dict[int, socket.socket] = {}
