@@ -5,6 +5,7 @@ and an end-to-end sync check of its controls against an ideal beat clock."""
 from __future__ import annotations
 
 import cmath
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -505,6 +506,41 @@ def test_random_sequences_at_60_fps_stay_in_range_and_smooth(seq):
         assert np.abs(np.diff(np.log(out[:, 2].astype(np.float64)))).max() <= MAX_DLOGZOOM + 1e-5
         drot = wrapped(np.diff(out[:, 3].astype(np.float64)), 2 * np.pi)
         assert np.abs(drot).max() <= MAX_DROT + 1e-6
+
+
+# the hue's per-frame change: the slow turn plus the followed centroid tint, whose target spans
+# [-MICRO_HUE, MICRO_HUE]; a critically damped follower's speed is at most omega * span / e
+MAX_DHUE = (ctl.HUE_TURNS_PER_S + 2 * ctl.MICRO_HUE / (math.e * ctl.HUE_TINT_S)) / FPS
+
+
+@settings(max_examples=60, deadline=None)
+@given(micro=st.lists(st.one_of(st.just(SILENCE_MICRO), st.just(MUSIC),
+                                st.tuples(*MICRO_VALUE)), min_size=2, max_size=60),
+       hold=st.integers(1, 6))
+def test_hue_turns_smoothly_whatever_the_micro_features(micro, hold):
+    """Micro features (held for ``hold`` frames each, as 50 Hz states are) never turn the hue
+    faster than the bound: a centroid step is followed, not copied."""
+    frames = steady_frames(len(micro) * hold / FPS, micro=MUSIC)
+    frames = [dataclasses.replace(f, micro=micro[k // hold]) for k, f in enumerate(frames)]
+    out = run(AnalyticController(), frames)
+    dhue = wrapped(np.diff(out[:, 4].astype(np.float64)), 1.0)
+    assert np.abs(dhue).max() <= MAX_DHUE + 1e-6  # float32 outputs
+
+
+def test_a_centroid_step_on_a_beat_is_followed_not_a_flash():
+    """Seed 1004's chorus, by hand: the kick on each beat moves the centroid, whose analysis
+    arrives 3-4 frames later; the tint then turned the palette by 0.065 turns in one frame, a
+    flash larger than the beat pulse's. Now the tint glides to its new value."""
+    dark, bright = MUSIC[:5] + (500.0, 0.5), MUSIC[:5] + (8000.0, 0.5)
+    frames = steady_frames(3.0, micro=dark)
+    frames = frames[:90] + [dataclasses.replace(f, micro=bright) for f in frames[90:]]
+    hue = run(AnalyticController(), frames)[:, 4].astype(np.float64)
+    dhue = wrapped(np.diff(hue), 1.0) - ctl.HUE_TURNS_PER_S / FPS
+    span = ctl.MICRO_HUE * (math.tanh(math.log2(8000 / 2000)) - math.tanh(math.log2(500 / 2000)))
+    assert span > 0.06
+    assert np.abs(dhue).max() < span / 10  # no single-frame jump
+    # ...but it follows: within 1.5 s (6 time constants) the tint has moved 98 % of the way
+    assert math.isclose(dhue[89:].sum(), span, rel_tol=0.02)
 
 
 @settings(max_examples=40, deadline=None)

@@ -55,6 +55,10 @@ to 1 at ``ONSET_GUARD_S + ONSET_GUARD_RAMP_S`` from the nearest beat (without a 
 ``conf = 0``, every onset flashes). Bass breathes the zoom and pushes c
 outwards, mid turns c, treble adds detail and saturation, flux speeds the rotation, onsets
 brighten, the spectral centroid tints the hue, and the rms level sets the overall brightness.
+The centroid's tint is followed by a critically damped filter (rate ``1 / HUE_TINT_S``): the
+centroid steps at the analysis rate, and a kick on the beat moves it, so an unfiltered tint
+turned the palette in one frame 3-4 frames after every drummed beat, a second, late flash
+that the eye (and the pulse measure) took for the beat.
 
 **By section.** Each label has a :class:`SectionStyle`; the styles are blended with the section
 probabilities after a critically damped smoothing whose step response settles (95 %) in one
@@ -144,6 +148,8 @@ CHORUS_BLEND = (0.3, 0.7)
 OUT_DRIFT_RADIUS = 0.025
 DRIFT_RAD_PER_S = 2.0 * math.pi / 90.0
 HUE_TURNS_PER_S = 1.0 / 120.0
+#: Time constant (s) of the critically damped follower of the centroid's hue tint.
+HUE_TINT_S = 0.25
 
 # --- time
 SPB_RANGE = (0.25, 2.0)
@@ -430,6 +436,7 @@ class AnalyticController:
         self._onset = 0.0  # onset envelope
         self._drift = 0.0  # rad
         self._hue_phase = 0.0  # turns
+        self._tint = self._tint_v = 0.0  # followed centroid tint (turns) and its velocity
         self._rotation = 0.0  # rad, wrapped
         self._rot_speed = self._rot_speed_v = 0.0
         self._lam = 0j
@@ -533,10 +540,15 @@ class AnalyticController:
         c = (1.0 - self._w) * (lam / 2 - lam * lam / 4) + self._w * (C_OUT + self._offset)
 
         # palette
-        centroid_tint = (MICRO_HUE * math.tanh(math.log2(max(m[5], 1.0) / 2000.0))
-                         * min(max((db[0] - GATE_DB[0]) / (GATE_DB[1] - GATE_DB[0]), 0.0), 1.0))
+        tint_target = (MICRO_HUE * math.tanh(math.log2(max(m[5], 1.0) / 2000.0))
+                       * min(max((db[0] - GATE_DB[0]) / (GATE_DB[1] - GATE_DB[0]), 0.0), 1.0))
+        if first:
+            self._tint = tint_target
+        else:
+            self._tint, self._tint_v = _critically_damped(self._tint, self._tint_v, tint_target,
+                                                          1.0 / HUE_TINT_S, dt)
         self._hue_phase = (self._hue_phase + HUE_TURNS_PER_S * dt) % 1.0
-        hue = (self._hue_phase + style[_S["hue"]] + centroid_tint) % 1.0
+        hue = (self._hue_phase + style[_S["hue"]] + self._tint) % 1.0
         saturation = (style[_S["saturation"]] + TENSION_SATURATION * tension
                       + MICRO_SATURATION * treble_n)
         brightness = (style[_S["brightness"]] * (0.5 + 0.5 * rms_n)
