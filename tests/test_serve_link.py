@@ -1,0 +1,141 @@
+"""Ableton Link output: two Link sessions on loopback, the server's (LinkOut) and a test peer.
+
+Link discovers peers by UDP multicast on every network interface, so each test runs in a
+private network namespace (``unshare --net`` with only its loopback interface up): no packet
+leaves the machine. Inside it one child Python steers a Link session with
+:class:`~fractalsync_serve.link_out.LinkOut`, fed real-time publications of a known beat clock
+(``P(m) = (m - m0) / spb`` beats at ``time.monotonic()`` reading ``m``), and a second child
+process, a plain ``aalink`` peer that starts at another tempo, reports the session tempo and its
+phase in the bar against the known clock. Link's clock is ``CLOCK_MONOTONIC`` on Linux, the
+same ``time.monotonic()`` in both processes.
+
+Skips (with the reason) when the optional ``aalink`` package is missing or the machine cannot
+make a network namespace (not root, no ``unshare``): Link must not multicast on a real network
+from a test.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("aalink", reason="the optional [link] extra (aalink) is not installed")
+
+from fractalsync_serve.link_out import LinkOut  # noqa: E402
+
+_PEER = r"""
+import asyncio, json, sys, time
+from aalink import Link
+
+m0, spb, bpb = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+
+
+async def main():
+    link = Link(90.0)
+    link.quantum = bpb
+    link.enabled = True
+    deadline = time.monotonic() + 15
+    while link.num_peers < 1:
+        if time.monotonic() > deadline:
+            print(json.dumps({"error": "no Link peer found within 15 s"}))
+            return
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)  # the leader corrects tempo and phase at its next publications
+    samples = []
+    for _ in range(40):
+        a = time.monotonic()
+        phase, tempo = link.phase, link.tempo
+        m = 0.5 * (a + time.monotonic())
+        expected = ((m - m0) / spb) % bpb
+        samples.append([tempo, (phase - expected + bpb / 2) % bpb - bpb / 2])
+        await asyncio.sleep(0.05)
+    print(json.dumps({"samples": samples, "quantum": link.quantum}))
+
+asyncio.run(main())
+"""
+
+_LEADER = r"""
+import json, subprocess, sys, time
+from fractalsync_serve.link_out import LinkOut
+from fractalsync_serve.publisher import Publication
+from fractalsync_serve.serve_clock import ClockNow
+from fractalsync_tracking.beat_state import BeatClockState
+from fractalsync_tracking.slow_state import SlowState, StructureState
+
+bpm, latency, bpb = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+peer_program = sys.argv[4]
+spb = 60.0 / bpm
+m0 = time.monotonic() - 40 * spb - 0.123  # beat 0 of the known clock
+peer = subprocess.Popen([sys.executable, "-c", peer_program, repr(m0), repr(spb), str(bpb)],
+                        stdout=subprocess.PIPE, text=True)
+out = LinkOut(latency)
+state = SlowState(BeatClockState(0.0, spb, 0.0, 0, 0.5, 0.0, 1, bpb), StructureState.neutral())
+start = time.monotonic()
+seq = 0
+while peer.poll() is None and time.monotonic() - start < 30:
+    m, u = time.monotonic(), time.time()
+    beats = (m - m0) / spb
+    n = int(beats)
+    clock = ClockNow(beats - n, n, n % bpb + 1, bpb, spb, 0.9, 0.0, "tracker")
+    out.publish(Publication(seq, state, (), m - start, u, 0.0, clock))
+    seq += 1
+    time.sleep(0.02)
+report = json.loads(peer.communicate(timeout=10)[0])
+report["corrections"] = out.corrections
+report["leader_quantum"] = out.link.quantum
+out.close()
+print(json.dumps(report))
+"""
+
+
+def _netns_reason() -> str | None:
+    """Why a private network namespace cannot be made here (None: it can)."""
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return "unshare/ip (util-linux, iproute2) not found"
+    r = subprocess.run(["unshare", "--net", "ip", "link", "set", "lo", "up"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"cannot make a network namespace: {r.stderr.strip() or r.returncode}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def netns():
+    reason = _netns_reason()
+    if reason is not None:
+        pytest.skip(f"Link test needs a private network namespace (Link multicasts on every "
+                    f"interface): {reason}")
+
+
+def _run_pair(bpm: float, latency_s: float, bpb: int) -> dict:
+    program = (f"ip link set lo up && exec {sys.executable} -c \"$0\" "
+               f"{bpm} {latency_s} {bpb} \"$1\"")
+    r = subprocess.run(["unshare", "--net", "sh", "-c", program, _LEADER, _PEER],
+                       capture_output=True, text=True, timeout=90)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "error" not in report, report
+    return report
+
+
+@pytest.mark.parametrize(("bpm", "latency_s", "bpb"), [(128.0, 0.0, 4), (97.5, 0.1, 3)])
+def test_link_peer_follows_tempo_and_bar_phase(netns, bpm, latency_s, bpb):
+    report = _run_pair(bpm, latency_s, bpb)
+    spb = 60.0 / bpm
+    assert report["leader_quantum"] == bpb and report["quantum"] == bpb
+    assert report["corrections"] >= 1  # the peer's timeline was moved onto the tracked one
+    for tempo, err in report["samples"]:
+        assert tempo == pytest.approx(bpm, abs=0.02)  # the peer started at 90 BPM
+        # the session's bar phase leads the known clock by the output latency
+        assert err == pytest.approx(latency_s / spb, abs=0.025), report["samples"]
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="output latency"):
+        LinkOut(-0.1)
+    with pytest.raises(ValueError, match="phase_tolerance"):
+        LinkOut(0.0, phase_tolerance=0.7)
