@@ -23,8 +23,8 @@ effect: a binary frame, text that is not JSON, JSON that is not an object, an un
 of range. Frames longer than ``MAX_MESSAGE_BYTES`` are refused by the WebSocket layer: the
 connection is closed with code 1009 (message too big). A client sending more than
 ``RATE_PER_S`` messages a second (bursts up to ``RATE_BURST``) gets an error for each message
-over the limit, which is not executed; one that keeps flooding (``FLOOD_CLOSE`` messages over)
-is disconnected with code 1008 (policy violation).
+over the limit, which is not executed; one that keeps flooding (``FLOOD_CLOSE`` refused
+messages, forgiven at ``RATE_PER_S`` a second) is disconnected with code 1008 (policy violation).
 """
 
 from __future__ import annotations
@@ -117,28 +117,30 @@ def _refuse_constant(name: str):
 
 
 class RateLimiter:
-    """Token bucket: ``rate`` messages a second, bursts up to ``burst``; counts the excess.
+    """Token bucket: ``rate`` messages a second, bursts up to ``burst``; a leaky count of the
+    refused ones.
 
     ``allow(now)`` (monotonic seconds) is True when a message may be executed. ``excess`` counts
-    refused messages since the last allowed one; :attr:`flooding` is True once it reaches
-    ``FLOOD_CLOSE``.
+    refused messages, draining at ``rate`` per second; :attr:`flooding` is True once it
+    reaches ``FLOOD_CLOSE`` (e.g. 10 s at twice the rate, or 200 messages at once).
     """
 
     def __init__(self, rate: float = RATE_PER_S, burst: float = RATE_BURST) -> None:
         self.rate, self.burst = float(rate), float(burst)
         self._tokens = self.burst
         self._t: float | None = None
-        self.excess = 0
+        self.excess = 0.0
 
     def allow(self, now: float) -> bool:
         if self._t is not None:
-            self._tokens = min(self.burst, self._tokens + (now - self._t) * self.rate)
+            dt = max(0.0, now - self._t)
+            self._tokens = min(self.burst, self._tokens + dt * self.rate)
+            self.excess = max(0.0, self.excess - dt * self.rate)
         self._t = now
         if self._tokens >= 1.0:
             self._tokens -= 1.0
-            self.excess = 0
             return True
-        self.excess += 1
+        self.excess += 1.0
         return False
 
     @property

@@ -201,16 +201,18 @@ class WsServer:
                 client.queue.put_nowait(text)
             except asyncio.QueueFull:
                 self._drop(client, f"{CLIENT_QUEUE} messages queued: it does not read fast "
-                                   "enough")
+                                   "enough", "too slow")
 
-    def _drop(self, client: _Client, why: str) -> None:
+    def _drop(self, client: _Client, why: str, reason: str) -> asyncio.Future | None:
+        """Stop serving ``client``, log why, close its connection with 1008 (``reason``);
+        the closing task (None if it was already dropped)."""
         if client.dropped:
-            return
+            return None
         client.dropped = True
         self._clients.discard(client)
         self.clients_dropped += 1
         log.warning("WebSocket client %s dropped: %s", client.name, why)
-        asyncio.ensure_future(client.ws.close(1008, "too slow" if "queued" in why else why))
+        return asyncio.ensure_future(client.ws.close(1008, reason))
 
     async def _handler(self, ws) -> None:
         sock = ws.transport.get_extra_info("socket")
@@ -228,7 +230,9 @@ class WsServer:
                 if reply is not None:
                     await ws.send(json.dumps(reply))
                 if client.limiter.flooding:
-                    self._drop(client, "flooding (rate limit exceeded)")
+                    closing = self._drop(client, "flooding (rate limit exceeded)", "flooding")
+                    if closing is not None:
+                        await closing
                     break
         except Exception as exc:  # a broken connection ends this client only
             log.info("WebSocket client %s: %s", client.name, type(exc).__name__)

@@ -100,10 +100,13 @@ def test_rate_limiter_allows_the_rate_and_counts_a_flood():
     for i in range(1000):  # 10 s at 100 messages/s: about 10 per second get through
         allowed += lim.allow(t + i * 0.01)
     assert 95 <= allowed <= 106
-    for _ in range(5 + FLOOD_CLOSE - 1):  # a refilled burst, then one short of a flood
-        lim.allow(20.0)
+    assert lim.flooding  # 900 refused, forgiven at 10 per second
+    lim.allow(1000.0)
+    assert not lim.flooding and lim.excess == 0  # forgiven after a quiet spell
+    for _ in range(4 + FLOOD_CLOSE - 1):  # the refilled burst, then one short of a flood
+        lim.allow(1000.0)
     assert not lim.flooding
-    lim.allow(20.0)
+    lim.allow(1000.0)
     assert lim.flooding
 
 
