@@ -34,10 +34,17 @@ from typing import NamedTuple
 from fractalsync_tracking.beat_state import BeatClockState
 from fractalsync_tracking.phase_predictor import PhasePredictor
 
-__all__ = ["MAX_OUTPUT_LATENCY_S", "BeatFollower", "BeatPosition", "check_latency"]
+__all__ = ["MAX_OUTPUT_LATENCY_S", "BeatFollower", "BeatPosition", "SyncOutputError",
+           "check_latency"]
 
 #: Largest output latency the sync outputs accept (s).
 MAX_OUTPUT_LATENCY_S = 2.0
+
+
+class SyncOutputError(OSError):
+    """A sync output cannot start: its optional package is missing or its port cannot be opened.
+    The message says what to do (an OSError, so FractalSync commands report it as one
+    ``PROG: error: ...`` line and exit 1)."""
 
 
 class BeatPosition(NamedTuple):

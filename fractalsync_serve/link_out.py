@@ -32,7 +32,7 @@ import asyncio
 import threading
 import time
 
-from .beat_follower import BeatFollower, BeatPosition
+from .beat_follower import BeatFollower, BeatPosition, SyncOutputError
 
 __all__ = ["LinkOut"]
 
@@ -43,8 +43,8 @@ def _import_aalink():
     try:
         import aalink
     except ImportError as exc:
-        raise RuntimeError("Ableton Link needs the optional 'aalink' package: "
-                           "pip install 'fractalsync-dsp[link]'") from exc
+        raise SyncOutputError("Ableton Link needs the optional 'aalink' package, the [link] "
+                              f"extra: pip install 'fractalsync-dsp[link]' ({exc})") from exc
     return aalink
 
 

@@ -23,7 +23,8 @@ Two parts:
 
 MIDI clock is the optional extra ``midi`` (mido with the python-rtmidi backend). On Linux
 python-rtmidi uses the ALSA sequencer (``/dev/snd/seq``, kernel module ``snd-seq``); without it
-no port can be opened and :class:`MidiClockOut` raises a RuntimeError that says so.
+no port can be opened and :class:`MidiClockOut` raises a
+:class:`~fractalsync_serve.beat_follower.SyncOutputError` (an OSError) that says so.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import os
 import threading
 import time
 
-from .beat_follower import BeatFollower, BeatPosition
+from .beat_follower import BeatFollower, BeatPosition, SyncOutputError
 
 __all__ = ["MAX_SLEEP_S", "PPQN", "ClockTicks", "MidiClockOut", "open_midi_output"]
 
@@ -97,8 +98,8 @@ class ClockTicks:
 
 def open_midi_output(name: str):
     """A mido output port: the existing port called ``name`` (exact, or the only one whose name
-    starts with it), else a new virtual port ``name``. RuntimeError naming the cause if neither
-    can be opened (no ``mido``/``python-rtmidi``, no ALSA sequencer)."""
+    starts with it), else a new virtual port ``name``. SyncOutputError (an OSError) naming the
+    cause if neither can be opened (no ``mido``/``python-rtmidi``, no ALSA sequencer)."""
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"MIDI port name must be a non-empty string, got {name!r}")
     mido = _import_mido()
@@ -111,7 +112,7 @@ def open_midi_output(name: str):
     except Exception as exc:  # rtmidi raises its own SystemError types
         seq = "" if os.path.exists("/dev/snd/seq") else \
             " (/dev/snd/seq does not exist: this system has no ALSA sequencer, snd-seq)"
-        raise RuntimeError(f"cannot open MIDI output {name!r}: {exc}{seq}") from exc
+        raise SyncOutputError(f"cannot open MIDI output {name!r}: {exc}{seq}") from exc
 
 
 def _import_mido():
@@ -119,8 +120,8 @@ def _import_mido():
         import mido
         import rtmidi  # noqa: F401  (mido's default backend)
     except ImportError as exc:
-        raise RuntimeError("MIDI clock needs the optional packages mido and python-rtmidi: "
-                           "pip install 'fractalsync-dsp[midi]'") from exc
+        raise SyncOutputError("MIDI clock needs mido and python-rtmidi, the [midi] extra: "
+                              f"pip install 'fractalsync-dsp[midi]' ({exc})") from exc
     return mido
 
 

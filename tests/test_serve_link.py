@@ -139,3 +139,9 @@ def test_bad_arguments_are_refused():
         LinkOut(-0.1)
     with pytest.raises(ValueError, match="phase_tolerance"):
         LinkOut(0.0, phase_tolerance=0.7)
+
+
+def test_without_aalink_the_error_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "aalink", None)  # import aalink raises ImportError
+    with pytest.raises(OSError, match=r"fractalsync-dsp\[link\]"):
+        LinkOut()

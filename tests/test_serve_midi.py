@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
 import time
 
@@ -23,7 +24,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fractalsync_serve.beat_follower import BeatFollower, BeatPosition
+from fractalsync_serve.beat_follower import BeatFollower, BeatPosition, SyncOutputError
 from fractalsync_serve.midi_clock import PPQN, ClockTicks, MidiClockOut, open_midi_output
 from fractalsync_serve.publisher import Publication
 from fractalsync_serve.serve_clock import NO_BEAT, ClockNow
@@ -230,12 +231,19 @@ def test_virtual_port_receives_the_clock():
 
 @pytest.mark.skipif(HAS_SEQ, reason="this machine has an ALSA sequencer")
 def test_without_a_sequencer_the_error_says_why():
-    with pytest.raises(RuntimeError, match="/dev/snd/seq does not exist"):
+    with pytest.raises(SyncOutputError, match="/dev/snd/seq does not exist"):
         open_midi_output("fractalsync-test")
-    with pytest.raises(RuntimeError, match="cannot open MIDI output 'x'"):
+    with pytest.raises(OSError, match="cannot open MIDI output 'x'"):
         MidiClockOut("x")
 
 
 def test_bad_port_names_are_refused():
     with pytest.raises(ValueError, match="non-empty string"):
         open_midi_output("  ")
+
+
+@pytest.mark.parametrize("module", ["mido", "rtmidi"])
+def test_without_the_midi_extra_the_error_says_how_to_install(monkeypatch, module):
+    monkeypatch.setitem(sys.modules, module, None)  # importing it raises ImportError
+    with pytest.raises(SyncOutputError, match=r"fractalsync-dsp\[midi\]"):
+        MidiClockOut(RecordingPort())
