@@ -294,7 +294,8 @@ def test_page_follows_the_server_and_reconnects(tmp_path):
                 rec.close()
         page_counts, server_counts = np.array(pairs).T
         diffs = page_counts - server_counts
-        assert np.all(np.abs(diffs) <= 1), pairs
+        # equal but for a beat boundary between the two readings (or a late frame)
+        assert np.median(diffs) == 0 and np.all(np.abs(diffs) <= 2), pairs
         assert np.all(np.diff(page_counts) >= 0), pairs  # the page never counts backwards
         assert page_counts[-1] - page_counts[0] >= 8, pairs  # >= 60 BPM over 8 s
         assert abs(int(page_counts[-1] - page_counts[0])
