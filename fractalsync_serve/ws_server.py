@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -157,8 +158,8 @@ class WsServer:
                                  ping_interval=20, ping_timeout=20, close_timeout=2,
                                  logger=logging.getLogger("fractalsync_serve.websockets"))
         except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen on {self.host}:{self.port}: "
-                                     f"{exc.strerror or exc}") from None
+            why = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else str(exc)
+            raise OSError(f"cannot listen on {self.host}:{self.port}: {why}") from None
         self.port = server.sockets[0].getsockname()[1]
         self._loop = loop
         self._ready.set()
