@@ -10,7 +10,8 @@ silences, fades and stops besides the generator's forms) twice, into ``<work>/so
 each through a random mild EQ and level (:func:`.timbre.random_colour`), with its labels
 ``<stem>.csv``. Then ``fractalsync-prepare`` (the live beat tracker, targets on the 12.5 Hz
 slow grid) writes ``<work>/corpus/<stem>.npz``. Both stages are resumable: a song whose WAV and
-CSV exist is not rendered again, and ``fractalsync-prepare`` skips tracks it has done.
+CSV exist is not rendered again, and ``fractalsync-prepare`` skips tracks it has done. A work
+directory of another version of this builder is refused (:data:`BUILD_STAMP`).
 
 Never used here, so held out by construction: the default plans (``variety=False``), the
 default GM mix (:func:`.song_midi.default_mix`) and the TimGM6mb soundfont.
@@ -22,6 +23,7 @@ package.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -31,12 +33,18 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic_write import write_atomic
 from .song_generator import generate_song
 
 __all__ = ["RENDITIONS", "build_corpus", "render_training_song"]
 
 #: Training renditions and the suffix of their file stems (``song_000042`` + suffix).
 RENDITIONS = {"numpy": "", "gm": "_gm"}
+#: What ``<work>/songs`` holds, recorded in ``<work>/songs/corpus_build.json``: a work
+#: directory made by another version (other songs under the same names) is refused, not mixed.
+BUILD_STAMP = {"songs": "training variant 1 (variety=True, timbre.random_colour)",
+               "renditions": RENDITIONS}
+_STAMP_FILE = "corpus_build.json"
 
 
 def render_training_song(seed: int, rendition: str, sample_rate: int = 22050):
@@ -65,6 +73,22 @@ def _render(task: tuple[int, str, Path]) -> None:
         render_training_song(seed, rendition).write(songs, stem)
 
 
+def _check_stamp(songs: Path) -> None:
+    """Write :data:`BUILD_STAMP` into a fresh ``songs`` directory; ValueError if the directory
+    holds songs of another build (no stamp, or a different one)."""
+    stamp = songs / _STAMP_FILE
+    want = json.loads(json.dumps(BUILD_STAMP))
+    if stamp.is_file():
+        if json.loads(stamp.read_text()) != want:
+            raise ValueError(f"{songs} was built by another version of the corpus builder "
+                             f"({stamp.read_text().strip()}): use a new --work directory")
+    elif any(songs.glob("*.wav")):
+        raise ValueError(f"{songs} holds songs of an earlier corpus builder (no {_STAMP_FILE}):"
+                         " use a new --work directory")
+    else:
+        write_atomic(stamp, json.dumps(want, indent=1) + "\n")
+
+
 def build_corpus(work: str | os.PathLike, seeds: Iterable[int], jobs: int = 2,
                  renditions: Sequence[str] = tuple(RENDITIONS)) -> Path:
     """Render the songs of ``seeds`` in ``renditions`` and prepare them; returns the corpus
@@ -75,6 +99,7 @@ def build_corpus(work: str | os.PathLike, seeds: Iterable[int], jobs: int = 2,
     bad = [r for r in renditions if r not in RENDITIONS]
     if bad or not renditions:
         raise ValueError(f"renditions must be some of {sorted(RENDITIONS)}, got {renditions!r}")
+    _check_stamp(songs)
     tasks = [(s, r, songs) for s in seeds for r in renditions]
     with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
         list(pool.map(_render, tasks))
