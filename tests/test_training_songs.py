@@ -159,15 +159,15 @@ def test_timgm6mb_rendition_differs_from_fluidr3():
 def test_corpus_builder_refuses_a_work_directory_of_another_build(tmp_path):
     from fractalsync_models.training.build_corpus import _check_stamp
 
-    fresh = tmp_path / "fresh"
-    fresh.mkdir()
+    fresh = tmp_path / "fresh" / "songs"
+    fresh.mkdir(parents=True)
     _check_stamp(fresh)  # writes the stamp
     _check_stamp(fresh)  # the same build: accepted
-    old = tmp_path / "old"
-    old.mkdir()
+    old = tmp_path / "old" / "songs"
+    old.mkdir(parents=True)
     (old / "song_000000.wav").write_bytes(b"RIFF")
     with pytest.raises(ValueError, match="earlier corpus builder"):
         _check_stamp(old)
-    (fresh / "corpus_build.json").write_text('{"songs": "another"}')
+    (tmp_path / "fresh" / "corpus_build.json").write_text('{"songs": "another"}')
     with pytest.raises(ValueError, match="another version"):
         _check_stamp(fresh)

@@ -40,7 +40,7 @@ __all__ = ["RENDITIONS", "build_corpus", "render_training_song"]
 
 #: Training renditions and the suffix of their file stems (``song_000042`` + suffix).
 RENDITIONS = {"numpy": "", "gm": "_gm"}
-#: What ``<work>/songs`` holds, recorded in ``<work>/songs/corpus_build.json``: a work
+#: What ``<work>/songs`` holds, recorded in ``<work>/corpus_build.json``: a work
 #: directory made by another version (other songs under the same names) is refused, not mixed.
 BUILD_STAMP = {"songs": "training variant 1 (variety=True, timbre.random_colour)",
                "renditions": RENDITIONS}
@@ -74,9 +74,9 @@ def _render(task: tuple[int, str, Path]) -> None:
 
 
 def _check_stamp(songs: Path) -> None:
-    """Write :data:`BUILD_STAMP` into a fresh ``songs`` directory; ValueError if the directory
-    holds songs of another build (no stamp, or a different one)."""
-    stamp = songs / _STAMP_FILE
+    """Write :data:`BUILD_STAMP` next to a fresh ``songs`` directory; ValueError if the
+    directory holds songs of another build (no stamp, or a different one)."""
+    stamp = songs.parent / _STAMP_FILE
     want = json.loads(json.dumps(BUILD_STAMP))
     if stamp.is_file():
         if json.loads(stamp.read_text()) != want:
