@@ -145,3 +145,92 @@ def test_without_aalink_the_error_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "aalink", None)  # import aalink raises ImportError
     with pytest.raises(OSError, match=r"fractalsync-dsp\[link\]"):
         LinkOut()
+
+
+_SERVER_AND_PEER = r"""
+import asyncio, json, subprocess, sys, time
+import numpy as np
+from websockets.sync.client import connect
+from aalink import Link
+
+wav, beats_file, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+beats = np.load(beats_file)
+server = subprocess.Popen([sys.executable, "-m", "fractalsync_serve.cli", "--audio", wav,
+                           "--link", "--ws", str(port), "--structure", "none", "--quiet"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def song_phase(s):
+    # (beat phase in [0, 1) of the song at stream time s, local seconds per beat)
+    k = int(np.searchsorted(beats, s, side="right")) - 1
+    k = min(max(k, 0), beats.size - 2)
+    return ((s - beats[k]) / (beats[k + 1] - beats[k])) % 1.0, beats[k + 1] - beats[k]
+
+
+async def main():
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            ws = connect(f"ws://127.0.0.1:{port}/", open_timeout=2)
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                return {"error": "server did not start: " + server.stderr.read()}
+            await asyncio.sleep(0.1)
+    link = Link(90.0)
+    link.quantum = 4
+    link.enabled = True
+    with ws:
+        while True:  # until 10 s of audio: the tracker has locked, the peer has followed
+            msg = json.loads(ws.recv(timeout=10))
+            if msg.get("type") == "state" and msg["stream_time"] >= 10.0:
+                break
+        samples = []
+        for _ in range(30):
+            msg = json.loads(ws.recv(timeout=10))
+            if msg.get("type") != "state":
+                continue
+            mono, unix = time.monotonic(), time.time()
+            phase, tempo = link.phase % 1.0, link.tempo
+            # the stream time heard now, from the server's own stream-time -> wall-time mapping
+            s = msg["stream_time"] + (unix - msg["wall_time"])
+            expected, spb = song_phase(s)
+            samples.append([tempo, 60.0 / spb, (phase - expected + 0.5) % 1.0 - 0.5,
+                            link.num_peers])
+            await asyncio.sleep(0.05)
+    return {"samples": samples}
+
+try:
+    report = asyncio.run(main())
+finally:
+    server.terminate()
+    server.wait(20)
+print(json.dumps(report))
+"""
+
+
+def test_fractalsync_serve_link_peer_follows_the_song(netns, tmp_path):
+    """The real ``fractalsync-serve --audio --link`` and a Link peer (both in one private
+    network namespace): the peer's tempo and beat phase follow the song's exact beats."""
+    import numpy as np
+
+    from fractalsync_models.training.song_generator import generate_song
+    from fractalsync_serve.cli import build_parser
+
+    if "--link" not in build_parser().format_help():
+        pytest.skip("fractalsync-serve has no --link option: not wired into the CLI")
+    song = generate_song(2026, duration_s=30.0)  # the demo song: 121.5 BPM, 4/4
+    wav, _ = song.write(tmp_path)
+    np.save(tmp_path / "beats.npy", song.beats)
+    program = f"ip link set lo up && exec {sys.executable} -c \"$0\" \"$1\" \"$2\" 8765"
+    r = subprocess.run(["unshare", "--net", "sh", "-c", program, _SERVER_AND_PEER, str(wav),
+                        str(tmp_path / "beats.npy")], capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "error" not in report, report
+    samples = np.array(report["samples"])
+    assert len(samples) >= 20 and np.all(samples[:, 3] >= 1), samples  # the server is a peer
+    tempo, song_tempo, err = samples[:, 0], samples[:, 1], samples[:, 2]
+    assert np.all(np.abs(tempo / song_tempo - 1) < 0.03), samples  # the peer started at 90
+    assert np.all(np.abs(err) < 0.15), samples  # beat phase within 0.15 beat (74 ms)
