@@ -403,3 +403,31 @@ def test_software_gl_is_recognised_by_the_renderer_string():
     assert software_gl(Ctx("softpipe"))
     assert not software_gl(Ctx("NVIDIA GeForce RTX 4090/PCIe/SSE2"))
     assert not software_gl(Ctx("AMD Radeon Pro 5500M OpenGL Engine"))
+
+
+@pytest.mark.parametrize("size", [(96, 54), (97, 55)])
+def test_gl_set_scale_draws_what_a_renderer_built_at_that_scale_draws(size):
+    """Scale changed between frames (up and down, back to 1): pixel for pixel the picture of a
+    renderer constructed with that scale, at even and odd sizes."""
+    p = JuliaParams(-0.12, 0.75, zoom=1.3, rotation=0.4, hue=0.2, max_iter=200)
+    with GLRenderer(*size) as gl:
+        for scale in (3, 1, 2, 4, 2, 1):
+            gl.set_scale(scale)
+            assert gl.scale == scale
+            gl.render(p)
+            got = gl.read()
+            with GLRenderer(*size, scale=scale) as fresh:
+                fresh.render(p)
+                np.testing.assert_array_equal(got, fresh.read())
+        gl.set_scale(3)
+        gl.resize(64, 36)  # a resize keeps the scale
+        gl.render(p)
+        with GLRenderer(64, 36, scale=3) as fresh:
+            fresh.render(p)
+            np.testing.assert_array_equal(gl.read(), fresh.read())
+        for bad in (0, -1, 1.5, True, "2"):
+            with pytest.raises(ValueError, match="scale"):
+                gl.set_scale(bad)
+        assert gl.scale == 3
+    with pytest.raises(RuntimeError, match="release"):
+        gl.set_scale(2)

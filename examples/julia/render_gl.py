@@ -15,9 +15,23 @@ bounds how many).
 
 The iteration cap is the uniform ``u_max_iter``; the loop's bound is the constant
 ``MAX_ITER_RANGE[1]``, left early with ``break``.
+
+Speed on a software rasteriser: llvmpipe runs the shader on 8 pixels at a time and pays for every
+trip round a loop (its lanes' masks), far more than for the arithmetic in it. The loop therefore
+takes :data:`STEPS_PER_TRIP` (4) steps per trip and then picks the first step that escaped, so
+the escape count ``n`` and ``|z_n|**2`` are exactly those of one step per trip (the steps after
+an escape are computed and thrown away; the smooth colouring needs the exact ones). The last
+``max_iter mod 4`` steps run one per trip. The periodicity check (palette docstring) compares
+once per trip, after every 4th step, instead of after every step; the reference points are still
+``z_0, z_8, z_16, z_32, ...``. That only changes when an interior point is recognised, never
+whether it is drawn black, so the picture is the same. Measured at 960x540 against one step per
+trip (``benchmarks/bench_render.py``'s animation, the same frames back to back): 0.55-0.6 x the
+frame time, 0.4 x on an all-interior frame.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 
@@ -25,7 +39,12 @@ from examples.julia.palette import GLSL_PALETTE
 from examples.julia.params import MAX_ITER_RANGE, JuliaParams
 from examples.julia.renderers import check_out, check_size, view_basis
 
-__all__ = ["GLRenderer", "GLUnavailableError", "FRAGMENT_SHADER", "VERTEX_SHADER"]
+__all__ = ["GLRenderer", "GLUnavailableError", "FRAGMENT_SHADER", "STEPS_PER_TRIP",
+           "VERTEX_SHADER"]
+
+#: Iteration steps per trip round the shader's loop (module docstring); the shader is written
+#: for 4.
+STEPS_PER_TRIP = 4
 
 
 class GLUnavailableError(RuntimeError):
@@ -56,35 +75,57 @@ out vec4 f_colour;
 """ + GLSL_PALETTE + f"""
 const int LOOP_BOUND = {MAX_ITER_RANGE[1]};
 
+// z -> z**2 + c, in the order of operations of the numba kernel
+vec2 julia_step(vec2 z) {{
+    return vec2(z.x * z.x - z.y * z.y + u_c.x, 2.0 * z.x * z.y + u_c.y);
+}}
+
 void main() {{
     // pixel (block) centre, measured from the image's left edge and top edge
     float px = gl_FragCoord.x * u_scale;
     float py = u_top_down ? gl_FragCoord.y * u_scale : u_size.y - gl_FragCoord.y * u_scale;
     float u = (2.0 * px - u_size.x) / u_size.y;
     float v = (u_size.y - 2.0 * py) / u_size.y;
-    float x = u_center.x + u_basis.x * u - u_basis.y * v;
-    float y = u_center.y + u_basis.y * u + u_basis.x * v;
-    float r2 = x * x + y * y;
+    vec2 z = vec2(u_center.x + u_basis.x * u - u_basis.y * v,
+                  u_center.y + u_basis.y * u + u_basis.x * v);
+    float r2 = z.x * z.x + z.y * z.y;
     int n = 0;
-    vec2 ref = vec2(x, y);      // periodicity check (palette docstring)
+    vec2 ref = z;               // periodicity check (palette docstring), once per trip
     int next_ref = 8;
     bool cycle = false;
-    for (int k = 0; k < LOOP_BOUND; ++k) {{
-        if (n >= u_max_iter || !(r2 <= JULIA_BAILOUT2)) break;
-        float xn = x * x - y * y + u_c.x;
-        y = 2.0 * x * y + u_c.y;
-        x = xn;
-        r2 = x * x + y * y;
-        n += 1;
-        vec2 d = vec2(x, y) - ref;
-        if (dot(d, d) < JULIA_CYCLE_EPS2) {{
+    // {STEPS_PER_TRIP} steps per trip while at least {STEPS_PER_TRIP} remain (module docstring)
+    int trips_end = u_max_iter - {STEPS_PER_TRIP - 1};
+    for (int k = 0; k < LOOP_BOUND; k += {STEPS_PER_TRIP}) {{
+        if (n >= trips_end || !(r2 <= JULIA_BAILOUT2)) break;
+        vec2 z1 = julia_step(z);
+        float q1 = z1.x * z1.x + z1.y * z1.y;
+        vec2 z2 = julia_step(z1);
+        float q2 = z2.x * z2.x + z2.y * z2.y;
+        vec2 z3 = julia_step(z2);
+        float q3 = z3.x * z3.x + z3.y * z3.y;
+        vec2 z4 = julia_step(z3);
+        float q4 = z4.x * z4.x + z4.y * z4.y;
+        bool e1 = !(q1 <= JULIA_BAILOUT2);   // NaN counts as escaped, as in the numba kernel
+        bool e2 = !(q2 <= JULIA_BAILOUT2);
+        bool e3 = !(q3 <= JULIA_BAILOUT2);
+        z = e1 ? z1 : (e2 ? z2 : (e3 ? z3 : z4));
+        r2 = e1 ? q1 : (e2 ? q2 : (e3 ? q3 : q4));
+        n += e1 ? 1 : (e2 ? 2 : (e3 ? 3 : 4));
+        vec2 d = z - ref;
+        if (d.x * d.x + d.y * d.y < JULIA_CYCLE_EPS2) {{
             cycle = true;
             break;
         }}
         if (n == next_ref) {{
-            ref = vec2(x, y);
+            ref = z;
             next_ref *= 2;
         }}
+    }}
+    for (int k = 0; k < {STEPS_PER_TRIP - 1}; ++k) {{  // the last max_iter mod 4 steps
+        if (cycle || n >= u_max_iter || !(r2 <= JULIA_BAILOUT2)) break;
+        z = julia_step(z);
+        r2 = z.x * z.x + z.y * z.y;
+        n += 1;
     }}
     if (cycle || r2 <= JULIA_BAILOUT2) {{
         f_colour = vec4(0.0, 0.0, 0.0, 1.0);
@@ -109,6 +150,12 @@ void main() {
     f_colour = texelFetch(u_blocks, ivec2(p.x / u_scale, y_top / u_scale), 0);
 }
 """
+
+def _check_scale(scale, what: str) -> int:
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
+        raise ValueError(f"{what}: scale must be an int >= 1, got {scale!r}")
+    return int(scale)
+
 
 _NO_GL = "run with --renderer numba (the CPU fallback) instead"
 
@@ -144,60 +191,71 @@ class GLRenderer:
     framebuffer, e.g. a pygame window's) at viewport ``(0, 0, width, height)``; the context stays
     the caller's. ``scale`` > 1: one sample per ``scale`` x ``scale`` block at its centre, into a
     texture, then nearest-neighbour upscaled to the output (the numba renderer's ``scale``, same
-    geometry). The shaders are compiled here, not on the first frame.
+    geometry). The shaders are compiled here, not on the first frame; :meth:`set_scale` changes
+    ``scale`` between frames without compiling anything. An own context is made current for each
+    call (and the previous one restored), so that several offscreen renderers in one process
+    each draw in their own.
     """
 
     def __init__(self, width: int, height: int, ctx=None, scale: int = 1) -> None:
         self.width, self.height = check_size(width, height, "GLRenderer")
-        if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
-            raise ValueError(f"GLRenderer: scale must be an int >= 1, got {scale!r}")
-        self.scale = int(scale)
+        self.scale = _check_scale(scale, "GLRenderer")
         self._owns_ctx = ctx is None
         self._vao = self._vbo = self._prog = self._fbo = None
         self._up_prog = self._up_vao = self._blocks = self._blocks_fbo = None
         self._scratch = None
         self.ctx = _standalone_context() if ctx is None else ctx
         try:
+            self._init_gl()
+        except Exception:
+            self.release()
+            raise
+
+    def _current(self):
+        """Context manager: the renderer's own context current inside (a caller's stays as is)."""
+        return self.ctx if self._owns_ctx else contextlib.nullcontext()
+
+    def _init_gl(self) -> None:
+        with self._current():
             self._prog = self.ctx.program(vertex_shader=VERTEX_SHADER,
                                           fragment_shader=FRAGMENT_SHADER)
             quad = np.array([-1.0, -1.0, 1.0, -1.0, -1.0, 1.0, 1.0, 1.0], dtype="f4")
             self._vbo = self.ctx.buffer(quad.tobytes())
             self._vao = self.ctx.vertex_array(self._prog, [(self._vbo, "2f", "in_pos")])
-            if self.scale > 1:
-                self._up_prog = self.ctx.program(vertex_shader=VERTEX_SHADER,
-                                                 fragment_shader=UPSCALE_SHADER)
-                self._up_vao = self.ctx.vertex_array(self._up_prog,
-                                                     [(self._vbo, "2f", "in_pos")])
+            self._up_prog = self.ctx.program(vertex_shader=VERTEX_SHADER,
+                                             fragment_shader=UPSCALE_SHADER)
+            self._up_vao = self.ctx.vertex_array(self._up_prog, [(self._vbo, "2f", "in_pos")])
+            self._up_prog["u_blocks"].value = 0
             self._allocate()
-        except Exception:
-            self.release()
-            raise
 
     def _block_size(self) -> tuple[int, int]:
         return -(-self.width // self.scale), -(-self.height // self.scale)
 
     def _allocate(self) -> None:
-        """(Re)create what depends on the size: framebuffers, block texture, flip buffer."""
+        """(Re)create what depends on the size: framebuffer or flip buffer, block texture."""
         self._release_sized()
         if self._owns_ctx:
             self._fbo = self.ctx.framebuffer(
                 color_attachments=[self.ctx.renderbuffer((self.width, self.height), 4)])
         else:
             self._scratch = np.empty((self.height, self.width, 3), np.uint8)
-        prog = self._prog
-        prog["u_size"].value = (float(self.width), float(self.height))
-        prog["u_scale"].value = float(self.scale)
-        prog["u_top_down"].value = self._owns_ctx or self.scale > 1
+        self._prog["u_size"].value = (float(self.width), float(self.height))
+        self._up_prog["u_height"].value = self.height
+        self._up_prog["u_top_down"].value = self._owns_ctx
+        self._allocate_blocks()
+
+    def _allocate_blocks(self) -> None:
+        """(Re)create what depends on the scale: the block texture (none at scale 1)."""
+        self._release_sized(("_blocks_fbo", "_blocks"))
+        self._prog["u_scale"].value = float(self.scale)
+        self._prog["u_top_down"].value = self._owns_ctx or self.scale > 1
         if self.scale > 1:
             self._blocks = self.ctx.texture(self._block_size(), 4)
             self._blocks_fbo = self.ctx.framebuffer(color_attachments=[self._blocks])
             self._up_prog["u_scale"].value = self.scale
-            self._up_prog["u_height"].value = self.height
-            self._up_prog["u_top_down"].value = self._owns_ctx
-            self._up_prog["u_blocks"].value = 0
 
-    def _release_sized(self) -> None:
-        for name in ("_fbo", "_blocks_fbo", "_blocks"):
+    def _release_sized(self, names=("_fbo", "_blocks_fbo", "_blocks")) -> None:
+        for name in names:
             obj = getattr(self, name)
             if obj is not None:
                 if name == "_fbo":
@@ -211,7 +269,20 @@ class GLRenderer:
         size = check_size(width, height, "GLRenderer.resize")
         if size != (self.width, self.height):
             self.width, self.height = size
-            self._allocate()
+            with self._current():
+                self._allocate()
+
+    def set_scale(self, scale: int) -> None:
+        """Draw one sample per ``scale`` x ``scale`` block from the next frame on (an int >= 1):
+        re-makes the block texture, compiles nothing. The picture is the one a renderer built
+        with this ``scale`` draws."""
+        scale = _check_scale(scale, "GLRenderer.set_scale")
+        if self._vao is None:
+            raise RuntimeError("GLRenderer: used after release()")
+        if scale != self.scale:
+            self.scale = scale
+            with self._current():
+                self._allocate_blocks()
 
     def render(self, params: JuliaParams) -> None:
         """Draw one frame of ``params`` (into the offscreen framebuffer, or ``ctx.screen``)."""
@@ -220,6 +291,10 @@ class GLRenderer:
                             f"got {type(params).__name__}")
         if self._vao is None:
             raise RuntimeError("GLRenderer: used after release()")
+        with self._current():
+            self._draw(params)
+
+    def _draw(self, params: JuliaParams) -> None:
         prog = self._prog
         prog["u_c"].value = (params.c_re, params.c_im)
         prog["u_center"].value = (params.center_re, params.center_im)
@@ -254,7 +329,8 @@ class GLRenderer:
             check_out(out, self.width, self.height, "GLRenderer.read")
         viewport = (0, 0, self.width, self.height)
         if self._owns_ctx:
-            self._fbo.read_into(out, viewport=viewport, components=3, alignment=1)
+            with self.ctx:
+                self._fbo.read_into(out, viewport=viewport, components=3, alignment=1)
         else:
             self.ctx.screen.read_into(self._scratch, viewport=viewport, components=3,
                                       alignment=1)
@@ -263,12 +339,14 @@ class GLRenderer:
 
     def release(self) -> None:
         """Free the GL objects (and the context if it is the renderer's own); idempotent."""
-        self._release_sized()
-        for name in ("_up_vao", "_up_prog", "_vao", "_vbo", "_prog"):
-            obj = getattr(self, name)
-            if obj is not None:
-                obj.release()
-                setattr(self, name, None)
+        if self.ctx is not None:
+            with self._current():
+                self._release_sized()
+                for name in ("_up_vao", "_up_prog", "_vao", "_vbo", "_prog"):
+                    obj = getattr(self, name)
+                    if obj is not None:
+                        obj.release()
+                        setattr(self, name, None)
         if self._owns_ctx and self.ctx is not None:
             self.ctx.release()
             self.ctx = None
