@@ -14,6 +14,8 @@ Python WebSocket client records what the server publishes. The test checks that
   states), space taps (the server acknowledges it);
 * after the server is restarted on the same port, the page reconnects by itself and follows the
   new stream;
+* the page's JavaScript predictor gives the same answers as PhasePredictor (opened as a file,
+  without a server);
 * a screenshot shows the drawing: the bar clock's hand, the bar-position strip and the five
   hazard bars, located by the layout the page reports and checked pixel by pixel (the PNG is
   decoded by ffmpeg).
@@ -328,3 +330,67 @@ def test_page_follows_the_server_and_reconnects(tmp_path):
                   "50 state messages after the reconnection")
     finally:
         browser.close()
+
+
+def _parity_ops(rng: np.random.Generator) -> list:
+    """Updates ("u", state) and queries ("q", t) of a clock whose tempo drifts and whose phase
+    jumps by up to +-0.3 beat now and then (never half a beat: no whole-beat catch-up)."""
+    ops, t, beats, spb, bpb = [], 0.0, 5.25, 0.5, 4
+    for k in range(400):
+        t += 0.02
+        beats += 0.02 / spb
+        if k % 50 == 25:
+            beats += rng.uniform(-0.3, 0.3)
+        spb = float(np.clip(spb * np.exp(rng.normal(0, 0.01)), 0.3, 0.8))
+        n = int(np.floor(beats))
+        ops.append(("u", {"t": t, "spb": spb, "phase": beats - n, "count": n,
+                          "beatInBar": n % bpb + 1, "beatsPerBar": bpb}))
+        for dt in sorted(rng.uniform(0, 0.02, 3)):
+            ops.append(("q", t + dt))
+    return ops
+
+
+def test_page_predictor_is_the_phase_predictor_rule(tmp_path):
+    """The page's BeatPredictor (JavaScript) gives the same phase, beat count and bar position
+    as fractalsync_tracking.phase_predictor.PhasePredictor on the same updates and queries;
+    a target whole beats ahead (the clock starting) is counted at once by the page only."""
+    from fractalsync_serve.ws_server import STATIC_PAGE
+    from fractalsync_tracking.beat_state import BeatClockState
+    from fractalsync_tracking.phase_predictor import PhasePredictor
+
+    ops = _parity_ops(np.random.default_rng(7))
+    ops_ahead = [("u", {"t": 0.0, "spb": 0.5, "phase": 0.0, "count": 0, "beatInBar": 1,
+                        "beatsPerBar": 4}), ("q", 0.1),
+                 ("u", {"t": 0.2, "spb": 0.5, "phase": 0.4, "count": 3, "beatInBar": 4,
+                        "beatsPerBar": 4}), ("q", 0.2)]
+    browser = Chromium(tmp_path / "profile", tmp_path / "chromium.log")
+    try:
+        browser.open(STATIC_PAGE.as_uri())  # as a file: the page runs, without a server
+        _wait(lambda: browser.state().get("frames", 0) > 0, 20, "the page's script to run")
+        assert not browser.state()["connected"]
+        run = ("(ops => { const p = new BeatPredictor(), out = []; for (const [k, a] of ops) {"
+               " if (k === 'u') p.update(a); else { const q = p.query(a);"
+               " out.push([q.phase, q.count, q.beatInBar]); } } return out; })")
+        page = browser.evaluate(f"{run}({json.dumps(ops)})")
+        page_ahead = browser.evaluate(f"{run}({json.dumps(ops_ahead)})")
+    finally:
+        browser.close()
+
+    def python(sequence):
+        pred, out = PhasePredictor(), []
+        for kind, a in sequence:
+            if kind == "u":
+                pred.update(BeatClockState(a["t"], a["spb"], a["phase"], a["count"], 1.0, 0.0,
+                                           a["beatInBar"], a["beatsPerBar"]))
+            else:
+                q = pred.query(a)
+                out.append([q.phase, q.beat_count, q.beat_in_bar])
+        return out
+
+    expected = python(ops)
+    assert len(page) == len(expected) == 1200
+    for got, want in zip(page, expected, strict=True):
+        assert got[1:] == want[1:] and got[0] == pytest.approx(want[0], abs=1e-9)
+    # the target jumps 3.3 beats ahead: the page counts the 3 whole beats (beat 3) and
+    # converges on the phase; the Python predictor's count stays 0 (both: bar position 4)
+    assert page_ahead[1][1:] == [3, 4] and python(ops_ahead)[1][1:] == [0, 4]
