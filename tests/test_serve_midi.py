@@ -247,3 +247,25 @@ def test_without_the_midi_extra_the_error_says_how_to_install(monkeypatch, modul
     monkeypatch.setitem(sys.modules, module, None)  # importing it raises ImportError
     with pytest.raises(SyncOutputError, match=r"fractalsync-dsp\[midi\]"):
         MidiClockOut(RecordingPort())
+
+
+@pytest.mark.skipif(HAS_SEQ, reason="this machine has an ALSA sequencer")
+def test_cli_without_a_sequencer_exits_with_one_error_line(tmp_path):
+    """``fractalsync-serve --midi-clock`` as a subprocess: exit 1 and one line saying why."""
+    import subprocess
+
+    import numpy as np
+    import soundfile as sf
+
+    from fractalsync_serve.cli import build_parser
+
+    if "--midi-clock" not in build_parser().format_help():
+        pytest.skip("fractalsync-serve has no --midi-clock option: not wired into the CLI")
+    wav = tmp_path / "tone.wav"
+    sf.write(wav, np.zeros(22050, np.float32), 22050)
+    r = subprocess.run([sys.executable, "-m", "fractalsync_serve.cli", "--audio", str(wav),
+                        "--midi-clock", "FractalSync", "--structure", "none"],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 1, r
+    errors = [line for line in r.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "/dev/snd/seq does not exist" in errors[0], r.stderr
