@@ -4,6 +4,7 @@ Usage::
 
     fractalsync-prepare AUDIO_DIR --labels LABEL_DIR --out DIR [--jobs N]
     fractalsync-prepare AUDIO_DIR --labels LABEL_DIR --out DIR --scheduler tcp://HOST:PORT
+        [--track-timeout S]
         [--source auto|songformer-json|songformer-msa|allinone|harmonix|salami|csv]
         [--snap-s S] [--quiet]
 
@@ -15,6 +16,12 @@ stdout. Exit status: 0 if every matched track is written or up to date, 1 if any
 (or none matched, or the command could not run: a missing directory, a foreign
 ``manifest.json`` in ``--out``, an unreachable scheduler, dask not installed), 2 for a usage
 error, 130 on Ctrl-C (:mod:`fractalsync_models.cli_errors`).
+
+On a dask cluster the batch always ends: ``--track-timeout S`` (default
+:data:`~fractalsync_tracking.prepare.DEFAULT_TRACK_TIMEOUT_S`, 1800 s) is how long a track may
+run on a worker, and how long the batch waits while no track runs (no worker, workers that died
+or cannot run the tracks), before those tracks fail like any bad track ("Never a hang" in
+:mod:`fractalsync_tracking.prepare`).
 """
 
 from __future__ import annotations
@@ -28,7 +35,13 @@ from pathlib import Path
 from fractalsync_models.cli_errors import EXIT_FAILED, EXIT_OK, add_debug_flag, cli_entry
 from fractalsync_models.training.labels import SOURCES
 
-from .prepare import DEFAULT_SNAP_S, LABEL_SUFFIXES, ClusterExtraMissing, prepare_corpus
+from .prepare import (
+    DEFAULT_SNAP_S,
+    DEFAULT_TRACK_TIMEOUT_S,
+    LABEL_SUFFIXES,
+    ClusterExtraMissing,
+    prepare_corpus,
+)
 
 __all__ = ["main"]
 
@@ -53,6 +66,13 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text}")
+    return value
+
+
+def _timeout(text: str) -> float:
+    value = _seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be > 0 seconds, got 0")
     return value
 
 
@@ -82,6 +102,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="local worker processes (default: the number of CPUs)")
     where.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                        help="run on this dask.distributed scheduler (the [cluster] extra)")
+    parser.add_argument("--track-timeout", type=_timeout, default=None, metavar="S",
+                        help="with --scheduler: fail a track that runs longer than S seconds on "
+                             "a worker, and the waiting tracks when none has run for S seconds "
+                             f"(default {DEFAULT_TRACK_TIMEOUT_S:g})")
     parser.add_argument("--source", type=_source, default="auto", metavar="FORMAT",
                         help=f"label format: {', '.join(SOURCE_CHOICES)} (default: auto, "
                              "detected per file)")
@@ -103,9 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         parser.error(f"--out {out} is not a directory")
+    if args.track_timeout is not None and args.scheduler is None:
+        parser.error("--track-timeout needs --scheduler (local workers have no timeout)")
+    timeout = DEFAULT_TRACK_TIMEOUT_S if args.track_timeout is None else args.track_timeout
     report = prepare_corpus(args.audio_dir, args.labels, out, jobs=args.jobs,
                             scheduler=args.scheduler, progress=not args.quiet,
-                            source=args.source, snap_s=args.snap_s)
+                            source=args.source, snap_s=args.snap_s, track_timeout_s=timeout)
     for path in report.audio_without_labels:
         print(f"{PROG}: warning: {path}: audio without labels (no "
               f"{'/'.join(LABEL_SUFFIXES)} of that stem in {args.labels})", file=sys.stderr)

@@ -71,6 +71,24 @@ audio and label paths must be readable at the same paths on the workers). The re
 to this process, which writes every ``.npz`` and ``manifest.json`` (after each track), so the
 output directory need only be local. Per-track errors (bad audio, bad labels) are collected and
 reported at the end; the batch goes on.
+
+Never a hang (dask): a cluster can lose workers, have none, or have workers that cannot import
+this package, and a track can get stuck; the batch still ends, with the usual report. Every
+track announces its start from the worker, and its clock (``track_timeout_s``, default
+:data:`DEFAULT_TRACK_TIMEOUT_S` = 1800 s, ``--track-timeout``; a 10 min track takes ~20 s on
+one core of this project's 2-core test machine) runs from its latest start (dask restarts a
+track whose worker died). A track still running after ``track_timeout_s`` fails ("timed out"),
+and so do the waiting tracks once no track of the batch has been running (or ended) for
+``track_timeout_s`` ("not started": no worker, or none free). Both are cancelled on the cluster;
+a worker thread stuck in a task cannot be stopped from outside (Python), it stays busy until the
+task returns or the worker is restarted. Before the first track, the batch waits (at most
+``track_timeout_s``) for a worker and asks every worker to load the per-track function. When
+some cannot, the tracks go only to the workers that could, by address (a worker that cannot
+import this package would otherwise take tracks and never run them; a good worker restarted
+under a new address is then not used either); if none could, every track fails with the first
+worker's error ("worker failed: no worker can run the tracks (tcp://...: ModuleNotFoundError:
+...)"). A track whose worker died more often than the cluster's
+``distributed.scheduler.allowed-failures`` fails with "worker failed: KilledWorker: ...".
 """
 
 from __future__ import annotations
@@ -84,6 +102,7 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -113,9 +132,9 @@ from .slow_state import SECTION_LABELS
 from .structure_inputs import DECIMATION, SlowStepInputs
 
 __all__ = [
-    "DEFAULT_SNAP_S", "FORMAT", "LABEL_SUFFIXES", "MANIFEST", "ClusterExtraMissing", "LiveInputs",
-    "PrepareParams", "Report", "TrackResult", "compute_track", "live_inputs", "match_tracks",
-    "prepare_corpus",
+    "DEFAULT_SNAP_S", "DEFAULT_TRACK_TIMEOUT_S", "FORMAT", "LABEL_SUFFIXES", "MANIFEST",
+    "ClusterExtraMissing", "LiveInputs", "PrepareParams", "Report", "TrackResult",
+    "compute_track", "live_inputs", "match_tracks", "prepare_corpus",
 ]  # fmt: skip
 
 FORMAT = "fractalsync-prepare/1"
@@ -126,6 +145,9 @@ MANIFEST = "manifest.json"
 LABEL_SUFFIXES = (".csv", ".json", ".txt")
 #: Default boundary snapping tolerance (s): 0 keeps the labels' boundary times.
 DEFAULT_SNAP_S = 0.0
+#: Default per-track timeout on a dask cluster (s): see "Never a hang" in the module docstring.
+DEFAULT_TRACK_TIMEOUT_S = 1800.0
+_POLL_S = 0.5  # s between checks of the tracks' clocks while no result arrives
 
 
 class ClusterExtraMissing(ImportError):
@@ -538,37 +560,131 @@ def _run_local(tasks: list[tuple], jobs: int, on_result: Callable[[str, dict], N
 
 
 def _import_dask():
-    """dask.distributed's ``Client`` and ``as_completed``, or :class:`ClusterExtraMissing`."""
+    """dask.distributed's ``Client`` and ``wait``, or :class:`ClusterExtraMissing`."""
     try:
-        from distributed import Client, as_completed
+        from distributed import Client, wait
     except ImportError as exc:
         raise ClusterExtraMissing(
             f"--scheduler needs dask.distributed, the [cluster] extra: pip install "
             f"'fractalsync-dsp[cluster]' ({exc})") from None
-    return Client, as_completed
+    return Client, wait
+
+
+def _announced(topic: str, key: str, task: Callable[..., dict], *args) -> dict:
+    """``task(*args)`` on a dask worker, after telling the client (event ``key`` on ``topic``)
+    that it starts: the per-track clock of :func:`_run_dask` runs from there."""
+    from distributed import get_worker
+
+    get_worker().log_event(topic, key)
+    return task(*args)
+
+
+def _can_run(task: Callable[..., dict]) -> bool:
+    """Run on each worker before any track: that ``task`` (and this module) arrived means the
+    worker can import them."""
+    return callable(task)
+
+
+def _able_workers(client, task: Callable[..., dict], timeout_s: float,
+                  ) -> tuple[list[str] | None, str | None]:
+    """Where the tracks may run, from :func:`_can_run` on every worker: ``(None, None)`` when
+    every worker can run ``task`` (no restriction: workers restarted or added later count too),
+    ``(addresses, None)`` for the workers that can when some cannot, ``([], error)`` with the
+    error every track gets when none can (the first worker's failure) or no worker joined
+    within ``timeout_s``."""
+    try:
+        client.wait_for_workers(1, timeout=timeout_s)
+    except TimeoutError:
+        return [], (f"not started: no dask worker joined the scheduler within {timeout_s:g} s "
+                    "(--track-timeout)")
+    checks = client.run(_can_run, task, on_error="return")
+    able = sorted(w for w, ok in checks.items() if ok is True)
+    if len(able) == len(checks):
+        return None, None
+    if able:
+        return able, None
+    worker, exc = min((w, e) for w, e in checks.items() if e is not True)
+    return [], (f"worker failed: no worker can run the tracks ({worker}: "
+                f"{type(exc).__name__}: {describe(exc)})")
 
 
 def _run_dask(tasks: list[tuple], scheduler: str, on_result: Callable[[str, dict], None],
-              ) -> None:
-    client_class, dask_completed = _import_dask()
+              timeout_s: float, task: Callable[..., dict] = _worker) -> None:
+    """Run ``task(*t)`` (default :func:`_worker`) for every ``t`` of ``tasks`` on the dask
+    scheduler at ``scheduler``; ``on_result(t[0], outcome)`` in this thread for each, in order
+    of completion. Never waits forever (module docstring, "Never a hang"): the tracks run on
+    the workers that could load ``task`` when the batch started (all tracks fail at once if
+    none can, or if no worker joins within ``timeout_s``); a track running longer than
+    ``timeout_s`` (from its latest start on a worker), or waiting while no track of the batch
+    has run for ``timeout_s``, gets an error outcome and is cancelled; so does a track whose
+    workers died too often (KilledWorker)."""
+    client_class, dask_wait = _import_dask()
+    batch = uuid.uuid4().hex
+    topic = f"fractalsync-prepare-{batch}"
+    started: dict[str, float] = {}  # key -> time.monotonic() of its latest start
+
+    def on_event(event) -> None:  # (timestamp, key), in the client's event-loop thread
+        started[event[1]] = time.monotonic()
+
     with client_class(scheduler) as client:
-        futures = [client.submit(_worker, *task, key=f"fractalsync-prepare-{i}-{task[0]}",
-                                 pure=False) for i, task in enumerate(tasks)]
-        names = {f.key: task[0] for f, task in zip(futures, tasks, strict=True)}
-        for future in dask_completed(futures):
+        if not tasks:
+            return
+        able, error = _able_workers(client, task, timeout_s)
+        if error is not None:
+            for t in tasks:
+                on_result(t[0], {"error": error})
+            return
+        client.subscribe_topic(topic, on_event)  # before any task can start
+        names, pending = {}, set()
+        for i, t in enumerate(tasks):
+            key = f"{topic}-{i}"
+            pending.add(client.submit(_announced, topic, key, task, *t, key=key, pure=False,
+                                      workers=able, allow_other_workers=False))
+            names[key] = t[0]
+        active = time.monotonic()  # the latest time some track of the batch ran or ended
+        while pending:
             try:
-                result = future.result()
-            except Exception as exc:  # the worker died or the result could not come back
-                result = {"error": f"worker failed: {describe(exc)}"}
-            on_result(names[future.key], result)
-            future.release()
+                done = dask_wait(pending, timeout=_POLL_S, return_when="FIRST_COMPLETED").done
+            except TimeoutError:
+                done = set()
+            for future in done:
+                pending.discard(future)
+                try:
+                    result = future.result(timeout=timeout_s)
+                except Exception as exc:  # KilledWorker, a lost result
+                    result = {"error": f"worker failed: {type(exc).__name__}: {describe(exc)}"}
+                on_result(names[future.key], result)
+                future.release()
+            now = time.monotonic()
+            if done:
+                active = now
+            late, waited = [], []
+            for future in pending:
+                since = started.get(future.key)
+                if since is None:
+                    waited.append(future)
+                elif now - since > timeout_s:
+                    late.append(future)
+                else:
+                    active = now
+            if now - active <= timeout_s:
+                waited = []
+            for future, error in [*((f, f"timed out: still running after {timeout_s:g} s "
+                                       "(--track-timeout)") for f in late),
+                                  *((f, f"not started: no dask worker ran a track of this "
+                                       f"batch for {timeout_s:g} s (--track-timeout)")
+                                    for f in waited)]:
+                pending.discard(future)
+                future.cancel()
+                on_result(names[future.key], {"error": error})
 
 
 def prepare_corpus(audio_dir: str | os.PathLike, labels_dir: str | os.PathLike,
                    out_dir: str | os.PathLike, jobs: int | None = None,
                    scheduler: str | None = None, progress: bool = True,
                    source: str | None = None, snap_s: float = DEFAULT_SNAP_S,
-                   model: int | str = ONLINE_MODEL, seed: int = 0) -> Report:
+                   model: int | str = ONLINE_MODEL, seed: int = 0,
+                   track_timeout_s: float = DEFAULT_TRACK_TIMEOUT_S) -> Report:
     """Prepare every matched track of a corpus (see the module docstring).
 
     Parameters
@@ -581,6 +697,9 @@ def prepare_corpus(audio_dir: str | os.PathLike, labels_dir: str | os.PathLike,
     source : label format for ``read_labels`` (None = detect).
     snap_s : boundary snapping tolerance in seconds (0 = off).
     model, seed : the tracker's BeatNet model and particle-filter seed.
+    track_timeout_s : with ``scheduler``: seconds a track may run on a worker, and the longest
+        the batch waits while no track runs, before the track fails (module docstring, "Never a
+        hang"); finite, > 0.
 
     Returns
     -------
@@ -596,13 +715,17 @@ def prepare_corpus(audio_dir: str | os.PathLike, labels_dir: str | os.PathLike,
     ClusterExtraMissing
         ``scheduler`` given without dask.distributed installed.
     ValueError
-        Bad ``jobs``, ``snap_s``, ``model`` or ``seed``.
+        Bad ``jobs``, ``snap_s``, ``model``, ``seed`` or ``track_timeout_s``.
     """
     params = PrepareParams(model=model, seed=seed, source=source, snap_s=snap_s)
     if jobs is None:
         jobs = os.cpu_count() or 1
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
+    if isinstance(track_timeout_s, bool) or not isinstance(track_timeout_s, (int, float)) \
+            or not 0.0 < track_timeout_s < float("inf"):
+        raise ValueError(f"track_timeout_s must be a finite number of seconds > 0, got "
+                         f"{track_timeout_s!r}")
     if scheduler is not None:
         if not isinstance(scheduler, str):
             raise TypeError(f"scheduler must be an address string, got "
@@ -669,7 +792,7 @@ def prepare_corpus(audio_dir: str | os.PathLike, labels_dir: str | os.PathLike,
     write_atomic(manifest, json.dumps(report.to_dict(), indent=1) + "\n")
     try:
         if scheduler is not None:
-            _run_dask(tasks, scheduler, on_result)
+            _run_dask(tasks, scheduler, on_result, float(track_timeout_s))
         else:
             _run_local(tasks, jobs, on_result)
     finally:

@@ -116,6 +116,11 @@ def test_usage_error_exit_2(corpus, tmp_path, fractalsync_home):
     (["--snap-s", "-0.1"], "argument --snap-s: must be a finite number"),
     (["--source", "mp3"], "argument --source: invalid choice: 'mp3'"),
     (["--jobs", "2", "--scheduler", "tcp://127.0.0.1:1"], "not allowed with argument"),
+    (["--scheduler", "tcp://127.0.0.1:1", "--track-timeout", "0"],
+     "argument --track-timeout: must be > 0 seconds"),
+    (["--scheduler", "tcp://127.0.0.1:1", "--track-timeout", "inf"],
+     "argument --track-timeout: must be a finite number"),
+    (["--track-timeout", "60"], "--track-timeout needs --scheduler"),
 ])
 def test_more_usage_errors_exit_2(corpus, tmp_path, capsys, args, message):
     """In process (the same main as the console script; a subprocess costs seconds each)."""
@@ -181,6 +186,23 @@ def test_help_lists_the_options(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--labels", "--out", "--jobs", "--scheduler", "--source", "--snap-s",
-                   "--quiet", "--debug", "songformer-json"):
+    for option in ("--labels", "--out", "--jobs", "--scheduler", "--track-timeout", "--source",
+                   "--snap-s", "--quiet", "--debug", "songformer-json"):
         assert option in text
+
+
+def test_a_cluster_without_workers_ends_with_the_error_report(good_corpus, tmp_path,
+                                                              fractalsync_home):
+    """The batch ends (exit 1, one error line per track) instead of waiting for workers."""
+    distributed = pytest.importorskip("distributed")
+    audio, labels = good_corpus
+    with distributed.LocalCluster(n_workers=0, dashboard_address=None) as cluster:
+        proc = _run([audio, "--labels", labels, "--out", tmp_path / "out", "--scheduler",
+                     cluster.scheduler_address, "--track-timeout", "2"], fractalsync_home)
+    assert proc.returncode == 1
+    assert "0 written, 0 up to date, 3 failed of 3 tracks" in proc.stdout
+    for name in GOOD:
+        assert (f"{PROG}: error: {name}: not started: no dask worker joined the scheduler "
+                "within 2 s (--track-timeout)") in proc.stderr
+    assert proc.stderr.splitlines()[-1] == f"{PROG}: failed: {', '.join(sorted(GOOD))}"
+    assert "Traceback" not in proc.stderr
