@@ -11,7 +11,7 @@ Python WebSocket client records what the server publishes. The test checks that
   with the server's published ``clock.beat_count`` seen by the Python client at the same moments,
   and the DOM text shows that count;
 * keys send commands: the up arrow raises the latency by 10 ms (the Python client sees it in the
-  states), space taps (the server acknowledges it);
+  states), space taps and the "Nudge +10 ms" button nudges (the server acknowledges both);
 * after the server is restarted on the same port, the page reconnects by itself and follows the
   new stream;
 * the page's JavaScript predictor gives the same answers as PhasePredictor (opened as a file,
@@ -290,6 +290,9 @@ def test_page_follows_the_server_and_reconnects(tmp_path):
                 browser.press(" ", "Space", 32)
                 _wait(lambda: browser.state()["lastReply"] == {"type": "ok", "cmd": "tap"}, 10,
                       "the server to acknowledge the tap")
+                browser.evaluate("document.getElementById('nudge-later').click()")
+                _wait(lambda: browser.state()["lastReply"] == {"type": "ok", "cmd": "nudge"},
+                      10, "the server to acknowledge the nudge button")
                 state = browser.state()
                 png = browser.screenshot()
             finally:
