@@ -5,8 +5,10 @@ it: :meth:`LinkOut.publish` is a publisher sink, called once per publication, th
 
 1. updates a :class:`~fractalsync_serve.beat_follower.BeatFollower` and reads the beat position
    for *now* (``time.monotonic()``, the clock Link uses on Linux), ``latency_s`` ahead;
-2. sets the session tempo when it differs from the tracked tempo by more than
-   ``tempo_tolerance_bpm``;
+2. sets the session tempo when it differs by more than ``tempo_tolerance_bpm`` from the tracked
+   tempo smoothed over ``TEMPO_SMOOTHING_S`` (exponentially: the tracker's tempo wobbles by about
+   a BPM from one publication to the next, and peers would show every wobble; the phase
+   correction below keeps the beats in place meanwhile);
 3. sets the quantum to the tracked meter (``beats_per_bar``), so peers that use the same quantum
    align bars, not only beats, and compares the session's phase in the bar with the tracked bar
    position; when they differ by more than ``phase_tolerance`` beats it moves the session's
@@ -29,14 +31,17 @@ private network namespace that has only a loopback interface.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 
 from .beat_follower import BeatFollower, BeatPosition, SyncOutputError
 
-__all__ = ["LinkOut"]
+__all__ = ["TEMPO_SMOOTHING_S", "LinkOut"]
 
 _START_BPM = 120.0
+#: Time constant (s) of the exponential smoothing of the tempo given to the session.
+TEMPO_SMOOTHING_S = 1.0
 
 
 def _import_aalink():
@@ -72,6 +77,8 @@ class LinkOut:
         self.phase_tolerance = float(phase_tolerance)
         self.tempo_tolerance_bpm = float(tempo_tolerance_bpm)
         self.corrections = 0  # times the session's timeline was moved
+        self._bpm: float | None = None  # smoothed tracked tempo
+        self._last = 0.0  # monotonic time of the last steering
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fractalsync-link",
                                         daemon=True)
@@ -104,18 +111,25 @@ class LinkOut:
         if self._closed:
             return
         self._follower.update(pub)
-        pos = self._follower.at(time.monotonic())
+        now = time.monotonic()
+        pos = self._follower.at(now)
         if pos is not None:
-            self._steer(pos)
+            self._steer(pos, now)
 
-    def _steer(self, pos: BeatPosition) -> None:
+    def _steer(self, pos: BeatPosition, now: float) -> None:
         link = self._link
         quantum = float(pos.beats_per_bar)
         if link.quantum != quantum:
             link.quantum = quantum
         bpm = 60.0 / pos.spb
-        if abs(link.tempo - bpm) > self.tempo_tolerance_bpm:
-            link.tempo = bpm
+        if self._bpm is None:
+            self._bpm = bpm
+        else:
+            self._bpm += (1.0 - math.exp(-(now - self._last) / TEMPO_SMOOTHING_S)) \
+                * (bpm - self._bpm)
+        self._last = now
+        if abs(link.tempo - self._bpm) > self.tempo_tolerance_bpm:
+            link.tempo = self._bpm
         err = (link.phase - pos.bar_position + quantum / 2) % quantum - quantum / 2
         if abs(err) > self.phase_tolerance:
             link.force_beat(link.beat - err)
