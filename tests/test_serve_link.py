@@ -17,6 +17,7 @@ from a test.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -27,11 +28,21 @@ pytest.importorskip("aalink", reason="the optional [link] extra (aalink) is not 
 
 from fractalsync_serve.link_out import LinkOut  # noqa: E402
 
+#: The known clock, in both programs: ``spb1`` until monotonic ``m_switch``, then ``spb2``.
+_CLOCK = r"""
+def beats_at(m):
+    if m < m_switch:
+        return (m - m0) / spb1
+    return (m_switch - m0) / spb1 + (m - m_switch) / spb2
+"""
+
 _PEER = r"""
 import asyncio, json, sys, time
 from aalink import Link
 
-m0, spb, bpb = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+m0, m_switch, spb1, spb2 = map(float, sys.argv[1:5])
+bpb, n_samples = int(sys.argv[5]), int(sys.argv[6])
+exec(sys.argv[7])  # beats_at
 
 
 async def main():
@@ -46,12 +57,12 @@ async def main():
         await asyncio.sleep(0.05)
     await asyncio.sleep(1.0)  # the leader corrects tempo and phase at its next publications
     samples = []
-    for _ in range(40):
+    for _ in range(n_samples):
         a = time.monotonic()
         phase, tempo = link.phase, link.tempo
         m = 0.5 * (a + time.monotonic())
-        expected = ((m - m0) / spb) % bpb
-        samples.append([tempo, (phase - expected + bpb / 2) % bpb - bpb / 2])
+        expected = beats_at(m) % bpb
+        samples.append([m - m_switch, tempo, (phase - expected + bpb / 2) % bpb - bpb / 2])
         await asyncio.sleep(0.05)
     print(json.dumps({"samples": samples, "quantum": link.quantum}))
 
@@ -66,20 +77,24 @@ from fractalsync_serve.serve_clock import ClockNow
 from fractalsync_tracking.beat_state import BeatClockState
 from fractalsync_tracking.slow_state import SlowState, StructureState
 
-bpm, latency, bpb = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-peer_program = sys.argv[4]
-spb = 60.0 / bpm
-m0 = time.monotonic() - 40 * spb - 0.123  # beat 0 of the known clock
-peer = subprocess.Popen([sys.executable, "-c", peer_program, repr(m0), repr(spb), str(bpb)],
+bpm1, bpm2, switch_after, latency = map(float, sys.argv[1:5])
+bpb, n_samples, clock_code, peer_program = int(sys.argv[5]), sys.argv[6], sys.argv[7], sys.argv[8]
+spb1, spb2 = 60.0 / bpm1, 60.0 / bpm2
+m0 = time.monotonic() - 40 * spb1 - 0.123  # beat 0 of the known clock
+m_switch = time.monotonic() + switch_after
+exec(clock_code)  # beats_at
+peer = subprocess.Popen([sys.executable, "-c", peer_program, repr(m0), repr(m_switch),
+                         repr(spb1), repr(spb2), str(bpb), n_samples, clock_code],
                         stdout=subprocess.PIPE, text=True)
 out = LinkOut(latency)
-state = SlowState(BeatClockState(0.0, spb, 0.0, 0, 0.5, 0.0, 1, bpb), StructureState.neutral())
+state = SlowState(BeatClockState(0.0, spb1, 0.0, 0, 0.5, 0.0, 1, bpb), StructureState.neutral())
 start = time.monotonic()
 seq = 0
-while peer.poll() is None and time.monotonic() - start < 30:
+while peer.poll() is None and time.monotonic() - start < 40:
     m, u = time.monotonic(), time.time()
-    beats = (m - m0) / spb
+    beats = beats_at(m)
     n = int(beats)
+    spb = spb1 if m < m_switch else spb2
     clock = ClockNow(beats - n, n, n % bpb + 1, bpb, spb, 0.9, 0.0, "tracker")
     out.publish(Publication(seq, state, (), m - start, u, 0.0, clock))
     seq += 1
@@ -111,11 +126,13 @@ def netns():
                     f"interface): {reason}")
 
 
-def _run_pair(bpm: float, latency_s: float, bpb: int) -> dict:
-    program = (f"ip link set lo up && exec {sys.executable} -c \"$0\" "
-               f"{bpm} {latency_s} {bpb} \"$1\"")
-    r = subprocess.run(["unshare", "--net", "sh", "-c", program, _LEADER, _PEER],
-                       capture_output=True, text=True, timeout=90)
+def _run_pair(bpm1: float, bpm2: float, switch_after: float, latency_s: float, bpb: int,
+              n_samples: int = 40) -> dict:
+    """LinkOut (leader) and a peer in one private network namespace; the peer's report."""
+    program = (f"ip link set lo up && exec {sys.executable} -c \"$0\" {bpm1} {bpm2} "
+               f"{switch_after} {latency_s} {bpb} {n_samples} \"$1\" \"$2\"")
+    r = subprocess.run(["unshare", "--net", "sh", "-c", program, _LEADER, _CLOCK, _PEER],
+                       capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout.strip().splitlines()[-1])
     assert "error" not in report, report
@@ -124,14 +141,29 @@ def _run_pair(bpm: float, latency_s: float, bpb: int) -> dict:
 
 @pytest.mark.parametrize(("bpm", "latency_s", "bpb"), [(128.0, 0.0, 4), (97.5, 0.1, 3)])
 def test_link_peer_follows_tempo_and_bar_phase(netns, bpm, latency_s, bpb):
-    report = _run_pair(bpm, latency_s, bpb)
+    report = _run_pair(bpm, bpm, math.inf, latency_s, bpb)
     spb = 60.0 / bpm
     assert report["leader_quantum"] == bpb and report["quantum"] == bpb
     assert report["corrections"] >= 1  # the peer's timeline was moved onto the tracked one
-    for tempo, err in report["samples"]:
+    for _, tempo, err in report["samples"]:
         assert tempo == pytest.approx(bpm, abs=0.02)  # the peer started at 90 BPM
         # the session's bar phase leads the known clock by the output latency
         assert err == pytest.approx(latency_s / spb, abs=0.025), report["samples"]
+
+
+def test_link_tempo_change_keeps_the_phase(netns):
+    """A step from 120 to 126 BPM: the session tempo glides there (smoothed over 1 s) while
+    the bar phase stays on the known clock throughout."""
+    report = _run_pair(120.0, 126.0, 3.5, 0.0, 4, n_samples=150)
+    after = [(t, tempo) for t, tempo, _ in report["samples"] if t > 0]
+    assert len(after) > 60, report["samples"]  # the peer saw the change
+    for t, tempo, err in report["samples"]:
+        assert abs(err) < 0.025, (t, tempo, err)
+        if t < 0:
+            assert tempo == pytest.approx(120.0, abs=0.02)
+        elif t > 5.0:
+            assert tempo == pytest.approx(126.0, abs=0.1)
+        assert 119.98 <= tempo <= 126.02
 
 
 def test_bad_arguments_are_refused():
