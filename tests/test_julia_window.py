@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("pygame")  # the [live] extra
 pytest.importorskip("moderngl")
 
+from examples.julia.governor import Level  # noqa: E402
 from examples.julia.params import JuliaParams  # noqa: E402
 from examples.julia.render_gl import GLRenderer  # noqa: E402
 from examples.julia.window import BAR_FILL_RGBA, JuliaWindow, NoDisplayError  # noqa: E402
@@ -39,12 +40,14 @@ from examples.julia.params import JuliaParams
 from examples.julia.window import JuliaWindow
 
 win = JuliaWindow(int(sys.argv[1]), int(sys.argv[2]), fullscreen=sys.argv[3] == "1",
-                  title="test", scale=int(sys.argv[4]))
-print(json.dumps({"size": win.size}), flush=True)
+                  title="test", scale=None if sys.argv[4] == "auto" else int(sys.argv[4]))
+print(json.dumps({"size": win.size, "governed": win.governor is not None}), flush=True)
 for line in sys.stdin:
     cmd = json.loads(line)
     reply = {}
     if cmd["do"] == "draw":
+        if win.governor is not None:  # the level this frame is drawn at
+            reply["level"] = [win.governor.current.scale, win.governor.current.iter_cap]
         win.draw(JuliaParams(**cmd["params"]))
         if "overlay" in cmd:
             layout = win.draw_overlay(cmd["overlay"]["lines"],
@@ -57,6 +60,10 @@ for line in sys.stdin:
                                                  unicode="", scancode=0))
         pygame.event.post(pygame.event.Event(pygame.QUIT))
         reply["events"] = win.poll_events()
+    elif cmd["do"] == "record":  # frame costs (ms) for the governor, as if frames took them
+        for ms in cmd["ms"]:
+            win.governor.record(ms)
+        reply["level_index"] = win.governor.level
     elif cmd["do"] == "fullscreen":
         win.toggle_fullscreen()
     elif cmd["do"] == "close":
@@ -94,7 +101,7 @@ def same_picture(a: np.ndarray, b: np.ndarray) -> bool:
 class Window:
     """The child process holding a JuliaWindow on the Xvfb display."""
 
-    def __init__(self, display: int, fullscreen: bool = False, scale: int = 1,
+    def __init__(self, display: int, fullscreen: bool = False, scale: int | str = 1,
                  size: tuple[int, int] = WINDOW) -> None:
         env = {**os.environ, "DISPLAY": f":{display}", "SDL_VIDEO_WINDOW_POS": "0,0",
                "PYTHONPATH": str(ROOT)}
@@ -145,7 +152,7 @@ def window(xvfb):
 
 
 def test_window_shows_the_render(window):
-    assert window.opened["size"] == list(WINDOW)
+    assert window.opened == {"size": list(WINDOW), "governed": False}  # a fixed scale
     reply = window.send(do="draw", params=PARAMS.__dict__)
     assert reply == {"size": list(WINDOW), "fullscreen": False}
     want = offscreen(PARAMS, *WINDOW)
@@ -230,6 +237,35 @@ def test_scaled_window_shows_the_scaled_render(xvfb, window):
     finally:
         scaled.close()
     assert scaled.proc.returncode == 0, scaled.proc.stderr.read()[-2000:]
+
+
+def test_governed_window_draws_at_the_governors_level(xvfb, window):
+    """scale=None on Xvfb's software OpenGL: governed. Frame costs fed to the governor move it
+    down and back up the ladder; each frame on the screen is the offscreen render at the level
+    it was drawn at (its scale, max_iter clamped to its cap), the scale changing at run time in
+    the window's bottom-up framebuffer."""
+    window.send(do="draw", params=JuliaParams(0.0, 0.0).__dict__)  # hide the windowed picture
+    governed = Window(xvfb, scale="auto", size=(481, 271))
+    params = JuliaParams(-0.12, 0.75, zoom=1.4, rotation=0.3, hue=0.4, max_iter=400)
+    try:
+        assert governed.opened == {"size": [481, 271], "governed": True}
+        seen = set()
+        for ms in ([], [100.0] * 3, [100.0] * 2, [0.0] * 400):  # down 3, 2 more, back to the top
+            if ms:
+                governed.send(do="record", ms=ms)
+            reply = governed.send(do="draw", params=params.__dict__)
+            scale, cap = reply["level"]
+            seen.add((scale, cap))
+            level = Level(scale, cap)
+            want = offscreen(level.apply(params), 481, 271, scale=scale)
+            shot = grab_until(xvfb, lambda s, want=want: same_picture(s[:271, :481], want))
+            assert same_picture(shot[:271, :481], want), (scale, cap)
+        # real frames count too (their cost depends on the machine's load), so the levels after
+        # the slow ones are at least 3 and 5 down, and the zero-cost ones bring it to the top
+        assert reply["level"] == [1, None] and len({scale for scale, _ in seen}) >= 2, seen
+    finally:
+        governed.close()
+    assert governed.proc.returncode == 0, governed.proc.stderr.read()[-2000:]
 
 
 def test_window_after_an_offscreen_context_is_a_clear_error(xvfb):

@@ -95,8 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--renderer", choices=("gl", "numba"), default="gl",
                    help="GLSL through moderngl (default) or the numba CPU kernel")
     p.add_argument("--scale", choices=("auto", "1", "2", "3", "4"), default="auto",
-                   help="compute one pixel per SCALE x SCALE block and upscale; auto (default): "
-                        "every pixel in videos, 2x2 blocks in a window on software OpenGL")
+                   help="compute one pixel per SCALE x SCALE block and upscale (fixed); auto "
+                        "(default): every pixel in videos; in a window on software OpenGL the "
+                        "scale and iteration cap follow the frame time (a quality governor), "
+                        "every pixel on a GPU")
     p.add_argument("--latency-ms", type=_non_negative, default=None, metavar="X",
                    help="display path delay (projector, TV), so that a pulse is seen when the "
                         "beat is heard; the audio device's own latency is already accounted "
@@ -170,7 +172,7 @@ def run_window(args) -> int:
         raise ValueError("the window draws with OpenGL; --renderer numba renders videos only "
                          "(add --out FILE.mp4)")
     window = JuliaWindow(*args.size, title="FractalSync live Julia",
-                         scale=None if args.scale == "auto" else int(args.scale))
+                         scale=None if args.scale == "auto" else int(args.scale), fps=args.fps)
     try:
         if args.mic:
             channels = 1

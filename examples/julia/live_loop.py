@@ -11,7 +11,10 @@
 3. drains the beat states the analysis thread published into the fast clock's predictor and
    reads its latest ``SlowState`` (a reference read: never waits for the analysis);
 4. reads the micro features at that time (``SlowClock.features_at``: a pure read);
-5. steps the controller and draws, with the overlay (BPM, beat in bar, section, hazard bars).
+5. steps the controller and draws, with the overlay (BPM, beat in bar, section, hazard bars);
+   a governed window (``JuliaWindow(scale=None)`` on software OpenGL) picks each frame's scale
+   and iteration cap from the cost of the frames before it
+   (:class:`~examples.julia.governor.QualityGovernor`).
 
 Nothing here blocks on the analysis: a slow analysis shows as an older ``SlowState``, and the
 ring drops audio (counted) rather than stalling the callback.
@@ -141,7 +144,8 @@ class LiveLoop:
 
     def run(self, seconds: float | None = None) -> str:
         """Start the audio and the analysis, render until the file ends, the user quits or
-        ``seconds`` pass; stop everything. Returns a one-line summary with frame times."""
+        ``seconds`` pass; stop everything. Returns a one-line summary with frame times (and,
+        for a governed window, the share of frames at each quality level)."""
         period = 1.0 / self.fps
         times = []
         self.thread.start()
@@ -168,7 +172,9 @@ class LiveLoop:
         wall = time.monotonic() - t0
         ft = np.asarray(times) if times else np.zeros(1)
         dropped = self.ring.dropped_samples
+        governor = self.window.governor
+        quality = "" if governor is None else f"; {governor.summary()}"
         return (f"{len(times)} frames in {wall:.1f} s ({len(times) / max(wall, 1e-9):.1f} fps); "
                 f"frame time p50 {np.percentile(ft, 50):.1f} ms, p99 "
                 f"{np.percentile(ft, 99):.1f} ms; {dropped} input samples dropped; keys: "
-                + ", ".join(f"{k} {v}" for k, v in self.keys.items()))
+                + ", ".join(f"{k} {v}" for k, v in self.keys.items()) + quality)

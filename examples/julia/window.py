@@ -11,6 +11,12 @@ names (:data:`KEY_EVENTS`), so that the app never touches pygame. ::
             win.draw_overlay(["128.0 BPM", "beat 3/4", "chorus"], [("1 beat", 0.1), ...])
             win.present()
 
+``JuliaWindow(..., scale=None)`` (the app's ``--scale auto``) governs quality on a software
+rasteriser: a :class:`~examples.julia.governor.QualityGovernor` times each frame from
+:meth:`JuliaWindow.draw` to the end of :meth:`JuliaWindow.present` and picks the next frame's
+scale and iteration cap (dynamic resolution and detail). On a GPU it draws every pixel at the
+controller's detail, every frame.
+
 Without a display (``DISPLAY`` unset on Linux, or SDL unable to open a window) the constructor
 raises :class:`NoDisplayError`; without a usable OpenGL 3.3 context,
 :class:`~examples.julia.render_gl.GLUnavailableError`.
@@ -21,11 +27,13 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from examples.julia import render_gl
+from examples.julia.governor import QualityGovernor
 from examples.julia.params import JuliaParams
 from examples.julia.render_gl import GLRenderer, GLUnavailableError
 from examples.julia.renderers import check_size
@@ -200,15 +208,20 @@ class JuliaWindow:
 
     ``width`` x ``height``: the window size in pixels (ignored while fullscreen, which uses the
     desktop's size). ``fullscreen``: start fullscreen. ``scale``: the renderer's (one sample per
-    ``scale`` x ``scale`` block, upscaled: cheaper on a software GL); None picks 2 on a software
-    rasteriser (:func:`software_gl`) and 1 otherwise. Raises
-    :class:`NoDisplayError` when no window can be opened and :class:`GLUnavailableError` when its
-    context lacks OpenGL 3.3.
+    ``scale`` x ``scale`` block, upscaled: cheaper on a software GL), fixed; None: governed on a
+    software rasteriser (:func:`software_gl`; :attr:`governor` is a
+    :class:`~examples.julia.governor.QualityGovernor` with a budget of ``1000 / fps`` ms), every
+    pixel at full detail otherwise (:attr:`governor` None). Raises :class:`NoDisplayError` when
+    no window can be opened and :class:`GLUnavailableError` when its context lacks OpenGL 3.3.
     """
 
     def __init__(self, width: int, height: int, fullscreen: bool = False,
-                 title: str = "FractalSync - live Julia", scale: int | None = 1) -> None:
+                 title: str = "FractalSync - live Julia", scale: int | None = 1,
+                 fps: float = 60.0) -> None:
         width, height = check_size(width, height, "JuliaWindow")
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) \
+                or fps <= 0:
+            raise ValueError(f"JuliaWindow: fps must be a finite number > 0, got {fps!r}")
         if sys.platform.startswith("linux") and not os.environ.get("SDL_VIDEODRIVER") \
                 and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
             raise NoDisplayError("no display: DISPLAY is not set, so no window can be opened; "
@@ -227,6 +240,9 @@ class JuliaWindow:
         self._pygame = pygame
         self.renderer: GLRenderer | None = None
         self._overlay: _Overlay | None = None
+        #: The quality governor (``scale=None`` on a software rasteriser), else None.
+        self.governor: QualityGovernor | None = None
+        self._frame_start: float | None = None
         try:
             pygame.display.init()
             pygame.display.gl_set_attribute(pygame.GL_CONTEXT_MAJOR_VERSION, 3)
@@ -251,8 +267,10 @@ class JuliaWindow:
             except Exception as exc:  # moderngl raises plain Exception
                 raise GLUnavailableError(f"the window's OpenGL context is unusable ({exc}); "
                                          f"run with --renderer numba and --out FILE.mp4") from exc
-            if scale is None:  # auto: 2x2 blocks on a software rasteriser, every pixel otherwise
-                scale = 2 if software_gl(self.ctx) else 1
+            if scale is None:  # auto: governed on a software rasteriser, every pixel otherwise
+                if software_gl(self.ctx):
+                    self.governor = QualityGovernor(1000.0 / fps)
+                scale = self.governor.current.scale if self.governor is not None else 1
             self.renderer = GLRenderer(*self.size, ctx=self.ctx, scale=scale)
             self._overlay = _Overlay(self.ctx)
         except BaseException:
@@ -275,9 +293,16 @@ class JuliaWindow:
         return self.renderer
 
     def draw(self, params: JuliaParams) -> None:
-        """Draw ``params`` over the whole window (back buffer; shown by :meth:`present`)."""
+        """Draw ``params`` over the whole window (back buffer; shown by :meth:`present`). With a
+        :attr:`governor`: at its current level (scale, and ``max_iter`` clamped to its cap), and
+        the frame's cost is timed from here to the end of :meth:`present`."""
         renderer = self._live()
+        self._frame_start = time.perf_counter()
         renderer.resize(*self.size)
+        if self.governor is not None:
+            level = self.governor.current
+            renderer.set_scale(level.scale)
+            params = level.apply(params)
         renderer.render(params)
 
     def draw_overlay(self, lines: list[str], bars: list[tuple[str, float]]) -> OverlayLayout:
@@ -293,9 +318,13 @@ class JuliaWindow:
         return self._live().read(out)
 
     def present(self) -> None:
-        """Show the drawn frame (swap buffers; waits for vsync where the driver does)."""
+        """Show the drawn frame (swap buffers; waits for vsync where the driver does). With a
+        :attr:`governor`, hands it the frame's cost (ms since :meth:`draw` began)."""
         self._live()
         self._pygame.display.flip()
+        if self.governor is not None and self._frame_start is not None:
+            self.governor.record((time.perf_counter() - self._frame_start) * 1e3)
+        self._frame_start = None
 
     def poll_events(self) -> list[str]:
         """Events since the last call, oldest first: ``"quit"`` (window closed or Esc), ``"tap"``
