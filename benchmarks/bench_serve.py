@@ -77,8 +77,7 @@ def _run(audio, rate, seconds: float, clients: int):
     stats = engine.run(stop)
     received = proc.communicate(timeout=60)[0].strip() if proc else ""
     ws.stop()
-    push = np.asarray(engine.push_seconds) * 1e3
-    pub = np.asarray(engine.publish_seconds) * 1e3
+    push, pub = (x * 1e3 for x in engine.timings())
     return push, pub, ws.clients_dropped, stats.dropped_samples, received
 
 

@@ -6,8 +6,8 @@
 :class:`~fractalsync_serve.serve_clock.ServeClock`, feeds it the new beat states, and publishes
 one :class:`~fractalsync_serve.publisher.Publication` (the input cadence). The outputs' sinks
 never wait (see :mod:`fractalsync_serve.publisher`), so the loop's cost per block is the slow
-clock's push plus the hand-over calls; both are recorded (:attr:`push_seconds`,
-:attr:`publish_seconds`, the last ``TIMING_WINDOW`` blocks).
+clock's push plus the hand-over calls; both are recorded for the last ``TIMING_WINDOW`` blocks
+(:meth:`ServeEngine.timings`, preallocated arrays: memory stays flat on long runs).
 
 Commands arrive from other threads through :meth:`submit` (a ``deque.append``: no lock, never
 waits) and are applied between two pushes. A tap's arrival time (Unix) is converted to stream
@@ -30,7 +30,7 @@ from .serve_clock import ServeClock
 
 __all__ = ["TIMING_WINDOW", "EngineStats", "ServeEngine"]
 
-TIMING_WINDOW = 200_000
+TIMING_WINDOW = 1 << 17  # blocks (50 min at 1024 samples and 44.1 kHz)
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,10 @@ class EngineStats:
                 f"{self.publish_ms[1]:.3f} ms; {self.dropped_samples} input samples dropped")
 
 
-def _p50_p99(values) -> tuple[float, float]:
-    if not values:
+def _p50_p99(seconds: np.ndarray) -> tuple[float, float]:
+    if seconds.size == 0:
         return (0.0, 0.0)
-    a = np.asarray(values) * 1e3
-    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+    return (float(np.percentile(seconds, 50) * 1e3), float(np.percentile(seconds, 99) * 1e3))
 
 
 class ServeEngine:
@@ -85,8 +84,7 @@ class ServeEngine:
         self.clock = clock if clock is not None else ServeClock()
         self._block = np.zeros((block_samples, source.channels), np.float32)
         self._commands: deque[tuple[Command, float]] = deque(maxlen=1024)
-        self.push_seconds: deque[float] = deque(maxlen=TIMING_WINDOW)
-        self.publish_seconds: deque[float] = deque(maxlen=TIMING_WINDOW)
+        self._timings = np.zeros((2, TIMING_WINDOW))  # push, publish seconds per block
         self.command_errors = 0
         self._seq = 0
 
@@ -117,10 +115,17 @@ class ServeEngine:
                           stream_time=s, wall_time=self.source.wall_time(s),
                           latency_s=self.clock.latency_s, clock=self.clock.at(s))
         self.publisher.publish(pub)
+        i = self._seq % TIMING_WINDOW
+        self._timings[0, i] = t1 - t0
+        self._timings[1, i] = time.perf_counter() - t1
         self._seq += 1
-        self.push_seconds.append(t1 - t0)
-        self.publish_seconds.append(time.perf_counter() - t1)
         return pub
+
+    def timings(self) -> tuple[np.ndarray, np.ndarray]:
+        """(push, publish) seconds of the last ``min(blocks, TIMING_WINDOW)`` blocks (copies,
+        in no particular order)."""
+        n = min(self._seq, TIMING_WINDOW)
+        return self._timings[0, :n].copy(), self._timings[1, :n].copy()
 
     def run(self, stop: threading.Event | None = None,
             max_stream_seconds: float | None = None) -> EngineStats:
@@ -144,5 +149,5 @@ class ServeEngine:
         return EngineStats(publications=self._seq, stream_seconds=self.slow_clock.stream_time,
                            wall_seconds=time.monotonic() - w0,
                            dropped_samples=int(getattr(self.source, "dropped_samples", 0)),
-                           push_ms=_p50_p99(self.push_seconds),
-                           publish_ms=_p50_p99(self.publish_seconds))
+                           push_ms=_p50_p99(self.timings()[0]),
+                           publish_ms=_p50_p99(self.timings()[1]))
