@@ -99,6 +99,27 @@ def test_step_equals_run_and_carries_the_state(model):
     assert np.abs(end - state).max() <= 1e-5
 
 
+def test_step_without_copy_gives_the_model_buffers(model):
+    """copy=False: the same read-only arrays every step (no allocation), holding the values
+    copy=True returns, overwritten by the next step."""
+    audio, beat = _inputs(5, 3)
+    model.reset()
+    want = [model.step(a, b) for a, b in zip(audio, beat, strict=True)]
+    model.reset()
+    sec, haz = model.step(audio[0], beat[0], copy=False)
+    assert not sec.flags.writeable and not haz.flags.writeable
+    np.testing.assert_array_equal(sec, want[0][0])
+    np.testing.assert_array_equal(haz, want[0][1])
+    for i in (1, 2):
+        again = model.step(audio[i], beat[i], copy=False)
+        assert again[0] is sec and again[1] is haz
+        np.testing.assert_array_equal(sec, want[i][0])
+        np.testing.assert_array_equal(haz, want[i][1])
+    with pytest.raises(ValueError, match="read-only"):
+        sec[0] = 1.0
+    model.reset()
+
+
 def test_reset_and_state_setter(model):
     audio, beat = _inputs(2, 20)
     sec, _, state = model.run(audio, beat)
