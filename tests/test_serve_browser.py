@@ -12,8 +12,8 @@ Python WebSocket client records what the server publishes. The test checks that
   and the DOM text shows that count;
 * keys send commands: the up arrow raises the latency by 10 ms (the Python client sees it in the
   states), space taps and the "Nudge +10 ms" button nudges (the server acknowledges both);
-* after the server is restarted on the same port, the page reconnects by itself and follows the
-  new stream;
+* after the server is restarted on the same port, the page reconnects by itself and counts with
+  the new stream (from beat 0 again);
 * the page's JavaScript predictor gives the same answers as PhasePredictor (opened as a file,
   without a server);
 * a screenshot shows the drawing: the bar clock's hand, the bar-position strip and the five
@@ -328,9 +328,16 @@ def test_page_follows_the_server_and_reconnects(tmp_path):
         _wait(lambda: not browser.state()["connected"], 20, "the page to see the server gone")
         with serve(wav, port, server_log):
             _wait(lambda: browser.state()["connects"] > connects, 30, "the page to reconnect")
-            before = browser.state()["messages"]
-            _wait(lambda: browser.state()["messages"] >= before + 50, 30,
-                  "50 state messages after the reconnection")
+            rec = StateRecorder(port)
+            try:  # a new stream from beat 0: the page starts over and counts with it
+                first = _wait(lambda: rec.count, 30, "a published beat count > 0")
+                _wait(lambda: rec.count >= first + 2, 30, "2 published beats")
+                pairs = _in_step(browser, rec, 3.0)
+            finally:
+                rec.close()
+        page_counts, server_counts = np.array(pairs).T
+        assert np.median(page_counts - server_counts) == 0, pairs
+        assert server_counts[0] < state["beatCount"], pairs  # it did start over
     finally:
         browser.close()
 
