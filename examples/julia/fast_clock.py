@@ -4,6 +4,12 @@ The slow clock publishes :class:`~fractalsync_tracking.slow_state.SlowState` at 
 cadence and hands over every beat state it decided; the render loop, at its own rate, asks
 :meth:`FastBeat.at` for the beat at a stream time. Nothing here blocks or advances analysis.
 
+The tracker's states go through an :class:`~fractalsync_tracking.octave_hold.OctaveHold` before
+the phase predictor: when the tracker flips to double (or half) tempo for a few bars, the
+picture keeps pulsing at the held tempo on the same beats; a change that lasts
+``HOLD_BEATS`` beats is followed. The reported beats are not touched (this is the display's
+clock only).
+
 User controls (the window's keys):
 
 * **tap** (space): taps at stream times ``t_1 < t_2 < ...``; from the second tap on, the tempo
@@ -26,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fractalsync_tracking.beat_state import BeatClockState
+from fractalsync_tracking.octave_hold import OctaveHold
 from fractalsync_tracking.phase_predictor import PhasePredictor
 
 __all__ = ["NUDGE_S", "TAP_HOLD_BEATS", "TAP_RESET_S", "BeatNow", "FastBeat"]
@@ -86,15 +93,18 @@ class FastBeat:
         self.latency_s = float(latency_s)
         self.nudge_s = 0.0
         self._predictor = PhasePredictor()
-        self._latest: BeatClockState | None = None
+        self._octave = OctaveHold()
+        self._latest: BeatClockState | None = None  # the latest displayed (octave-held) state
         self._taps: deque[float] = deque(maxlen=_TAP_INTERVALS + 1)
         self._tap_until = -np.inf
 
     def update(self, state: BeatClockState) -> None:
-        """Take one beat state of the tracker (in stream-time order)."""
-        self._latest = state
-        if state.t_sec >= self._tap_until:
-            self._predictor.update(state)
+        """Take one beat state of the tracker (in stream-time order); it is shown in the held
+        tempo octave (:class:`~fractalsync_tracking.octave_hold.OctaveHold`)."""
+        shown = self._octave.update(state)
+        self._latest = shown
+        if shown.t_sec >= self._tap_until:
+            self._predictor.update(shown)
 
     def tap(self, t: float) -> None:
         """A tap at stream time ``t`` (s)."""
