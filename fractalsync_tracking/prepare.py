@@ -89,7 +89,9 @@ import this package would otherwise take tracks and never run them; a good worke
 under a new address is then not used either); if none could, every track fails with the first
 worker's error ("worker failed: no worker can run the tracks (tcp://...: ModuleNotFoundError:
 ...)"). A track whose worker died more often than the cluster's
-``distributed.scheduler.allowed-failures`` fails with "worker failed: KilledWorker: ...".
+``distributed.scheduler.allowed-failures`` fails with "worker failed: KilledWorker: ...", and
+the tracks of a batch whose scheduler goes away with "worker failed: ..." once the client gives
+up reconnecting (``distributed.comm.timeouts.connect``, 30 s by default).
 """
 
 from __future__ import annotations
@@ -644,10 +646,18 @@ def _run_dask(tasks: list[tuple], scheduler: str, on_result: Callable[[str, dict
             names[key] = t[0]
         active = time.monotonic()  # the latest time some track of the batch ran or ended
         while pending:
+            lost = None
             try:
-                done = dask_wait(pending, timeout=_POLL_S, return_when="FIRST_COMPLETED").done
+                dask_wait(pending, timeout=_POLL_S, return_when="FIRST_COMPLETED")
             except TimeoutError:
-                done = set()
+                pass
+            except Exception as exc:  # the scheduler cancelled tracks, or is gone
+                lost = f"worker failed: lost the dask scheduler ({type(exc).__name__})"
+            done = {f for f in pending if f.done()}
+            if lost is not None and not done:
+                for future in pending:
+                    on_result(names[future.key], {"error": lost})
+                return
             for future in done:
                 pending.discard(future)
                 try:

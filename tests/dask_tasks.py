@@ -22,9 +22,12 @@ def finish(name: str) -> dict:
     return {"arrays": name}
 
 
-def block(name: str, release: str, limit_s: float = 600.0) -> dict:
-    """A stuck track: waits until the file ``release`` exists (the test creates it when done,
-    so the worker thread ends), at most ``limit_s`` seconds."""
+def block(name: str, release: str, started: str | None = None, limit_s: float = 600.0) -> dict:
+    """A stuck track: creates the file ``started`` (if given), then waits until the file
+    ``release`` exists (the test creates it when done, so the worker thread ends), at most
+    ``limit_s`` seconds."""
+    if started:
+        Path(started).touch()
     end = time.monotonic() + limit_s
     while not Path(release).exists() and time.monotonic() < end:
         time.sleep(0.05)

@@ -66,6 +66,32 @@ def test_a_stuck_track_times_out_and_the_others_finish(tmp_path):
         "error": "timed out: still running after 8 s (--track-timeout)"}
 
 
+def test_losing_the_scheduler_ends_the_batch(tmp_path):
+    """The cluster goes away while a track runs: the track fails, nothing waits for it."""
+    release, started = tmp_path / "release", tmp_path / "started"
+    outcomes, done = {}, threading.Event()
+    try:
+        with cluster() as c:
+            def target():
+                try:
+                    _run_dask([("stuck", "block", str(release), str(started))],
+                              c.scheduler_address, outcomes.__setitem__, float(LIMIT_S),
+                              task=dask_tasks.run)
+                finally:
+                    done.set()
+
+            threading.Thread(target=target, daemon=True).start()
+            for _ in range(LIMIT_S * 20):  # until the track runs (its file says so)
+                if started.exists() or done.is_set():
+                    break
+                done.wait(0.05)
+            assert started.exists()
+    finally:
+        release.touch()
+    assert done.wait(LIMIT_S), f"the batch did not end within {LIMIT_S} s"
+    assert outcomes["stuck"]["error"].startswith("worker failed: "), outcomes
+
+
 def test_a_dying_worker_is_a_track_error_and_a_retry_can_work(tmp_path):
     tasks = [("dies", "die"), ("dies_once", "die_once", str(tmp_path / "died")),
              ("fine", "finish")]
