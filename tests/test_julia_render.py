@@ -405,6 +405,21 @@ def test_software_gl_is_recognised_by_the_renderer_string():
     assert not software_gl(Ctx("AMD Radeon Pro 5500M OpenGL Engine"))
 
 
+def test_auto_scale_is_governed_on_software_gl_only():
+    """--scale auto: a quality governor with the frame budget on a software rasteriser; on a GPU
+    none, so every frame is drawn at full quality."""
+    from examples.julia.window import governor_for
+
+    class Ctx:
+        def __init__(self, renderer):
+            self.info = {"GL_RENDERER": renderer}
+
+    gov = governor_for(Ctx("llvmpipe (LLVM 15.0.6, 256 bits)"), 50.0)
+    assert gov is not None and gov.budget_ms == 20.0 and gov.current.scale == 1
+    assert governor_for(Ctx("NVIDIA GeForce RTX 4090/PCIe/SSE2"), 60.0) is None
+    assert governor_for(Ctx("AMD Radeon Pro 5500M OpenGL Engine"), 144.0) is None
+
+
 @pytest.mark.parametrize("size", [(96, 54), (97, 55)])
 def test_gl_set_scale_draws_what_a_renderer_built_at_that_scale_draws(size):
     """Scale changed between frames (up and down, back to 1): pixel for pixel the picture of a

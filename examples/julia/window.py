@@ -38,7 +38,8 @@ from examples.julia.params import JuliaParams
 from examples.julia.render_gl import GLRenderer, GLUnavailableError
 from examples.julia.renderers import check_size
 
-__all__ = ["KEY_EVENTS", "JuliaWindow", "NoDisplayError", "OverlayLayout", "software_gl"]
+__all__ = ["KEY_EVENTS", "JuliaWindow", "NoDisplayError", "OverlayLayout", "governor_for",
+           "software_gl"]
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # pygame's banner would go to stdout
 
@@ -50,6 +51,12 @@ _SOFTWARE_GL = ("llvmpipe", "softpipe", "swrast", "software")
 def software_gl(ctx) -> bool:
     """Whether the moderngl context ``ctx`` renders on the CPU (Mesa llvmpipe and friends)."""
     return any(word in str(ctx.info.get("GL_RENDERER", "")).lower() for word in _SOFTWARE_GL)
+
+
+def governor_for(ctx, fps: float) -> QualityGovernor | None:
+    """The quality governor of an auto-scaled window drawing with ``ctx`` at ``fps``: one with a
+    budget of ``1000 / fps`` ms on a software rasteriser, None (full quality) on a GPU."""
+    return QualityGovernor(1000.0 / fps) if software_gl(ctx) else None
 
 
 class NoDisplayError(RuntimeError):
@@ -268,8 +275,7 @@ class JuliaWindow:
                 raise GLUnavailableError(f"the window's OpenGL context is unusable ({exc}); "
                                          f"run with --renderer numba and --out FILE.mp4") from exc
             if scale is None:  # auto: governed on a software rasteriser, every pixel otherwise
-                if software_gl(self.ctx):
-                    self.governor = QualityGovernor(1000.0 / fps)
+                self.governor = governor_for(self.ctx, fps)
                 scale = self.governor.current.scale if self.governor is not None else 1
             self.renderer = GLRenderer(*self.size, ctx=self.ctx, scale=scale)
             self._overlay = _Overlay(self.ctx)
