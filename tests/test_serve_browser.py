@@ -303,8 +303,6 @@ def test_page_follows_the_server_and_reconnects(tmp_path):
         assert np.median(diffs) == 0 and np.all(np.abs(diffs) <= 2), pairs
         assert np.all(np.diff(page_counts) >= 0), pairs  # the page never counts backwards
         assert page_counts[-1] - page_counts[0] >= 8, pairs  # >= 60 BPM over 8 s
-        assert abs(int(page_counts[-1] - page_counts[0])
-                   - int(server_counts[-1] - server_counts[0])) <= 1, pairs
         assert state["messages"] > 100 and state["bpm"] > 30 and state["frames"] > 100, state
         assert state["section"] in {"silence", "intro", "verse", "pre-chorus", "chorus",
                                     "bridge", "inst", "outro"}, state
