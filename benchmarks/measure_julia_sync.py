@@ -16,7 +16,15 @@ with ffmpeg, and measures on the decoded frames:
   of ln zoom, and of the rotation (rad);
 * the fraction of chorus frames whose c gives a disconnected Julia set, and of verse frames
   whose c gives a connected one (critical-orbit test);
-* the p99 frame cost.
+* the p99 frame cost;
+* where the missed beats (true beats after 5 s without a pulse within +-2 frames) were lost:
+  ``lost_tracker`` (no beat reported by the tracker within +-2 frames), ``lost_display`` (the
+  tracker reported it, but no beat of the displayed clock, the fast clock's phase wraps, fell
+  within +-2 frames), ``lost_pulse`` (the displayed beat was on time, no pulse was detected),
+  of which ``lost_pulse_lowconf`` with a displayed confidence below 0.3 (the pulse scales with
+  it). The displayed beats come from a second causal pass of the same beat path
+  (``CausalStream`` without rendering; the beat path does not depend on the structure tracker),
+  so they are the render's.
 
 ``--demo`` adds the demo song (``examples/julia/app.py`` DEMO_SEED). Targets (issue): >= 80 %
 of beats, |median offset| <= 1 frame, chorus frames disconnected >= 0.9 once structure is in.
@@ -43,7 +51,7 @@ from examples.julia.sync_measure import (  # noqa: E402
     rms_jerk,
 )
 from examples.julia.video import find_ffmpeg  # noqa: E402
-from examples.julia.video_render import render_video  # noqa: E402
+from examples.julia.video_render import CausalStream, render_video  # noqa: E402
 from fractalsync_models.training.song_generator import generate_song  # noqa: E402
 
 RATE = 44100
@@ -63,6 +71,44 @@ def decoded_frames(path: Path, width: int, height: int):
     finally:
         proc.stdout.close()
         proc.wait()
+
+
+def displayed_beats(song, n_frames: int, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """The beats the picture shows: the times (s) at which the fast clock's displayed beat
+    falls (frames where its beat count steps, minus the phase already run), and the displayed
+    confidence at each frame, from the live beat path run causally at the render's frame times."""
+    stream = CausalStream(song.audio[:, None].astype(np.float32), song.sample_rate)
+    count = np.zeros(n_frames, np.int64)
+    late = np.zeros(n_frames)
+    conf = np.zeros(n_frames)
+    for k in range(n_frames):
+        t = k / fps
+        stream.advance(t, timed=False)
+        now = stream.beat.at(t)
+        count[k], late[k], conf[k] = now.beat_count, now.phase * now.spb, now.conf
+    steps = np.flatnonzero(np.diff(count) > 0) + 1
+    return steps / fps - late[steps], conf
+
+
+def lost_beats(late: np.ndarray, pulses: np.ndarray, tracked: np.ndarray, shown: np.ndarray,
+               conf: np.ndarray, fps: float, tol: int = 2) -> dict:
+    """Where each missed true beat in ``late`` (s) was lost (see the module docstring)."""
+    def near(times, b):
+        return times.size > 0 and np.min(np.abs(times - b)) <= tol / fps
+
+    out = {"lost_tracker": 0, "lost_display": 0, "lost_pulse": 0, "lost_pulse_lowconf": 0}
+    for b in late:
+        e = int(round(b * fps))
+        if pulses.size and np.min(np.abs(pulses - e)) <= tol:
+            continue
+        if not near(tracked, b):
+            out["lost_tracker"] += 1
+        elif not near(shown, b):
+            out["lost_display"] += 1
+        else:
+            out["lost_pulse"] += 1
+            out["lost_pulse_lowconf"] += int(conf[min(e, conf.size - 1)] < 0.3)
+    return out
 
 
 def label_at(song, times: np.ndarray) -> np.ndarray:
@@ -92,6 +138,11 @@ def measure(song, name: str, args, structure_mode: str) -> dict:
     tracked = stats.beat_times
     ceiling = float(np.mean([tracked.size > 0 and np.min(np.abs(tracked - b)) <= 2 / args.fps
                              for b in late])) if late.size else float("nan")
+    shown, shown_conf = displayed_beats(song, n, args.fps)
+    lost = lost_beats(late, pulses, tracked, shown, shown_conf, args.fps)
+    missed = sync["n_beats"] - sync["n_hits"]
+    if lost["lost_tracker"] + lost["lost_display"] + lost["lost_pulse"] != missed:
+        raise RuntimeError(f"{name}: the breakdown {lost} does not add up to {missed} misses")
     jerk = rms_jerk(stats.controls, args.fps)
     times = np.arange(n) / args.fps
     labels = label_at(song, times)
@@ -107,6 +158,7 @@ def measure(song, name: str, args, structure_mode: str) -> dict:
         "chorus_disconnected": float(escapes[chorus].mean()) if chorus.any() else float("nan"),
         "verse_connected": float((~escapes[verse]).mean()) if verse.any() else float("nan"),
         "frame_p99_ms": stats.frame_p99_ms, "render_p99_ms": stats.render_p99_ms,
+        "n_beats": sync["n_beats"], **lost,
     }
 
 
@@ -125,7 +177,8 @@ def main(argv=None) -> int:
         songs.append((f"demo (seed {DEMO_SEED})", DEMO_SEED))
     cols = ("song", "frames", "beats_hit", "tracker_ceiling", "median_offset_frames", "jerk_c",
             "jerk_log_zoom", "jerk_rotation", "chorus_disconnected", "verse_connected",
-            "frame_p99_ms")
+            "frame_p99_ms", "n_beats", "lost_tracker", "lost_display", "lost_pulse",
+            "lost_pulse_lowconf")
     print(" | ".join(cols))
     rows = []
     for name, seed in songs:
@@ -136,7 +189,10 @@ def main(argv=None) -> int:
                          for c in cols), flush=True)
     for c in cols[2:]:
         vals = np.array([r[c] for r in rows], float)
-        print(f"mean {c}: {np.nanmean(vals):.3g}")
+        if c == "n_beats" or c.startswith("lost_"):
+            print(f"total {c}: {int(vals.sum())}")
+        else:
+            print(f"mean {c}: {np.nanmean(vals):.3g}")
     return 0
 
 
