@@ -21,7 +21,7 @@ $(VENV)/.live: pyproject.toml | $(BIN)/python
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	bash scripts/sysdeps.sh
-	$(BIN)/python -m pip install -q -e '.[dev,live,cluster,train,serve]'
+	$(BIN)/python -m pip install -q -e '.[dev,live,cluster,train,serve,link,midi]'
 	touch $@ $(VENV)/.core $(VENV)/.live
 
 sysdeps:

@@ -8,11 +8,20 @@ comes from the server's fast clock (:class:`~.serve_clock.ServeClock`: phase pre
 nudges, output latency).
 """
 
-from .commands import Command, CommandError, parse_command
-from .engine import EngineStats, ServeEngine
-from .levels import LEVEL_NAMES, levels
-from .publisher import Publication, Publisher
-from .serve_clock import ClockNow, ServeClock
+import importlib
 
 __all__ = ["ClockNow", "Command", "CommandError", "EngineStats", "LEVEL_NAMES", "Publication",
            "Publisher", "ServeClock", "ServeEngine", "levels", "parse_command"]
+
+_HOME = {"ClockNow": "serve_clock", "ServeClock": "serve_clock", "Command": "commands",
+         "CommandError": "commands", "parse_command": "commands", "EngineStats": "engine",
+         "ServeEngine": "engine", "LEVEL_NAMES": "levels", "levels": "levels",
+         "Publication": "publisher", "Publisher": "publisher"}
+
+
+def __getattr__(name: str):
+    """The public names, imported on first use (``fractalsync-serve --help`` stays fast: the
+    tracking package loads only when the analysis starts)."""
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)

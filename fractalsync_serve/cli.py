@@ -104,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--osc-profile", choices=PROFILES, default="fractalsync",
                    help="OSC address space: /fractalsync/... (default) or Resolume's tempo "
                         "controller")
+    p.add_argument("--link", action="store_true",
+                   help="join the Ableton Link session on the local network and steer its tempo "
+                        "and bar phase to the tracked beat ([link] extra); --latency-ms makes "
+                        "its beats lead the audio")
+    p.add_argument("--midi-clock", metavar="PORT",
+                   help="send MIDI clock (24 per beat, start on a downbeat, stop at exit) to the "
+                        "output port PORT, or to a new virtual port of that name ([midi] extra)")
     p.add_argument("--ws", type=_port, metavar="PORT",
                    help="serve WebSocket clients and the page at http://HOST:PORT/ (0: any "
                         "free port, printed at start)")
@@ -131,8 +138,12 @@ def _check_args(p: argparse.ArgumentParser, args) -> None:
         p.error("--fast and --play exclude each other (playing is real time)")
     if args.device is not None and not (args.mic or args.play):
         p.error("--device needs --mic or --play")
-    if not args.list_devices and not args.osc and args.ws is None:
-        p.error("nothing to publish to: give --osc HOST:PORT and/or --ws PORT")
+    if (args.link or args.midi_clock is not None) and args.fast:
+        p.error("--link and --midi-clock need real-time input (not --fast)")
+    if not args.list_devices and not args.osc and args.ws is None and not args.link \
+            and args.midi_clock is None:
+        p.error("nothing to publish to: give --osc HOST:PORT, --ws PORT, --link and/or "
+                "--midi-clock PORT")
 
 
 def make_source(args):
@@ -198,9 +209,10 @@ def main(argv=None) -> int:
         engine_ref: list = []
         if args.ws is not None:
             _require_extra("websockets", "--ws")
-            from .ws_server import WsServer
+            from .ws_process import WsProcess
 
-            ws = WsServer(args.host, args.ws, lambda cmd, t: engine_ref[0].submit(cmd, t))
+            ws = WsProcess(args.host, args.ws, lambda cmd, t: engine_ref[0].submit(cmd, t),
+                           quiet=args.quiet)
             ws.start()
             closers.append(ws.stop)
             publisher.add_sink("websocket", ws.sink)
@@ -211,6 +223,18 @@ def main(argv=None) -> int:
             osc = OscOut(args.osc, args.osc_profile)
             closers.append(osc.close)
             publisher.add_sink("osc", osc.sink)
+        if args.link:
+            from .link_out import LinkOut
+
+            link = LinkOut(args.latency_ms / 1e3)
+            closers.append(link.close)
+            publisher.add_sink("link", link.publish)
+        if args.midi_clock is not None:
+            from .midi_clock import MidiClockOut
+
+            midi = MidiClockOut(args.midi_clock, args.latency_ms / 1e3)
+            closers.append(midi.close)
+            publisher.add_sink("midi-clock", midi.publish)
         source = make_source(args)
         closers.append(source.close)
         engine = ServeEngine(source, SlowClock(source.sample_rate, structure=_structure(args)),
@@ -225,6 +249,10 @@ def main(argv=None) -> int:
         if args.osc:
             outs.append("OSC " + ", ".join(f"{h}:{p}" for h, p in args.osc)
                         + f" ({args.osc_profile})")
+        if args.link:
+            outs.append("Ableton Link")
+        if args.midi_clock is not None:
+            outs.append(f"MIDI clock to {args.midi_clock!r}")
         print(f"{PROG}: serving {source.description} -> {'; '.join(outs)}", flush=True)
         stats = engine.run(stop, args.seconds)
         print(f"{PROG}: stopped: {stats.line()}", flush=True)

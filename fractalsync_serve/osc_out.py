@@ -57,9 +57,12 @@ import queue
 import socket
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from .levels import LEVEL_NAMES, levels
-from .publisher import Publication
+
+if TYPE_CHECKING:  # the CLI imports this module before parsing: keep it light
+    from .publisher import Publication
 
 __all__ = ["PROFILES", "QUEUE_SIZE", "OscOut", "parse_target"]
 

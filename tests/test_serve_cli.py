@@ -137,6 +137,8 @@ def test_a_signal_stops_it_cleanly(song, osc, sig):
     (["--audio", "x.wav", "--ws", "-1"], "0..65535"),
     (["--audio", "x.wav", "--ws", "0", "--latency-ms", "nan"], "0..2000"),
     (["--audio", "x.wav", "--ws", "0", "--osc-profile", "vdmx"], "invalid choice"),
+    (["--audio", "x.wav", "--fast", "--link"], "need real-time input"),
+    (["--audio", "x.wav", "--fast", "--midi-clock", "X"], "need real-time input"),
 ])
 def test_bad_arguments_are_usage_errors(args, why):
     done = serve_process.run(args, timeout=60)
