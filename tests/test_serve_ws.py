@@ -267,3 +267,55 @@ def test_a_port_in_use_is_a_clear_error():
         server = WsServer("127.0.0.1", s.getsockname()[1], lambda c, t: None)
         with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{s.getsockname()[1]}"):
             server.start()
+
+
+# ---------------------------------------------------------------------------- in its own process
+
+
+def test_the_server_process_relays_states_and_commands():
+    from fractalsync_serve.ws_process import WsProcess
+
+    got: list[tuple[Command, float]] = []
+    proc = WsProcess("127.0.0.1", 0, lambda c, t: got.append((c, t)), quiet=True)
+    proc.start()
+    stop = threading.Event()
+
+    def feed():  # the analysis thread's part: one sink call per publication
+        seq, t0 = 0, time.monotonic()
+        while not stop.is_set():
+            proc.sink(_publication(seq))
+            seq += 1
+            stop.wait(max(0.0, t0 + seq * HOP - time.monotonic()))
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+
+    async def main():
+        async with connect(f"ws://127.0.0.1:{proc.port}/") as ws:
+            states = await _states(ws, 10)
+            seqs = [m["seq"] for m in states]
+            assert seqs == list(range(seqs[0], seqs[0] + 10))
+            await ws.send('{"type": "nudge", "ms": 5}')
+            assert await _reply(ws) == {"type": "ok", "cmd": "nudge"}
+            await ws.send('{"type": "bogus"}')
+            assert (await _reply(ws))["type"] == "error"
+            await _states(ws, 5)  # the command is taken by the sink calls meanwhile
+    try:
+        run(main())
+    finally:
+        stop.set()
+        feeder.join()
+        proc.stop()
+    assert [c for c, _ in got] == [Command("nudge", 5.0)]
+    assert proc.dropped == 0 and proc.counters["connections"] == 1
+
+
+def test_the_server_process_reports_a_port_in_use():
+    from fractalsync_serve.ws_process import WsProcess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}: .*in use"):
+            WsProcess("127.0.0.1", port, lambda c, t: None).start()
