@@ -15,10 +15,11 @@ loopback in this process, each with its arrival time (``time.time()``):
 
 Each received beat is matched to the nearest true beat (within a third of a beat); beats of the
 first ``--skip`` seconds (the tracker locking on) are left out. Printed: p50/p99 of arrival -
-true beat time for OSC and WebSocket, of the OSC time tag - true beat time, and the share of
-true beats matched. The published beat is *predicted* (the serve clock extrapolates the
-tracker's phase), so a beat can arrive before it is heard (a negative latency); ``--latency-ms``
-moves the published clock that much earlier.
+true beat time for OSC and WebSocket, of the OSC time tag - true beat time (the prediction's
+error), of arrival - time tag (delivery), and the share of true beats matched. The published
+beat is *predicted* (the serve clock extrapolates the tracker's phase), so a beat can arrive
+before it is heard (a negative latency); ``--latency-ms`` moves the published clock that much
+earlier.
 """
 
 from __future__ import annotations
@@ -165,6 +166,9 @@ def main(argv=None) -> int:
         print(f"  {name} - true beat: p50 {np.percentile(lat, 50):+.1f} ms, p99 "
               f"{np.percentile(lat, 99):+.1f} ms, p1 {np.percentile(lat, 1):+.1f} ms "
               f"({len(lat)} beats matched, {len(lat) / len(beats):.0%})")
+    delivery = (o[:, 0] - o[:, 2]) * 1e3
+    print(f"  OSC arrival - its own time tag (delivery, prediction error excluded): p50 "
+          f"{np.percentile(delivery, 50):+.1f} ms, p99 {np.percentile(delivery, 99):+.1f} ms")
     print(f"  server: {tail.splitlines()[-1] if tail else '(no summary)'}")
     return 0
 
