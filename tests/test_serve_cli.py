@@ -229,3 +229,18 @@ def test_without_the_serve_extra_the_error_says_what_to_install(song):
                           timeout=120)
     assert done.returncode == 1
     assert "--ws needs the [serve] extra" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_stdin_pcm_with_nan_inf_huge_values_and_a_torn_last_sample(osc):
+    x = np.zeros(48000 * 3, "<f4")
+    x[1000:2000] = np.nan
+    x[5000] = np.inf
+    x[9000:9100] = 3e38
+    done = serve_process.run(["--stdin-pcm", "48000", "--osc", osc.target, "--structure",
+                              "none"], input=x.tobytes() + b"\x00\x01", text=False,
+                             timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert b"3.0 s of audio" in done.stdout  # the 2 bytes of a torn sample are discarded
+    warnings = [w for w in done.stderr.decode().splitlines() if "warning:" in w]
+    assert warnings and all("NonFiniteAudioWarning" in w for w in warnings)
+    assert "Traceback" not in done.stderr.decode()
