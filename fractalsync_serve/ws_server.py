@@ -1,7 +1,9 @@
 """WebSocket output (websockets, asyncio): state messages out, commands in, one page at ``/``.
 
-``--ws PORT`` starts :class:`WsServer` on ``HOST:PORT`` (127.0.0.1 unless ``--host``), in its
-own thread running an asyncio event loop:
+``--ws PORT`` starts :class:`WsServer` on ``HOST:PORT`` (127.0.0.1 unless ``--host``), in a
+thread running an asyncio event loop, inside a child process of its own
+(:mod:`fractalsync_serve.ws_process`: the clients' Python work never competes with the
+analysis for the GIL):
 
 * A WebSocket client connecting on any path receives every publication as one JSON text
   message (:meth:`Publication.to_message <fractalsync_serve.publisher.Publication.to_message>`:
@@ -38,9 +40,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .commands import MAX_MESSAGE_BYTES, Command, CommandError, RateLimiter, parse_command
-from .publisher import Publication
+
+if TYPE_CHECKING:  # the child process stays light: no tracking package
+    from .publisher import Publication
 
 __all__ = ["CLIENT_QUEUE", "LOOP_BACKLOG", "POLL_S", "SEND_BUFFER_BYTES", "STATIC_PAGE",
            "WsServer"]
@@ -48,7 +53,7 @@ __all__ = ["CLIENT_QUEUE", "LOOP_BACKLOG", "POLL_S", "SEND_BUFFER_BYTES", "STATI
 log = logging.getLogger("fractalsync_serve")
 
 STATIC_PAGE = Path(__file__).with_name("static") / "index.html"
-CLIENT_QUEUE = 64
+CLIENT_QUEUE = 128  # messages: 2.7 s at 47 per second
 LOOP_BACKLOG = 256
 POLL_S = 0.002
 SEND_BUFFER_BYTES = 16384
@@ -92,7 +97,7 @@ class WsServer:
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self._inbox: deque[Publication] = deque(maxlen=LOOP_BACKLOG)
+        self._inbox: deque[tuple[int, str]] = deque(maxlen=LOOP_BACKLOG)
         self._last_seq: int | None = None
         self.backlog_dropped = 0
         self.clients_dropped = 0
@@ -124,9 +129,13 @@ class WsServer:
     # ------------------------------------------------------------------ analysis thread
 
     def sink(self, pub: Publication) -> None:
-        """Hand ``pub`` to the event loop: one ``deque.append``, never waits (module
-        docstring)."""
-        self._inbox.append(pub)
+        """Hand ``pub`` to the event loop (encoded here: :meth:`send_state`)."""
+        self.send_state(pub.seq, pub.to_json())
+
+    def send_state(self, seq: int, text: str) -> None:
+        """Hand state message ``seq`` (its JSON text) to the event loop: one
+        ``deque.append``, never waits (module docstring)."""
+        self._inbox.append((seq, text))
 
     # ------------------------------------------------------------------ event loop
 
@@ -169,11 +178,11 @@ class WsServer:
     def _drain_inbox(self) -> None:
         inbox = self._inbox
         while inbox:
-            pub = inbox.popleft()
-            if self._last_seq is not None and pub.seq > self._last_seq + 1:
-                self.backlog_dropped += pub.seq - self._last_seq - 1
-            self._last_seq = pub.seq
-            self._fanout(pub)
+            seq, text = inbox.popleft()
+            if self._last_seq is not None and seq > self._last_seq + 1:
+                self.backlog_dropped += seq - self._last_seq - 1
+            self._last_seq = seq
+            self._fanout(text)
 
     def _http(self, connection, request):
         """process_request: the page at ``/`` for plain HTTP, None (go on) for WebSocket."""
@@ -196,10 +205,7 @@ class WsServer:
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    def _fanout(self, pub: Publication) -> None:
-        if not self._clients:
-            return
-        text = json.dumps(pub.to_message())
+    def _fanout(self, text: str) -> None:
         for client in list(self._clients):
             client.count += 1
             if client.count % client.every:
@@ -242,7 +248,7 @@ class WsServer:
                         await closing
                     break
         except Exception as exc:  # a broken connection ends this client only
-            log.info("WebSocket client %s: %s", client.name, type(exc).__name__)
+            log.debug("WebSocket client %s: %s", client.name, type(exc).__name__)
         finally:
             sender.cancel()
             self._clients.discard(client)
