@@ -3,9 +3,10 @@
 Inputs (:mod:`.inputs`) feed the slow clock in :class:`~.engine.ServeEngine`; each analysed block
 becomes a :class:`~.publisher.Publication` handed without waiting to the outputs: OSC
 (:mod:`.osc_out`, python-osc) and WebSocket with a browser page (:mod:`.ws_server`,
-websockets), both from the ``[serve]`` extra and imported only when used. The published beat
-comes from the server's fast clock (:class:`~.serve_clock.ServeClock`: phase predictor, taps,
-nudges, output latency).
+websockets, run in a child process by :mod:`.ws_process`), both from the ``[serve]`` extra and
+imported only when used; Ableton Link (:mod:`.link_out`, ``[link]``) and MIDI clock
+(:mod:`.midi_clock`, ``[midi]``). The published beat comes from the server's fast clock
+(:class:`~.serve_clock.ServeClock`: phase predictor, taps, nudges, output latency).
 """
 
 import importlib
