@@ -1,12 +1,13 @@
 """The WebSocket server in its own process, so that serving many clients never competes with
 the analysis for the GIL.
 
-With the server as a thread of the analysis process, 50 clients raised the analysis's p99 cost
-per block from about 1.4 ms to 4.5 ms (``benchmarks/bench_serve.py``, load 7): the event loop's
-Python work for the clients held the GIL while the analysis waited to take it back after each
-native call. :class:`WsProcess` runs :class:`~fractalsync_serve.ws_server.WsServer` in a child
-Python (``python -m fractalsync_serve.ws_process``) and talks to it over a ``SOCK_SEQPACKET``
-socket pair (one datagram per message, message boundaries kept):
+With the server as a thread of the analysis process, 50 clients raised the p99 of the
+analysis's ``SlowClock.push`` from 1.1 to 2.8 ms at load 4.6, from 5.8 to 32 ms at load 7-10
+(``benchmarks/bench_serve.py``): the event loop's Python work for the clients held the GIL
+while the analysis waited to take it back after each native call. :class:`WsProcess` runs
+:class:`~fractalsync_serve.ws_server.WsServer` in a child Python (``python -m
+fractalsync_serve.ws_process``) and talks to it over a ``SOCK_SEQPACKET`` socket pair (one
+datagram per message, message boundaries kept):
 
 * parent -> child: ``P`` + 8-byte sequence number + the state message's JSON (one per
   publication), or ``S`` (stop);
@@ -14,12 +15,16 @@ socket pair (one datagram per message, message boundaries kept):
   a command as JSON (tap/nudge/latency with its arrival time), ``T`` + the server's counters
   as JSON (on exit).
 
-The analysis thread's part (:meth:`WsProcess.sink`): encode the JSON, one non-blocking
+The analysis thread's part (:meth:`WsProcess.sink`) is one ``queue.SimpleQueue.put`` (C code:
+no system call, the GIL is kept; beyond ``SEND_BACKLOG`` waiting publications they are dropped
+and counted). A sender thread of the parent encodes the JSON, sends it with one non-blocking
 ``send`` (if the child is so far behind that the socket buffer is full, the publication is
-dropped and counted: the child never makes the analysis wait), then non-blocking ``recv`` of
-the commands that arrived, handed to ``on_command``. The child ignores SIGINT (a Ctrl-C in the
-terminal reaches the whole process group; the parent stops it), and exits when the parent's
-end of the socket closes.
+dropped and counted: the child never makes anyone wait) and takes the commands that came back
+(non-blocking ``recv``), handing them to ``on_command``. Encoding and sending in the analysis
+thread itself cost it p50 0.25 ms and p99 3.4 ms per block with 50 clients (the ``send`` wakes
+the child, which can preempt the sender on a 2-core machine). The child ignores SIGINT (a
+Ctrl-C in the terminal reaches the whole process group; the parent stops it), and exits when
+the parent's end of the socket closes.
 """
 
 from __future__ import annotations
@@ -28,11 +33,13 @@ import argparse
 import json
 import logging
 import os
+import queue
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,12 +49,13 @@ from .commands import Command
 if TYPE_CHECKING:  # the child process stays light: no tracking package
     from .publisher import Publication
 
-__all__ = ["WsProcess"]
+__all__ = ["SEND_BACKLOG", "WsProcess"]
 
 log = logging.getLogger("fractalsync_serve")
 
 _SEQ = struct.Struct("<q")
 _BUFFER_BYTES = 1 << 20
+SEND_BACKLOG = 256
 
 
 class WsProcess:
@@ -73,7 +81,10 @@ class WsProcess:
         self.page = page
         self._proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
-        self.dropped = 0
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.backlog_dropped = 0  # analysis thread only
+        self.dropped = 0  # sender thread only
         self.counters: dict = {}
 
     def start(self, timeout: float = 30.0) -> None:
@@ -104,24 +115,39 @@ class WsProcess:
         if first[:1] == b"R":
             self.port = int(first[1:])
             parent.setblocking(False)
+            self._thread = threading.Thread(target=self._send_loop, daemon=True,
+                                            name="fractalsync-ws-sender")
+            self._thread.start()
             return
         self.stop()
         raise OSError(first[1:].decode() if first[:1] == b"E" else
                       "the WebSocket server process exited before it listened")
 
     def sink(self, pub: Publication) -> None:
-        """Send ``pub`` to the child and take the commands that came back; never waits."""
-        sock = self._sock
-        if sock is None:
+        """Queue ``pub`` for the sender thread; never waits (module docstring)."""
+        if self._sock is None:
             return
-        try:
-            sock.send(b"P" + _SEQ.pack(pub.seq) + pub.to_json().encode())
-        except BlockingIOError:
-            self.dropped += 1
-        except OSError:  # the child is gone: the analysis goes on, the outputs without it
-            self._lost()
+        if self._queue.qsize() >= SEND_BACKLOG:
+            self.backlog_dropped += 1
             return
-        self._take_commands()
+        self._queue.put(pub)
+
+    def _send_loop(self) -> None:
+        while True:
+            pub = self._queue.get()
+            sock = self._sock
+            if pub is None:
+                return
+            if sock is None:
+                continue
+            try:
+                sock.send(b"P" + _SEQ.pack(pub.seq) + pub.to_json().encode())
+            except BlockingIOError:
+                self.dropped += 1
+            except OSError:  # the child is gone: the analysis goes on, the outputs without it
+                self._lost()
+                continue
+            self._take_commands()
 
     def _take_commands(self) -> None:
         while True:
@@ -147,7 +173,11 @@ class WsProcess:
         self._sock = None
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Ask the child to close its connections (1001) and exit; wait for it."""
+        """Stop the sender thread, ask the child to close its connections (1001) and exit;
+        wait for it."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
         sock, self._sock = self._sock, None
         if sock is not None:
             try:

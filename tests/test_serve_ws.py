@@ -307,7 +307,7 @@ def test_the_server_process_relays_states_and_commands():
         feeder.join()
         proc.stop()
     assert [c for c, _ in got] == [Command("nudge", 5.0)]
-    assert proc.dropped == 0 and proc.counters["connections"] == 1
+    assert proc.dropped == proc.backlog_dropped == 0 and proc.counters["connections"] == 1
 
 
 def test_the_server_process_reports_a_port_in_use():
