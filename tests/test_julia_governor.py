@@ -181,8 +181,8 @@ def test_two_frames_near_the_budget_step_down(times, start, hold):
 @given(gov=governors, times=st.lists(frame_ms, max_size=400))
 @example(gov=QualityGovernor(start=3), times=[1.0] * 400)
 def test_steps_up_only_after_a_sustained_margin(gov, times):
-    """Every move up comes after at least hold_frames frames at the level, the slowest of them,
-    times the smallest cost ratio the levels allow, under up_frac x budget."""
+    """Every move up comes after at least hold_frames frames at the level, their 90th
+    percentile times the smallest cost ratio the levels allow under up_frac x budget."""
     since: list[float] = []
     for t in times:
         level = gov.level
@@ -191,7 +191,8 @@ def test_steps_up_only_after_a_sustained_margin(gov, times):
         if gov.level < level:
             assert len(since) >= gov.hold_frames
             low = gov.ratio_bounds[gov.level][0]
-            assert max(since[-gov.hold_frames:]) * low < gov.up_ms
+            recent = sorted(since[-gov.hold_frames:])
+            assert recent[math.ceil(0.9 * len(recent)) - 1] * low < gov.up_ms
         if gov.level != level:
             since = []
 

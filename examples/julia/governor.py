@@ -21,23 +21,27 @@ frame budget (``1000 / fps`` ms):
 * **Down at once.** A frame over ``B`` (a missed frame), or 2 of the last 4 frames at this level
   over ``down_frac * B`` (nearing the budget), moves one level down, from the next frame on.
 * **Up only after a sustained margin.** After at least ``hold_frames`` frames at this level, it
-  moves one level up when the slowest of the last ``hold_frames`` frames, times the cost ratio of
-  the level above to this one, is under ``up_frac * B`` (``up_frac < down_frac``: hysteresis).
+  moves one level up when the 90th percentile of the last ``hold_frames`` frames (robust to the
+  odd frame another process delayed), times the cost ratio of the level above to this one, is
+  under ``up_frac * B`` (``up_frac < down_frac``: hysteresis).
 * **Cost ratios are measured.** Each move between neighbouring levels ``j`` (better) and
-  ``j + 1`` observes their cost ratio: the median of the last ``settle_frames`` frames before the
-  move against the median of the first ones after it (up to ``settle_frames``; fewer when it
-  leaves again sooner). The first observation replaces the prior (the sample-count ratio: the
-  cost of a frame is mostly its samples times their iterations), later ones are averaged in
-  (geometric mean of the old and the new). Observations are clipped to what the levels allow:
+  ``j + 1`` observes their cost ratio: the median of the frames at the old level (since it
+  got there, at most the last ``hold_frames``: not just the slow or fast frames that triggered
+  the move) against the median of the first ones at the new level (up to ``settle_frames``;
+  fewer when it leaves again sooner). The first observation replaces the prior (the
+  sample-count ratio: the cost of a frame is mostly its samples times their iterations); later
+  ones are averaged in (geometric mean of the old and the new, so one frame delayed by another
+  process moves the estimate only half-way). Observations are clipped to what the levels allow:
   a frame's cost is a fixed part plus its samples times their iterations, so the ratio lies
   between 1 and the sample-count ratio times the cap ratio (a cap changes a sample's iterations
   by at most that much).
 
 Under a constant load this settles and stays: after a move down from ``j`` the learnt ratio
 predicts ``j``'s cost, which was above ``down_frac * B > up_frac * B``, so it does not try ``j``
-again. When the load goes away, the current level's frames get cheaper, the predicted cost of
-the level above falls with them, and it moves up again. A governor is pure state (no clock, no
-GL): tests feed it frame times (``tests/test_julia_governor.py``).
+again (a prior can be too hopeful: one failed try per pair at most). When the load goes
+away, the current level's frames get cheaper, the predicted cost of the level above falls with
+them, and it moves up again. A governor is pure state (no clock, no GL): tests feed it frame
+times (``tests/test_julia_governor.py``).
 
 With a GPU (not a software rasteriser) the window uses no governor: full quality, every frame
 (:class:`~examples.julia.window.JuliaWindow`).
@@ -113,16 +117,18 @@ class QualityGovernor:
     start : index of the first frame's level.
     down_frac, up_frac : fractions of the budget for the rules, ``0 < up_frac < down_frac <= 1``.
     hold_frames : frames at a level before a move up is considered (>= 1).
-    settle_frames : frames on each side of a move that measure the cost ratio (>= 1).
+    settle_frames : frames after a move that measure the new level's cost (>= 1).
     """
 
     #: Frames looked at by the "2 of the last 4 near the budget" rule.
     NEAR_WINDOW = 4
     NEAR_COUNT = 2
+    #: Percentile of the last ``hold_frames`` frame costs that must show the margin.
+    UP_PERCENTILE = 90
 
     def __init__(self, budget_ms: float = 1000.0 / 60.0, ladder: tuple[Level, ...] = DEFAULT_LADDER,
                  *, start: int = 0, down_frac: float = 0.9, up_frac: float = 0.6,
-                 hold_frames: int = 30, settle_frames: int = 3) -> None:
+                 hold_frames: int = 30, settle_frames: int = 5) -> None:
         if isinstance(budget_ms, bool) or not isinstance(budget_ms, (int, float)) \
                 or not math.isfinite(budget_ms) or budget_ms <= 0:
             raise ValueError(f"QualityGovernor: budget_ms must be a finite number > 0, "
@@ -160,13 +166,13 @@ class QualityGovernor:
         self.ratio_bounds = []
         #: ``ratio[j]``: the estimated cost of level j over that of level j + 1.
         self.ratio = []
+        self._learnt = [False] * (len(ladder) - 1)
         for better, worse in zip(ladder[:-1], ladder[1:], strict=True):
             samples = better.samples(*_REFERENCE_SIZE) / worse.samples(*_REFERENCE_SIZE)
             caps = _cap_value(better.iter_cap) / _cap_value(worse.iter_cap)
             self.ratio_bounds.append((min(samples * min(caps, 1.0), 1.0),
                                       max(samples * max(caps, 1.0), 1.0)))
             self.ratio.append(samples)
-        self._learnt = [False] * (len(ladder) - 1)
         self._recent: deque[float] = deque(maxlen=max(hold_frames, self.NEAR_WINDOW,
                                                       settle_frames))
         self._pending: tuple[int, int, float] | None = None  # (from, to, cost before the move)
@@ -201,12 +207,13 @@ class QualityGovernor:
         return self.level
 
     def predicted_up_ms(self) -> float | None:
-        """The slowest recent frame's cost scaled to the level above (None at the top, or before
-        ``hold_frames`` frames at this level)."""
+        """The 90th percentile (nearest rank) of the last ``hold_frames`` frames' costs scaled to
+        the level above (None at the top, or before ``hold_frames`` frames at this level)."""
         if self.level == 0 or len(self._recent) < self.hold_frames:
             return None
-        recent = list(self._recent)[-self.hold_frames:]
-        return max(recent) * self.ratio[self.level - 1]
+        recent = sorted(list(self._recent)[-self.hold_frames:])
+        p90 = recent[math.ceil(self.UP_PERCENTILE / 100.0 * len(recent)) - 1]
+        return p90 * self.ratio[self.level - 1]
 
     def summary(self) -> str:
         """Frames per level as a one-line report, e.g. ``"quality: scale 1 40%, scale 2 60%
@@ -229,7 +236,7 @@ class QualityGovernor:
     def _move(self, to: int) -> None:
         if self._pending is not None and self._after:
             self._observe()
-        before = sorted(list(self._recent)[-self.settle_frames:])
+        before = sorted(self._recent)
         self._pending = (self.level, to, before[len(before) // 2])
         self._after = []
         self._recent.clear()
@@ -245,5 +252,5 @@ class QualityGovernor:
         hi, lo = (before, after) if origin < to else (after, before)
         low, high = self.ratio_bounds[j]
         obs = min(max(hi / lo, low), high) if lo > 0 and math.isfinite(hi) else high
-        self.ratio[j] = obs if not self._learnt[j] else math.sqrt(self.ratio[j] * obs)
+        self.ratio[j] = math.sqrt(self.ratio[j] * obs) if self._learnt[j] else obs
         self._learnt[j] = True
