@@ -10,6 +10,7 @@ waits: the cost of a publication to the analysis is the sinks' hand-over calls o
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,6 +73,10 @@ class Publication:
         msg["clock"] = self.clock.to_dict()
         msg["events"] = [e.to_dict() for e in self.events]
         return msg
+
+    def to_json(self) -> str:
+        """:meth:`to_message` as JSON text."""
+        return json.dumps(self.to_message())
 
 
 Sink = Callable[[Publication], None]
