@@ -244,3 +244,31 @@ def test_stdin_pcm_with_nan_inf_huge_values_and_a_torn_last_sample(osc):
     warnings = [w for w in done.stderr.decode().splitlines() if "warning:" in w]
     assert warnings and all("NonFiniteAudioWarning" in w for w in warnings)
     assert "Traceback" not in done.stderr.decode()
+
+
+def test_play_on_an_alsa_playback_device(tmp_path, song, osc):
+    """``--play``: the file goes to the device and, on the same sample clock, to the analysis
+    (the ALSA file plugin records what was played)."""
+    from alsa_devices import PLAY_DEVICE, run_portaudio, write_alsa_config
+
+    path, s = song
+    config = write_alsa_config(tmp_path, np.zeros(1024, np.float32))
+    listing = run_portaudio(
+        "from fractalsync_dsp.live_audio import list_devices\n"
+        f"print([d.index for d in list_devices() if d.name == {PLAY_DEVICE!r}][0])\n",
+        config.path)
+    assert listing.returncode == 0, listing.stderr
+    device = listing.stdout.strip().splitlines()[-1]
+    done = serve_process.run(["--audio", str(path), "--play", "--device", device, "--osc",
+                              osc.target, "--seconds", "3", "--structure", "none"],
+                             timeout=120, env={**__import__("os").environ,
+                                               "ALSA_CONFIG_PATH": str(config.path)})
+    assert done.returncode == 0, done.stderr
+    assert "real time, playing" in done.stdout and "stopped:" in done.stdout
+    played = np.fromfile(config.played, dtype="<f4")
+    start = int(np.flatnonzero(played)[0])  # PortAudio primes the device with silence first
+    assert s.audio[0] != 0 and start <= 44100
+    n = 44100 * 2
+    assert np.array_equal(played[start:start + n], s.audio[:n].astype(np.float32))
+    threading.Event().wait(0.5)
+    assert len(osc.values("/fractalsync/phase")) > 50
