@@ -1,6 +1,7 @@
 """Held-out evaluation of the structure anticipator through the live path (issue 10, item 8).
 
-Run (the full evaluation, a few minutes on 2 cores; ``--quick``: one 30 s song, for the tests)::
+Run (the full evaluation, a few minutes on 2 cores; ``--quick``: one 30 s song, numpy and midi
+only, for the tests)::
 
     .venv/bin/python benchmarks/measure_structure.py [--seeds 5000:5024] [--jobs 2] [--quick]
 
@@ -314,10 +315,12 @@ def training_seeds(model_path: Path) -> set[int] | None:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=_seeds, default=DEFAULT_SEEDS, help="START:STOP (5000:5024)")
-    p.add_argument("--renditions", default="numpy,midi,timgm",
-                   help="numpy,midi,timgm (comma-separated)")
+    p.add_argument("--renditions", default=None,
+                   help="some of numpy,midi,timgm, comma-separated (default: all three; with "
+                   "--quick numpy,midi)")
     p.add_argument("--no-demo", action="store_true", help="skip the demo song")
-    p.add_argument("--quick", action="store_true", help="one 30 s song, both renditions")
+    p.add_argument("--quick", action="store_true",
+                   help="one 30 s song, the numpy and midi renditions")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
     p.add_argument("--alpha", type=float, default=DEFAULT_HYSTERESIS.alpha)
@@ -327,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     hyst = Hysteresis(args.alpha, args.margin, args.dwell)
     seeds, duration = (range(5000, 5001), 30.0) if args.quick else (args.seeds, None)
+    if args.renditions is None:
+        args.renditions = "numpy,midi" if args.quick else "numpy,midi,timgm"
     renditions = [r for r in args.renditions.split(",") if r]
     if not set(renditions) <= {"numpy", "midi", "timgm"} or not renditions:
         p.error("--renditions: some of numpy, midi, timgm")
