@@ -13,7 +13,7 @@ and an iteration cap that clamps the controller's ``max_iter`` (never raises it)
     level 5  scale 3, cap 64
     level 6  scale 4, cap 48
 
-The caller feeds it each frame's cost, :meth:`QualityGovernor.record` (ms of CPU wall time from
+The caller feeds it each frame's cost, :meth:`QualityGovernor.record` (wall-clock ms from
 the start of drawing to the end of ``present`` or ``read``; Mesa's llvmpipe renders synchronously
 there), and draws the next frame at :attr:`QualityGovernor.current`. The rules, with ``B`` the
 frame budget (``1000 / fps`` ms):
@@ -34,7 +34,8 @@ frame budget (``1000 / fps`` ms):
   process moves the estimate only half-way). Observations are clipped to what the levels allow:
   a frame's cost is a fixed part plus its samples times their iterations, so the ratio lies
   between 1 and the sample-count ratio times the cap ratio (a cap changes a sample's iterations
-  by at most that much).
+  by at most that much; below 1 when the better level has the lower cap, as scale 1 cap 128
+  against scale 2 uncapped).
 
 Under a constant load this settles and stays: after a move down from ``j`` the learnt ratio
 predicts ``j``'s cost, which was above ``down_frac * B > up_frac * B``, so it does not try ``j``
