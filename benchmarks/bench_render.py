@@ -191,7 +191,7 @@ def governed_report(name: str, times: np.ndarray, levels: list, governor) -> str
 def test_gl_governed_960x540(benchmark, case):
     """The governed GL path at 960x540 output (module docstring)."""
     pytest.importorskip("moderngl")  # the [live] extra
-    from examples.julia.governor import QualityGovernor
+    from examples.julia.governor import SOFTWARE_GL_START, QualityGovernor
     from examples.julia.render_gl import GLRenderer
 
     kind, max_iter = case.rsplit(" ", 1)
@@ -202,7 +202,7 @@ def test_gl_governed_960x540(benchmark, case):
     with GLRenderer(WIDTH, HEIGHT) as gl:  # compiles the shaders
         gl.render(frames[0])  # warm-up: the first draw
         gl.read(out)
-        governor = QualityGovernor(GL_BUDGET_MS)
+        governor = QualityGovernor(GL_BUDGET_MS, start=SOFTWARE_GL_START)  # as the window does
         times, levels = governed_run(gl, governor, frames, out)
         settled = governor.current
         benchmark(lambda: (gl.set_scale(settled.scale), gl.render(settled.apply(frames[-1])),

@@ -406,8 +406,8 @@ def test_software_gl_is_recognised_by_the_renderer_string():
 
 
 def test_auto_scale_is_governed_on_software_gl_only():
-    """--scale auto: a quality governor with the frame budget on a software rasteriser; on a GPU
-    none, so every frame is drawn at full quality."""
+    """--scale auto: a quality governor with the frame budget on a software rasteriser, starting
+    at 2x2 blocks; on a GPU none, so every frame is drawn at full quality."""
     from examples.julia.window import governor_for
 
     class Ctx:
@@ -415,7 +415,8 @@ def test_auto_scale_is_governed_on_software_gl_only():
             self.info = {"GL_RENDERER": renderer}
 
     gov = governor_for(Ctx("llvmpipe (LLVM 15.0.6, 256 bits)"), 50.0)
-    assert gov is not None and gov.budget_ms == 20.0 and gov.current.scale == 1
+    assert gov is not None and gov.budget_ms == 20.0
+    assert (gov.current.scale, gov.current.iter_cap) == (2, None)  # 2x2 blocks, full detail
     assert governor_for(Ctx("NVIDIA GeForce RTX 4090/PCIe/SSE2"), 60.0) is None
     assert governor_for(Ctx("AMD Radeon Pro 5500M OpenGL Engine"), 144.0) is None
 

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 
 from examples.julia.params import MAX_ITER_RANGE, JuliaParams
 
-__all__ = ["DEFAULT_LADDER", "Level", "QualityGovernor"]
+__all__ = ["DEFAULT_LADDER", "SOFTWARE_GL_START", "Level", "QualityGovernor"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,10 @@ class Level:
 #: The window's ladder (module docstring), best first.
 DEFAULT_LADDER = (Level(1), Level(1, 128), Level(2), Level(2, 128), Level(2, 64), Level(3, 64),
                   Level(4, 48))
+#: Where a window on a software rasteriser starts: 2x2 blocks, the controller's detail (level 2).
+#: Starting at every pixel cost the first second 2-4 missed frames (20-60 ms each) while it
+#: stepped down; from here it climbs when the frames leave a margin.
+SOFTWARE_GL_START = DEFAULT_LADDER.index(Level(2))
 
 #: Per-frame sample-count ratios are computed for this output size (a 16:9 reference); the
 #: ratios of integer scales barely depend on it.

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from examples.julia import render_gl
-from examples.julia.governor import QualityGovernor
+from examples.julia.governor import SOFTWARE_GL_START, QualityGovernor
 from examples.julia.params import JuliaParams
 from examples.julia.render_gl import GLRenderer, GLUnavailableError
 from examples.julia.renderers import check_size
@@ -55,8 +55,9 @@ def software_gl(ctx) -> bool:
 
 def governor_for(ctx, fps: float) -> QualityGovernor | None:
     """The quality governor of an auto-scaled window drawing with ``ctx`` at ``fps``: one with a
-    budget of ``1000 / fps`` ms on a software rasteriser, None (full quality) on a GPU."""
-    return QualityGovernor(1000.0 / fps) if software_gl(ctx) else None
+    budget of ``1000 / fps`` ms starting at ``SOFTWARE_GL_START`` on a software rasteriser, None
+    (full quality) on a GPU."""
+    return QualityGovernor(1000.0 / fps, start=SOFTWARE_GL_START) if software_gl(ctx) else None
 
 
 class NoDisplayError(RuntimeError):
