@@ -112,17 +112,20 @@ class Hysteresis:
 #: The defaults: alpha 0.5, margin 0.4, 2 steps (160 ms). A switch needs the smoothed probability
 #: of the new label 0.4 above the shown one on 2 consecutive steps: ~0.2 s after the model's
 #: probabilities cross (inside HR.5F's ±0.5 s window), and a blip of one step never shows.
-#: Chosen on development songs (generator seeds 4000-4011, disjoint from the model's training
-#: seeds 0..199 and from the evaluation's 5000..) with the shipped model of sha256 3aa956fd,
-#: maximising the mean of HR.5F and HR3F of the displayed segments, over alpha {1, 0.5, 0.35} x
-#: margin {0.1, 0.2, 0.3} x dwell {2, 3, 4}, plus margin 0.4 at alpha {1, 0.5}: plain argmax
-#: (1, 0, 1) gives HR.5F 0.54 / HR3F 0.54 (12.2 label changes per minute for 4.3 true
-#: boundaries); this setting 0.78 / 0.84 (5.5 per minute) at a median lag of 0.23 s and
-#: accuracy 0.917 (argmax 0.932); the former default (0.5, 0.2, 3) 0.76 / 0.81. Margins 0.3-0.4
-#: form a plateau (mean 0.80-0.81); alpha 0.35 or dwell 4 add lag (>= 0.37 s) that costs
-#: HR.5F. On the FluidSynth renditions of the same seeds it is also the best of the three
-#: settings tried (HR3F 0.51 against 0.47). Re-tune a new model with the grid (about 1 min per
-#: setting on 2 busy cores), then set the best one here::
+#: Chosen on development songs (generator seeds 4000-4011, disjoint from the models' training
+#: seeds 0..199 and from the evaluation's 5000..), maximising the mean of HR.5F and HR3F of the
+#: displayed segments. With the model of sha256 3aa956fd, over alpha {1, 0.5, 0.35} x margin
+#: {0.1, 0.2, 0.3} x dwell {2, 3, 4}, plus margin 0.4 at alpha {1, 0.5}: plain argmax (1, 0, 1)
+#: gave HR.5F 0.54 / HR3F 0.54 (12.2 label changes per minute for 4.3 true boundaries), this
+#: setting 0.78 / 0.84 (5.5 per minute) at a median lag of 0.23 s and accuracy 0.917 (argmax
+#: 0.932), the former default (0.5, 0.2, 3) 0.76 / 0.81; margins 0.3-0.4 formed a plateau (mean
+#: 0.80-0.81), alpha 0.35 or dwell 4 added lag (>= 0.37 s) that cost HR.5F; on the FluidSynth
+#: renditions it was also the best of three settings tried (HR3F 0.51 against 0.47). With the
+#: model that replaced it (sha256 8cd620d2), over alpha {1, 0.5} x margin {0.2, 0.3, 0.4} x
+#: dwell {2, 3}: still the best, HR.5F 0.83 / HR3F 0.90 (5.3 per minute) at 0.24 s and accuracy
+#: 0.967 (argmax 0.61 / 0.61 and 0.978; the former default 0.83 / 0.87). Re-tune a new model
+#: with the grid (20-60 s per setting on 2 cores, depending on their load), then set the best
+#: one here::
 #:
 #:     mkdir -p /tmp/tune && for a in 1 0.5 0.35; do for m in 0.1 0.2 0.3 0.4; do \
 #:       for d in 2 3 4; do .venv/bin/python benchmarks/measure_structure.py --seeds 4000:4012 \
