@@ -35,6 +35,9 @@ _PROB_SUM_TOL = 1e-3
 
 
 def _prob_tuple(name: str, values, n: int) -> tuple[float, ...]:
+    if (type(values) is tuple and len(values) == n
+            and all(type(v) is float and 0.0 <= v <= 1.0 for v in values)):
+        return values  # already what the checks below would build (the structure step's case)
     if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
         raise TypeError(f"{name} must be a sequence of {n} numbers, got {type(values).__name__}")
     if len(values) != n:
