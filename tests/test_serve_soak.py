@@ -3,10 +3,11 @@ path: SlowClock with the structure model, serve clock, publisher and a sink chec
 publication).
 
 One hour of audio (the demo song tiled, 48 kHz, 1024-sample blocks; 46 s here at load 0.7, up
-to 4 min on a busy machine); ``FRACTALSYNC_SOAK_MINUTES=N`` runs N minutes instead. Checked: the tracker's and the published beat counts never go back; the stream time
-of every publication is exactly the samples consumed / rate; the lag of the beat state behind
-the stream time and the beat accuracy against the true grid are the same in the last minute as
-in the first (no drift); memory (RSS) grows by less than 16 MiB from minute 1 to the end.
+to 4 min on a busy machine); ``FRACTALSYNC_SOAK_MINUTES=N`` runs N minutes instead. Checked:
+the tracker's and the published beat counts never go back; the stream time of every
+publication is exactly the samples consumed / rate; the lag of the beat state behind the stream
+time and the beat accuracy against the true grid are the same in the last minute as in the
+first (no drift); memory (RSS) grows by less than 16 MiB from minute 1 to the end.
 """
 
 from __future__ import annotations
