@@ -6,15 +6,16 @@ becomes a :class:`~.publisher.Publication` handed without waiting to the outputs
 websockets, run in a child process by :mod:`.ws_process`), both from the ``[serve]`` extra and
 imported only when used; Ableton Link (:mod:`.link_out`, ``[link]``) and MIDI clock
 (:mod:`.midi_clock`, ``[midi]``). The published beat comes from the server's fast clock
-(:class:`~.serve_clock.ServeClock`: phase predictor, taps, nudges, output latency).
+(:class:`~.serve_clock.ServeClock`: the library's
+:class:`~fractalsync_tracking.display_clock.DisplayClock` with the commands' limits).
 """
 
 import importlib
 
-__all__ = ["ClockNow", "Command", "CommandError", "EngineStats", "LEVEL_NAMES", "Publication",
+__all__ = ["Command", "CommandError", "EngineStats", "LEVEL_NAMES", "Publication",
            "Publisher", "ServeClock", "ServeEngine", "levels", "parse_command"]
 
-_HOME = {"ClockNow": "serve_clock", "ServeClock": "serve_clock", "Command": "commands",
+_HOME = {"ServeClock": "serve_clock", "Command": "commands",
          "CommandError": "commands", "parse_command": "commands", "EngineStats": "engine",
          "ServeEngine": "engine", "LEVEL_NAMES": "levels", "levels": "levels",
          "Publication": "publisher", "Publisher": "publisher"}

@@ -110,7 +110,8 @@ class ServeEngine:
         t1 = time.perf_counter()
         s = slow.stream_time
         self._apply_commands(s)
-        self.clock.update(slow.beat_states_since_last_push)
+        for beat in slow.beat_states_since_last_push:
+            self.clock.update(beat)
         pub = Publication(seq=self._seq, state=state, events=slow.beat_events_since_last_push,
                           stream_time=s, wall_time=self.source.wall_time(s),
                           latency_s=self.clock.latency_s, clock=self.clock.at(s))

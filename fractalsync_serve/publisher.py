@@ -16,9 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fractalsync_tracking.beat_state import BeatEvent
+from fractalsync_tracking.display_clock import BeatNow
 from fractalsync_tracking.slow_state import SECTION_LABELS, SlowState
-
-from .serve_clock import ClockNow
 
 __all__ = ["Publication", "Publisher"]
 
@@ -44,7 +43,7 @@ class Publication:
         input: the time of the publication).
     latency_s : float
         The receivers' output delay the clock was predicted for.
-    clock : ClockNow
+    clock : BeatNow
         The published beat clock (the server's fast clock at ``stream_time + latency``).
     """
 
@@ -54,7 +53,7 @@ class Publication:
     stream_time: float
     wall_time: float
     latency_s: float
-    clock: ClockNow
+    clock: BeatNow
 
     @property
     def section_index(self) -> int:
@@ -64,7 +63,7 @@ class Publication:
     def to_message(self) -> dict:
         """The WebSocket message: the SlowState's ``state_bus`` fields (``beat``, ``structure``,
         ``features``) plus ``type: "state"``, ``seq``, ``stream_time``, ``wall_time``,
-        ``latency_ms``, ``section`` (label), ``clock`` (:meth:`ClockNow.to_dict`) and
+        ``latency_ms``, ``section`` (label), ``clock`` (:meth:`BeatNow.to_dict`) and
         ``events`` (the tracker's beats decided in this push)."""
         msg = {"type": "state", "seq": self.seq, "stream_time": self.stream_time,
                "wall_time": self.wall_time, "latency_ms": self.latency_s * 1e3}

@@ -25,6 +25,7 @@ from .analysis_thread import AnalysisThread
 from .beat_grid import BeatGrid, beat_grid, grid_from_activations
 from .beat_state import BeatClockState, BeatEvent
 from .beat_tracker import BeatTracker, TrackerOutput
+from .display_clock import BeatNow, DisplayClock
 from .metrics import (
     beat_f_measure,
     beat_time_errors,
@@ -55,6 +56,8 @@ __all__ = [
     "BeatClockState",
     "BeatEvent",
     "BeatGrid",
+    "BeatNow",
+    "DisplayClock",
     "BeatTracker",
     "FilterConfig",
     "ParticleFilter",

@@ -1,7 +1,7 @@
 """A 10-minute simulated stream through the live app's two clocks, without drawing.
 
 The analysis side (SlowClock, pushed the 1024-sample blocks that ended by each render time) and
-the render side (FastBeat + AnalyticController at 60 frames/s) run over 10 minutes of a steady
+the render side (DisplayClock + AnalyticController at 60 frames/s) run over 10 minutes of a steady
 120 BPM groove. Checked: the samples analysed never drift from the render time (always within
 one block behind it), the displayed beat stays on the true beat grid as well in the last minute
 as in the second, and memory stays flat.

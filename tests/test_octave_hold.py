@@ -7,8 +7,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from examples.julia.fast_clock import FastBeat
 from fractalsync_tracking.beat_state import BeatClockState
+from fractalsync_tracking.display_clock import DisplayClock
 from fractalsync_tracking.octave_hold import (
     CLEAR_MARGIN,
     HOLD_BEATS,
@@ -164,12 +164,12 @@ def test_random_streams_give_valid_states_at_an_octave_of_the_input(seq):
         prev_in, prev_out = s, o
 
 
-def test_fast_clock_keeps_pulsing_on_the_beats_through_a_double_tempo_flip():
-    """FastBeat at 60 Hz: the tracker flips to double tempo for 3 s (4 bars at 85 BPM, the
+def test_display_clock_keeps_pulsing_on_the_beats_through_a_double_tempo_flip():
+    """DisplayClock at 60 Hz: the tracker flips to double tempo for 3 s (4 bars at 85 BPM, the
     seed-1004 case) and back; the displayed beats stay one per true beat, on the beat."""
     spb = 60.0 / 85.0
     script = flip_script(spb, -1, 6.0, 3.0, 0.8, 0.7, beat0=0.1)
-    fb = FastBeat()
+    fb = DisplayClock()
     shown, k = [], 0
     frames = int(script[-1].t_sec * 60)
     last = None

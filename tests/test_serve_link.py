@@ -73,7 +73,7 @@ _LEADER = r"""
 import json, subprocess, sys, time
 from fractalsync_serve.link_out import LinkOut
 from fractalsync_serve.publisher import Publication
-from fractalsync_serve.serve_clock import ClockNow
+from fractalsync_tracking.display_clock import BeatNow
 from fractalsync_tracking.beat_state import BeatClockState
 from fractalsync_tracking.slow_state import SlowState, StructureState
 
@@ -95,7 +95,7 @@ while peer.poll() is None and time.monotonic() - start < 40:
     beats = beats_at(m)
     n = int(beats)
     spb = spb1 if m < m_switch else spb2
-    clock = ClockNow(beats - n, n, n % bpb + 1, bpb, spb, 0.9, 0.0, "tracker")
+    clock = BeatNow(beats - n, n, n % bpb + 1, bpb, spb, 0.9, 0.0, "tracker")
     out.publish(Publication(seq, state, (), m - start, u, 0.0, clock))
     seq += 1
     time.sleep(0.02)

@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 from fractalsync_serve.beat_follower import BeatFollower, BeatPosition, SyncOutputError
 from fractalsync_serve.midi_clock import PPQN, ClockTicks, MidiClockOut, open_midi_output
 from fractalsync_serve.publisher import Publication
-from fractalsync_serve.serve_clock import NO_BEAT, ClockNow
 from fractalsync_tracking.beat_state import BeatClockState
+from fractalsync_tracking.display_clock import NO_BEAT, BeatNow
 from fractalsync_tracking.slow_state import SlowState, StructureState
 
 mido = pytest.importorskip("mido", reason="the optional [midi] extra (mido) is not installed")
@@ -46,7 +46,7 @@ def _position(beats: float, spb: float, bpb: int) -> BeatPosition:
 def _pub(seq, stream_time, wall_time, beats, spb, bpb=4, latency_s=0.0):
     """A publication whose clock is at ``beats`` (bar position ``beats mod bpb``)."""
     n = math.floor(beats)
-    clock = ClockNow(beats - n, n, n % bpb + 1, bpb, spb, 0.9, 0.0, "tracker")
+    clock = BeatNow(beats - n, n, n % bpb + 1, bpb, spb, 0.9, 0.0, "tracker")
     return Publication(seq, _STATE, (), stream_time, wall_time, latency_s, clock)
 
 

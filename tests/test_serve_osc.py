@@ -32,7 +32,7 @@ def _publications(seconds: float, latency: float = 0.0, wall0: float = 1.7e9):
         n = int(t / SPB)
         beat = BeatClockState(t_sec=t, spb=SPB, phase=(t / SPB) % 1.0, beat_count=n, conf=0.9,
                               downbeat_prob=0.2, beat_in_bar=n % 4 + 1, beats_per_bar=4)
-        clock.update([beat])
+        clock.update(beat)
         state = SlowState(beat, structure, (-20.0, -10.0, -30.0, -50.0, 0.1, 800.0, 0.6))
         out.append(Publication(seq, state, (), s, wall0 + s, latency, clock.at(s)))
     return out

@@ -32,7 +32,7 @@ def _publication(seq: int) -> Publication:
     beat = BeatClockState(t_sec=t, spb=0.5, phase=(t / 0.5) % 1.0, beat_count=n, conf=0.9,
                           downbeat_prob=0.2, beat_in_bar=n % 4 + 1, beats_per_bar=4)
     clock = ServeClock()
-    clock.update([beat])
+    clock.update(beat)
     state = SlowState(beat, StructureState.neutral(), (-20.0,) * 4 + (0.1, 800.0, 0.5))
     return Publication(seq, state, (), s, 1.7e9 + s, 0.0, clock.at(s))
 

@@ -26,10 +26,10 @@ import time
 
 import numpy as np
 
+from fractalsync_tracking.display_clock import DisplayClock
 from fractalsync_tracking.slow_state import HORIZONS_BEATS
 
 from .controller import AnalyticController, ControlInputs, to_params
-from .fast_clock import FastBeat
 
 __all__ = ["LiveLoop", "StreamClock"]
 
@@ -37,6 +37,8 @@ __all__ = ["LiveLoop", "StreamClock"]
 _REANCHOR_S = 0.05
 #: Fraction of the remaining error corrected per frame otherwise.
 _SLEW = 0.05
+#: One nudge key press shifts the shown beat by this much (s), later or earlier.
+NUDGE_S = 0.010
 
 
 class StreamClock:
@@ -82,7 +84,7 @@ class LiveLoop:
         self.window, self.clock, self.thread, self.source = window, clock, thread, source
         self.ring = ring
         self.fps = float(fps)
-        self.beat = FastBeat(latency_s)
+        self.beat = DisplayClock(latency_s)
         self.controller = AnalyticController()
         self.overlay = True
         self._is_file = hasattr(source, "playback_time")
@@ -103,7 +105,7 @@ class LiveLoop:
                 self.beat.tap(self.stream_time())
                 self.keys["tap"] += 1
             elif name in ("nudge+", "nudge-"):
-                self.beat.nudge(1 if name == "nudge+" else -1)
+                self.beat.nudge(NUDGE_S if name == "nudge+" else -NUDGE_S)
                 self.keys["nudge"] += 1
             elif name == "fullscreen":
                 self.window.toggle_fullscreen()

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fractalsync_tracking.display_clock import DisplayClock
 from fractalsync_tracking.slow_clock import SlowClock
 
 from .controller import AnalyticController, ControlInputs, to_params
-from .fast_clock import FastBeat
 from .renderers import make_renderer
 from .video import VideoWriter
 
@@ -80,7 +80,7 @@ class CausalStream:
                  latency_s: float = 0.0) -> None:
         self.audio, self.sample_rate = audio, sample_rate
         self.clock = SlowClock(sample_rate, structure=structure)
-        self.beat = FastBeat(latency_s)
+        self.beat = DisplayClock(latency_s)
         self.pos = 0  # samples pushed so far
         self.analysis_ms: list[float] = []
         self.beat_times: list[float] = []  # every beat the tracker reported (s)
