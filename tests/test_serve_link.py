@@ -139,6 +139,13 @@ def _run_pair(bpm1: float, bpm2: float, switch_after: float, latency_s: float, b
     return report
 
 
+#: Bar-phase tolerance in beats of the peer against the known clock: the peer samples the session
+#: from its own thread, and on this shared 2-core VM a sample was once 0.0251 beat off (load 8)
+#: with a 0.025 bound. 0.05 beat (25 ms at 120 BPM) still fails a latency not applied (0.16 beat
+#: at 97.5 BPM and 100 ms) or a phase a beat off.
+PHASE_TOL_BEATS = 0.05
+
+
 @pytest.mark.parametrize(("bpm", "latency_s", "bpb"), [(128.0, 0.0, 4), (97.5, 0.1, 3)])
 def test_link_peer_follows_tempo_and_bar_phase(netns, bpm, latency_s, bpb):
     report = _run_pair(bpm, bpm, math.inf, latency_s, bpb)
@@ -148,7 +155,7 @@ def test_link_peer_follows_tempo_and_bar_phase(netns, bpm, latency_s, bpb):
     for _, tempo, err in report["samples"]:
         assert tempo == pytest.approx(bpm, abs=0.02)  # the peer started at 90 BPM
         # the session's bar phase leads the known clock by the output latency
-        assert err == pytest.approx(latency_s / spb, abs=0.025), report["samples"]
+        assert err == pytest.approx(latency_s / spb, abs=PHASE_TOL_BEATS), report["samples"]
 
 
 def test_link_tempo_change_keeps_the_phase(netns):
@@ -158,7 +165,7 @@ def test_link_tempo_change_keeps_the_phase(netns):
     after = [(t, tempo) for t, tempo, _ in report["samples"] if t > 0]
     assert len(after) > 60, report["samples"]  # the peer saw the change
     for t, tempo, err in report["samples"]:
-        assert abs(err) < 0.025, (t, tempo, err)
+        assert abs(err) < PHASE_TOL_BEATS, (t, tempo, err)
         if t < 0:
             assert tempo == pytest.approx(120.0, abs=0.02)
         elif t > 5.0:
@@ -247,10 +254,7 @@ def test_fractalsync_serve_link_peer_follows_the_song(netns, tmp_path):
     import numpy as np
 
     from fractalsync_models.training.song_generator import generate_song
-    from fractalsync_serve.cli import build_parser
 
-    if "--link" not in build_parser().format_help():
-        pytest.skip("fractalsync-serve has no --link option: not wired into the CLI")
     song = generate_song(2026, duration_s=30.0)  # the demo song: 121.5 BPM, 4/4
     wav, _ = song.write(tmp_path)
     np.save(tmp_path / "beats.npy", song.beats)
