@@ -375,6 +375,17 @@ def _sanitise_micro(micro: tuple[float, ...]) -> np.ndarray:
     return m
 
 
+def _nearest_is_downbeat(phase: float, beat_in_bar: int, beats_per_bar: int) -> bool:
+    """Whether the beat nearest to ``phase`` in [0, 1) is a downbeat: the one just passed is
+    beat 1 of its bar (``phase < 0.5``), or the coming one is (``beat_in_bar >= beats_per_bar``)."""
+    return beat_in_bar >= beats_per_bar if phase >= 0.5 else beat_in_bar == 1
+
+
+def _sanitise_hazards(values: tuple[float, ...]) -> np.ndarray:
+    h = np.array(values, np.float64)
+    return np.clip(np.where(np.isfinite(h), h, 0.0), 0.0, 1.0)
+
+
 def _sanitise_probs(values: tuple[float, ...]) -> np.ndarray:
     p = np.array(values, np.float64)
     p[~np.isfinite(p) | (p < 0)] = 0.0
@@ -473,8 +484,7 @@ class AnalyticController:
         style = q @ _STYLE_TABLE
 
         # tension from the hazards
-        hazard = np.array(inputs.hazard_probs)
-        hazard = np.clip(np.where(np.isfinite(hazard), hazard, 0.0), 0.0, 1.0)
+        hazard = _sanitise_hazards(inputs.hazard_probs)
         t_target = float(np.dot(HAZARD_WEIGHTS, hazard))
         if first:
             self._tension = t_target
@@ -495,8 +505,7 @@ class AnalyticController:
         if math.isfinite(inputs.phase) and math.isfinite(inputs.conf):
             phase = min(inputs.phase % 1.0, math.nextafter(1.0, 0.0))  # -1e-20 % 1.0 == 1.0
             conf = min(max(inputs.conf, 0.0), 1.0)
-            down = (inputs.beat_in_bar >= inputs.beats_per_bar if phase >= 0.5
-                    else inputs.beat_in_bar == 1)
+            down = _nearest_is_downbeat(phase, inputs.beat_in_bar, inputs.beats_per_bar)
             amp = conf * (DOWNBEAT_GAIN if down else BEAT_GAIN) * style[_S["pulse_gain"]]
             pulse = amp * beat_pulse(phase, spb)
             near = min(phase, 1.0 - phase) * spb  # seconds to the nearest beat
