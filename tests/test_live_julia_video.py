@@ -168,3 +168,66 @@ def test_frames_do_not_look_ahead(song, tmp_path):
     for t in before:
         assert np.array_equal(runs[0][t], runs[1][t]), t
     assert any(not np.array_equal(runs[0][t], runs[1][t]) for t in after)
+
+
+def decoded_frames(path: Path, width: int, height: int) -> np.ndarray:
+    raw = subprocess.run([FFMPEG, "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt",
+                          "rgb24", "pipe:1"], capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, height, width, 3)
+
+
+@pytest.fixture(scope="module")
+def random_model(tmp_path_factory):
+    from onnx_controllers import random_controller
+    return random_controller(tmp_path_factory.mktemp("model") / "random.onnx", seed=3)
+
+
+def test_controller_onnx_renders_with_the_model_given(song, tmp_path, random_model):
+    """--controller onnx runs the model: the video differs from the analytic one's, and from
+    another model's; the frames, size and audio stream are there."""
+    outs = {}
+    for name, extra in (("analytic", []),
+                        ("onnx", ["--controller", "onnx", "--controller-model", random_model])):
+        out = tmp_path / f"{name}.mp4"
+        r = run_app("--audio", song[0], "--out", out, "--seconds", 2, "--size", "96x64",
+                    "--fps", 30, "--structure", "none", *extra)
+        assert r.returncode == 0, r.stderr
+        assert f"{name} controller" in r.stdout and "controller p99" in r.stdout, r.stdout
+        info = probe(out)
+        video = [s for s in info["streams"] if s["codec_type"] == "video"]
+        assert int(video[0]["nb_read_frames"]) == 60
+        assert (video[0]["width"], video[0]["height"]) == (96, 64)
+        assert [s["codec_type"] for s in info["streams"]].count("audio") == 1
+        outs[name] = decoded_frames(out, 96, 64).astype(np.int16)
+    assert outs["analytic"].shape == outs["onnx"].shape == (60, 64, 96, 3)
+    assert np.abs(outs["analytic"] - outs["onnx"]).mean() > 5.0
+
+
+@pytest.mark.skipif(not (ROOT / "fractalsync_models" / "models" / "controller_v1.onnx").is_file(),
+                    reason="the trained controller_v1.onnx has not landed in this checkout")
+def test_controller_onnx_uses_the_shipped_model_by_default(song, tmp_path):
+    out = tmp_path / "shipped.mp4"
+    r = run_app("--audio", song[0], "--out", out, "--seconds", 2, "--size", "96x64", "--fps",
+                30, "--controller", "onnx")
+    assert r.returncode == 0, r.stderr
+    assert "onnx controller" in r.stdout
+    assert decoded_frames(out, 96, 64).shape == (60, 64, 96, 3)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--controller", "onnx", "--controller-model", "{tmp}/missing.onnx"], "missing.onnx"),
+    (["--controller", "onnx", "--controller-model", "{junk}"], "junk.onnx"),
+    (["--controller-model", "{junk}"], "--controller onnx"),
+    (["--controller", "torch"], "invalid choice"),
+])
+def test_a_bad_controller_model_is_a_clear_error_before_rendering(song, tmp_path, args, message):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x08\x07 not an onnx model" * 20)
+    argv = [a.format(tmp=tmp_path, junk=junk) for a in args]
+    out = tmp_path / "o.mp4"
+    r = run_app("--audio", song[0], "--out", out, "--seconds", 1, "--size", "64x36", *argv,
+                timeout=120)
+    assert r.returncode in (1, 2), (r.returncode, r.stderr)
+    assert message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and "rendering" not in r.stdout
+    assert not out.exists()

@@ -13,6 +13,12 @@ Modes, chosen from the arguments and the machine:
   MP4 with its audio (see :mod:`examples.julia.video_render`), then frame-time statistics are
   printed. ``--mic`` needs a window.
 
+``--controller analytic`` (default) runs :class:`~examples.julia.controller.AnalyticController`;
+``--controller onnx`` runs the trained model
+(:class:`~examples.julia.controller_onnx.OnnxController`: the shipped ``controller_v1.onnx`` or
+``--controller-model FILE``) in both modes; a missing or invalid model file is an error naming
+it, before anything starts.
+
 The demo song is a generated structured song (``generate_song(DEMO_SEED)``, see
 ``fractalsync_models.training.song_generator``), made on the fly at 44.1 kHz.
 """
@@ -107,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="window: do not play the file, pace it in real time (no output device)")
     p.add_argument("--structure", choices=("model", "none"), default="model",
                    help="structure tracker: the shipped anticipator model, or none (neutral)")
+    p.add_argument("--controller", choices=("analytic", "onnx"), default="analytic",
+                   help="what turns beat, features and sections into the picture's controls: "
+                        "the analytic controller (default) or the trained ONNX model")
+    p.add_argument("--controller-model", metavar="FILE.onnx", default=None,
+                   help="--controller onnx: the model file (default: the shipped "
+                        "fractalsync_models/models/controller_v1.onnx)")
     add_debug_flag(p)
     return p
 
@@ -144,17 +156,31 @@ def make_structure(args):
     return StructureTracker()
 
 
+def make_controller(args):
+    """The controller ``--controller`` names: an AnalyticController, or an OnnxController of
+    ``--controller-model`` (a missing or invalid file raises an error naming it)."""
+    if args.controller == "analytic":
+        if args.controller_model is not None:
+            raise ValueError("--controller-model is for --controller onnx")
+        from .controller import AnalyticController
+        return AnalyticController()
+    from .controller_onnx import OnnxController
+    return OnnxController(args.controller_model)
+
+
 def run_video(args, out: Path) -> int:
     from .video_render import render_video
+    controller = make_controller(args)
     audio, rate, name = load_input(args)
     latency = 0.0 if args.latency_ms is None else args.latency_ms / 1e3
     print(f"{PROG}: rendering {name} to {out} ({args.size[0]}x{args.size[1]}, {args.fps:g} fps, "
-          f"{args.renderer}, scale {1 if args.scale == 'auto' else args.scale})", flush=True)
+          f"{args.renderer}, scale {1 if args.scale == 'auto' else args.scale}, "
+          f"{args.controller} controller)", flush=True)
     stats = render_video(audio, rate, out, fps=args.fps, size=args.size, renderer=args.renderer,
                          scale=1 if args.scale == "auto" else int(args.scale),
                          seconds=args.seconds, start=args.start,
                          structure=make_structure(args), latency_s=latency,
-                         overwrite=args.overwrite or out == DEFAULT_OUT)
+                         overwrite=args.overwrite or out == DEFAULT_OUT, controller=controller)
     print(f"{PROG}: wrote {out}: {stats.line()}", flush=True)
     return 0
 
@@ -171,6 +197,7 @@ def run_window(args) -> int:
     if args.renderer != "gl":
         raise ValueError("the window draws with OpenGL; --renderer numba renders videos only "
                          "(add --out FILE.mp4)")
+    controller = make_controller(args)
     window = JuliaWindow(*args.size, title="FractalSync live Julia",
                          scale=None if args.scale == "auto" else int(args.scale), fps=args.fps)
     try:
@@ -192,7 +219,8 @@ def run_window(args) -> int:
         clock = SlowClock(rate, structure=make_structure(args))
         thread = AnalysisThread(ring, clock)
         latency = 0.0 if args.latency_ms is None else args.latency_ms / 1e3
-        loop = LiveLoop(window, clock, thread, source, ring, fps=args.fps, latency_s=latency)
+        loop = LiveLoop(window, clock, thread, source, ring, fps=args.fps, latency_s=latency,
+                        controller=controller)
         print(f"{PROG}: {name} in a window ({args.size[0]}x{args.size[1]}, scale "
               f"{window.renderer.scale}); space taps, arrows nudge, F fullscreen, H overlay, "
               "Esc quits", flush=True)

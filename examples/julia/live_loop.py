@@ -77,15 +77,17 @@ class LiveLoop:
     ring : the BlockRing the source writes and the thread reads
     fps : target frames per second.
     latency_s : extra output delay added to beat queries (display/projector), >= 0.
+    controller : ``step(ControlInputs) -> control (8,)``, e.g. an ``OnnxController``
+        (default: a new ``AnalyticController``).
     """
 
     def __init__(self, window, clock, thread, source, ring, *, fps: float = 60.0,
-                 latency_s: float = 0.0) -> None:
+                 latency_s: float = 0.0, controller=None) -> None:
         self.window, self.clock, self.thread, self.source = window, clock, thread, source
         self.ring = ring
         self.fps = float(fps)
         self.beat = DisplayClock(latency_s)
-        self.controller = AnalyticController()
+        self.controller = AnalyticController() if controller is None else controller
         self.overlay = True
         self._is_file = hasattr(source, "playback_time")
         self.keys = {"tap": 0, "nudge": 0, "fullscreen": 0, "overlay": 0}

@@ -1,0 +1,177 @@
+"""The trained controller at run time: an ONNX model stepped once per render frame.
+
+:class:`OnnxController` has the interface of
+:class:`~examples.julia.controller.AnalyticController`: ``step(ControlInputs)`` returns the
+control vector, float32 (8,) in ``CONTROL_NAMES`` order within ``CONTROL_RANGES``, and
+``reset()`` starts a fresh stream. It runs a model with the contract's ``controller`` tensors
+(``contracts/v1.json`` ``models.controller``): inputs ``micro_features [B, 7]``,
+``beat_features [B, 5]``, ``section_probs [B, 8]``, ``hazard_probs [B, 5]``, ``state_in
+[B, 64]``; outputs ``control [B, 8]``, ``state_out [B, 64]``; here B = 1.
+
+* **Inputs**: one :class:`~examples.julia.controller_io.ContractInputs` converts each frame's
+  ``ControlInputs`` to the four vectors (the same conversion the training data used; it
+  sanitises non-finite and out-of-range values), copied into preallocated buffers.
+* **State**: ``state_out`` of a frame is ``state_in`` of the next, zeros at the start and after
+  ``reset()``. The model is called once per ``step``, whatever the time between steps: the
+  contract's rate is one call per 60 Hz render frame (``ControlInputs.t`` is not an input).
+* **Outputs**: rotation (radians) and hue (turns) are periodic: they are wrapped into
+  ``[-pi, pi)`` and ``[0, 1)``; the other controls are clipped into ``CONTROL_RANGES``.
+* **Non-finite output** (documented fallback): when ``control`` or ``state_out`` holds a NaN or
+  an infinity, the step returns the last good control (before any: the neutral control of
+  :func:`~examples.julia.controller.to_params`: c = 0, zoom 1, rotation 0, hue 0, saturation
+  1, brightness 1, detail 0.5) and the state goes back to zeros, so one bad frame cannot poison
+  the ones after it. The first such frame raises a :class:`NonFiniteOutputWarning`; all are
+  counted in ``nonfinite_frames``.
+* **Loading**: the file is checked against the contract (:func:`validate_onnx_model`) and run by
+  onnxruntime on one intra-op thread. A missing file is a ``ModelNotFoundError`` (a
+  ``FileNotFoundError``), an unreadable or non-conforming one a ``ContractError`` (a
+  ``ValueError``); both messages name the file.
+* **Speed**: the session runs through two prepared IO bindings (state buffers A -> B and
+  B -> A, alternating), so a step allocates no onnxruntime values and copies no state
+  (``benchmarks/bench_controller.py`` measures the cost per frame).
+
+Not thread-safe: one instance per stream and thread.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+
+from examples.julia.controller import _HI, _LO, _NEUTRAL, CONTROL_NAMES, ControlInputs
+from examples.julia.controller_io import ContractInputs
+from fractalsync_models.contract import load_contract, validate_onnx_model
+from fractalsync_models.crnn import ModelNotFoundError, _open_session
+
+__all__ = ["DEFAULT_MODEL_PATH", "NonFiniteOutputWarning", "OnnxController"]
+
+#: The shipped trained controller (made by C12's training command, see its model card
+#: ``controller_v1.json`` next to it).
+DEFAULT_MODEL_PATH = (Path(__file__).resolve().parents[2] / "fractalsync_models" / "models"
+                      / "controller_v1.onnx")
+_INPUTS = ("micro_features", "beat_features", "section_probs", "hazard_probs")
+_ROTATION, _HUE = CONTROL_NAMES.index("rotation"), CONTROL_NAMES.index("hue")
+
+
+class NonFiniteOutputWarning(RuntimeWarning):
+    """The controller model gave a non-finite output; the last good control was held and the
+    state reset (see the module docstring)."""
+
+
+@njit(cache=True, nogil=True)
+def _finish(control: np.ndarray, state: np.ndarray, last: np.ndarray, lo: np.ndarray,
+            hi: np.ndarray, rotation: int, hue: int) -> bool:
+    """True when ``control`` (8,) and ``state`` (n,) are all finite; then ``last`` (8,) receives
+    ``control`` with ``control[rotation]`` wrapped into [-pi, pi), ``control[hue]`` into [0, 1)
+    and every value clipped into ``[lo, hi]``. False (``last`` untouched) otherwise."""
+    for i in range(control.shape[0]):
+        if not math.isfinite(control[i]):
+            return False
+    for i in range(state.shape[0]):
+        if not math.isfinite(state[i]):
+            return False
+    for i in range(control.shape[0]):
+        v = np.float64(control[i])
+        if i == rotation:
+            v = (v + math.pi) % (2.0 * math.pi) - math.pi
+        elif i == hue:
+            v = v % 1.0
+        last[i] = min(max(v, lo[i]), hi[i])
+    return True
+
+
+def finish_control(control, state, last: np.ndarray) -> bool:
+    """The output step of :meth:`OnnxController.step` on plain arrays.
+
+    ``control``: (8,) numbers in ``CONTROL_NAMES`` order; ``state``: (n,) numbers (the model's
+    ``state_out``), both taken as float32 as the model gives them; ``last``: a writable
+    float32 (8,) array. When every value of ``control`` and ``state`` is finite, ``last``
+    receives ``control`` with the rotation wrapped into [-pi, pi), the hue into [0, 1) and
+    every value clipped into ``CONTROL_RANGES``, and the result is True; otherwise it is
+    False and ``last`` is left as it was. ValueError for wrong shapes or a ``last`` that is
+    not a writable float32 (8,) array.
+    """
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, i.e. not finite
+        c = np.ascontiguousarray(control, np.float32)
+        s = np.ascontiguousarray(state, np.float32)
+    if c.shape != (len(CONTROL_NAMES),) or s.ndim != 1:
+        raise ValueError(f"control must have shape ({len(CONTROL_NAMES)},) and state be 1-D, "
+                         f"got {c.shape} and {s.shape}")
+    if not isinstance(last, np.ndarray) or last.dtype != np.float32 \
+            or last.shape != (len(CONTROL_NAMES),) or not last.flags.writeable:
+        raise ValueError("last must be a writable float32 array of shape (8,)")
+    return bool(_finish(c, s, last, _LO, _HI, _ROTATION, _HUE))
+
+
+class OnnxController:
+    """A trained controller model, stepped once per render frame (see the module docstring).
+
+    Parameters
+    ----------
+    path : the ``.onnx`` file (default :data:`DEFAULT_MODEL_PATH`).
+    contract : a contract dict (default: the packaged ``contracts/v1.json``).
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, contract: dict | None = None):
+        self.path = Path(DEFAULT_MODEL_PATH if path is None else path)
+        if not self.path.is_file():
+            raise ModelNotFoundError(
+                f"controller model not found: {self.path} (the shipped one is "
+                f"fractalsync_models/models/{DEFAULT_MODEL_PATH.name})")
+        contract = load_contract() if contract is None else contract
+        validate_onnx_model(self.path, "controller", contract)
+        spec = contract["models"]["controller"]
+        sizes = {t["name"]: t["shape"][-1] for t in spec["inputs"] + spec["outputs"]}
+        self._session = _open_session(self.path)
+        self._inputs = {name: np.zeros((1, sizes[name]), np.float32) for name in _INPUTS}
+        self._state = (np.zeros((1, sizes["state_in"]), np.float32),
+                       np.zeros((1, sizes["state_out"]), np.float32))
+        self._control = np.zeros((1, sizes["control"]), np.float32)
+        self._bindings = tuple(self._binding(self._state[i], self._state[1 - i])
+                               for i in (0, 1))
+        self._convert = ContractInputs()
+        self.nonfinite_frames = 0
+        self.reset()
+
+    def __repr__(self) -> str:
+        return f"OnnxController(path={str(self.path)!r})"
+
+    def _binding(self, state_in: np.ndarray, state_out: np.ndarray):
+        binding = self._session.io_binding()
+        for name, buf in self._inputs.items():
+            binding.bind_cpu_input(name, buf)
+        binding.bind_cpu_input("state_in", state_in)
+        for name, buf in (("control", self._control), ("state_out", state_out)):
+            binding.bind_output(name, "cpu", 0, np.float32, list(buf.shape), buf.ctypes.data)
+        return binding
+
+    def reset(self) -> None:
+        """A fresh stream: zero state, the neutral control as the held one, the converter's
+        held seconds-per-beat forgotten."""
+        self._side = 0  # self._state[_side] is the next state_in
+        self._state[0].fill(0.0)
+        self._last = _NEUTRAL.astype(np.float32)
+        self._convert.reset()
+
+    def step(self, inputs: ControlInputs) -> np.ndarray:
+        """One render frame: the control vector, float32 (8,) in ``CONTROL_NAMES`` order,
+        within ``CONTROL_RANGES`` (rotation and hue wrapped)."""
+        for name, value in zip(_INPUTS, self._convert.convert(inputs), strict=True):
+            np.copyto(self._inputs[name], value)
+        self._session.run_with_iobinding(self._bindings[self._side])
+        state_out = self._state[1 - self._side]
+        if _finish(self._control[0], state_out[0], self._last, _LO, _HI, _ROTATION, _HUE):
+            self._side = 1 - self._side
+        else:
+            self._state[self._side].fill(0.0)
+            self.nonfinite_frames += 1
+            if self.nonfinite_frames == 1:
+                warnings.warn(f"{self.path.name}: non-finite controller output; holding the "
+                              "last control and resetting the state (further frames counted "
+                              "in nonfinite_frames)", NonFiniteOutputWarning, stacklevel=2)
+        return self._last.copy()

@@ -1,0 +1,83 @@
+"""Small controller ONNX models made with onnx.helper (no torch), for tests of the runtime.
+
+:func:`random_controller` writes a model with the contract's ``controller`` inputs and outputs
+(``contracts/v1.json``) and random weights:
+
+    x = concat(micro * micro_scale, beat, section, hazard, state_in)          [B, 89]
+    state_out = tanh(x @ W1 + b1)                                    [B, 64]
+    control = state_out @ W2 + b2 (+ 0 * sqrt(0.5 - onset) with nan_above_half_onset)
+
+so the state matters (the output depends on every earlier frame) and, with
+``nan_above_half_onset``, both outputs are NaN on frames whose onset feature exceeds 0.5
+(``sqrt`` of a negative number), finite otherwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+N_IN = {"micro_features": 7, "beat_features": 5, "section_probs": 8, "hazard_probs": 5,
+        "state_in": 64}
+N_STATE, N_CONTROL = 64, 8
+#: Bias of the control output: the middle of the non-periodic controls' ranges, so that random
+#: outputs stay mostly in range (c 0, zoom 1.5, rotation 0, hue 0.5, ...).
+CONTROL_BIAS = np.array([0.0, 0.0, 1.5, 0.0, 0.5, 0.5, 1.0, 0.5], np.float32)
+
+
+def random_controller(path: Path, seed: int = 0, *, nan_above_half_onset: bool = False,
+                      opset: int = 17, ir_version: int = 8) -> Path:
+    """Write the random-weight controller model (module docstring) to ``path``; returns it."""
+    rng = np.random.default_rng(seed)
+    n_x = sum(N_IN.values())
+    inits = [
+        numpy_helper.from_array(np.array([[1 / 40] * 4 + [1 / 2000, 1 / 2000, 1]], np.float32),
+                                "micro_scale"),
+        numpy_helper.from_array((rng.standard_normal((n_x, N_STATE)) * 0.5).astype(np.float32),
+                                "w1"),
+        numpy_helper.from_array((rng.standard_normal(N_STATE) * 0.1).astype(np.float32), "b1"),
+        numpy_helper.from_array((rng.standard_normal((N_STATE, N_CONTROL)) * 0.1)
+                                .astype(np.float32), "w2"),
+        numpy_helper.from_array(CONTROL_BIAS, "b2"),
+    ]
+    nodes = [
+        helper.make_node("Mul", ["micro_features", "micro_scale"], ["micro_scaled"]),
+        helper.make_node("Concat", ["micro_scaled", "beat_features", "section_probs",
+                                    "hazard_probs", "state_in"], ["x"], axis=1),
+        helper.make_node("MatMul", ["x", "w1"], ["h_lin"]),
+        helper.make_node("Add", ["h_lin", "b1"], ["h_pre"]),
+        helper.make_node("Tanh", ["h_pre"], ["h"]),
+        helper.make_node("MatMul", ["h", "w2"], ["c_lin"]),
+        helper.make_node("Add", ["c_lin", "b2"], ["c_out"]),
+    ]
+    if nan_above_half_onset:
+        select = np.zeros((7, 1), np.float32)
+        select[6, 0] = 1.0
+        inits += [numpy_helper.from_array(select, "onset_select"),
+                  numpy_helper.from_array(np.array(0.5, np.float32), "half"),
+                  numpy_helper.from_array(np.array(0.0, np.float32), "zero")]
+        nodes += [
+            helper.make_node("MatMul", ["micro_features", "onset_select"], ["onset"]),
+            helper.make_node("Sub", ["half", "onset"], ["margin"]),
+            helper.make_node("Sqrt", ["margin"], ["root"]),
+            helper.make_node("Mul", ["root", "zero"], ["poison"]),
+            helper.make_node("Add", ["c_out", "poison"], ["control"]),
+            helper.make_node("Add", ["h", "poison"], ["state_out"]),
+        ]
+    else:
+        nodes += [helper.make_node("Identity", ["c_out"], ["control"]),
+                  helper.make_node("Identity", ["h"], ["state_out"])]
+    inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["B", n])
+              for name, n in N_IN.items()]
+    outputs = [helper.make_tensor_value_info("control", TensorProto.FLOAT, ["B", N_CONTROL]),
+               helper.make_tensor_value_info("state_out", TensorProto.FLOAT, ["B", N_STATE])]
+    graph = helper.make_graph(nodes, "random_controller", inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = ir_version
+    onnx.checker.check_model(model)
+    path = Path(path)
+    onnx.save(model, str(path))
+    return path
