@@ -120,7 +120,26 @@ def test_file_plays_through_a_real_portaudio_stream(xvfb, song, tmp_path):
     # ALSA's null device has no clock: PortAudio plays the file as fast as the callback runs,
     # so the app ends when the file is done, well before --seconds.
     assert re.search(r"\d+ frames in \d+\.\d s", out), out
-    assert "(320x180, scale 2)" in out and "quality:" not in out, out  # fixed: no governor
+    assert "(320x180, scale 2, analytic controller)" in out and "quality:" not in out, out
+    # (fixed scale: no governor)
+
+
+def test_window_runs_the_onnx_controller_given(xvfb, song, tmp_path):
+    """--controller onnx in a window: the model runs every frame. The model given emits NaN on
+    frames whose onset feature exceeds 0.5 (drum hits), so its one warning on stderr shows it
+    ran in the render loop, and the app carried on (the documented fallback)."""
+    from onnx_controllers import random_controller
+
+    model = random_controller(tmp_path / "nan.onnx", seed=4, nan_above_half_onset=True)
+    proc = start_app(["--audio", song, "--silent", "--seconds", 6, "--size", "320x180",
+                      "--structure", "none", "--scale", 2, "--controller", "onnx",
+                      "--controller-model", model], xvfb)
+    code, out, err = finish(proc, timeout=120)
+    assert code == 0, err
+    assert "(320x180, scale 2, onnx controller)" in out, out
+    assert re.search(r"\d+ frames in \d+\.\d s", out), out
+    assert err.count("NonFiniteOutputWarning") == 1 and "nan.onnx" in err, err
+    assert "Traceback" not in err
 
 
 def test_mic_through_a_real_portaudio_capture_device(xvfb, song, tmp_path):
