@@ -16,8 +16,10 @@ from examples.julia.sync_measure import (  # noqa: E402
     detect_pulses,
     disconnected_fraction,
     frame_change,
+    normalised_controls,
     pulse_sync,
     rms_jerk,
+    section_contrast,
 )
 
 FPS = 60.0
@@ -288,3 +290,54 @@ def test_disconnected_fraction_by_hand():
         disconnected_fraction(np.zeros((5, 3)))
     with pytest.raises(ValueError, match="finite"):
         disconnected_fraction([math.nan + 0j])
+
+
+# ---------------------------------------------------------------------------------------------
+# section_contrast
+
+
+def control(dc_re=0.0, dc_im=0.0, zoom=0.5, rotation=0.0, hue=0.0, saturation=0.0,
+            brightness=0.0, detail=0.0) -> list[float]:
+    return [dc_re, dc_im, zoom, rotation, hue, saturation, brightness, detail]
+
+
+def test_section_contrast_by_hand():
+    # a: two frames whose mean is dc_re 0.5 (normalised), dc_im 1, the rest at 0, rotation and
+    # hue at angle 0 -> (0.5, 0) each.
+    # b: dc_re 0.5, dc_im 1, rotation pi and hue 0.5 (angle pi) -> (-0.5, 0) each: |a - b| =
+    #    sqrt(1 + 1).
+    # c: as a but zoom 3 (normalised 1): |a - c| = 1, |b - c| = sqrt(3).
+    rows = [control(-2, 2), control(2, 2), control(0, 2, rotation=math.pi, hue=0.5),
+            control(0, 2, zoom=3.0), control(9, 9, 9, 9, 9, 9, 9, 9)]
+    labels = ["a", "a", "b", "c", None]  # the last frame is outside every section
+    got = section_contrast(rows, labels)
+    assert got["n_sections"] == 3
+    assert got["contrast"] == pytest.approx((math.sqrt(2) + 1 + math.sqrt(3)) / 3, abs=1e-12)
+    np.testing.assert_allclose(got["means"]["a"], [0.5, 1, 0, 0, 0, 0, 0.5, 0, 0.5, 0],
+                               atol=1e-12)
+    # the periodic controls wrap: rotation -pi is pi, hue 1 is hue 0
+    wrapped = section_contrast([control(rotation=-math.pi, hue=1.0), control(rotation=math.pi)],
+                               ["x", "y"])
+    assert wrapped["contrast"] == pytest.approx(0.0, abs=1e-12)
+    # sections that look alike on average have no contrast, whatever moves inside them
+    alike = section_contrast([control(-1), control(1), control(1), control(-1)],
+                             ["x", "x", "y", "y"])
+    assert alike["contrast"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_normalised_controls_by_hand():
+    u = normalised_controls([[2.0, -2.0, 3.0, math.pi / 2, 0.25, 1.0, 2.0, 1.0]])
+    np.testing.assert_allclose(u, [[1, 0, 1, 1, 1, 1, 0, 0.5, 0, 0.5]], atol=1e-12)
+    assert normalised_controls(np.zeros((0, 8))).shape == (0, 10)
+
+
+@pytest.mark.parametrize("controls, labels, message", [
+    ([control()] * 2, ["a", "a"], "at least two"),
+    ([control()] * 2, [None, None], "at least two"),
+    ([control()] * 2, ["a"], "labels must have shape"),
+    ([[0.0] * 7] * 2, ["a", "b"], "shape"),
+    ([control(dc_re=math.nan), control()], ["a", "b"], "finite"),
+])
+def test_section_contrast_bad_input(controls, labels, message):
+    with pytest.raises(ValueError, match=message):
+        section_contrast(controls, labels)

@@ -8,7 +8,9 @@ Offline measurement functions for rendered videos (or any frame sequence) and co
 * :func:`pulse_sync`: fraction of true beats with a visual pulse nearby, and the median offset;
 * :func:`rms_jerk`: RMS jerk of each control (third difference times fps**3);
 * :func:`disconnected_fraction`: fraction of selected frames whose c is outside the Mandelbrot
-  set (critical-orbit test).
+  set (critical-orbit test);
+* :func:`section_contrast`: how different the sections look, the mean distance between the
+  sections' mean (normalised) control vectors.
 
 Frame ``k`` of a video at ``fps`` frames per second shows stream time ``k / fps``.
 """
@@ -17,9 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from examples.julia.controller import CONTROL_NAMES, critical_orbit_escapes
+from examples.julia.controller import CONTROL_NAMES, CONTROL_RANGES, critical_orbit_escapes
 
-__all__ = ["detect_pulses", "disconnected_fraction", "frame_change", "pulse_sync", "rms_jerk"]
+__all__ = ["detect_pulses", "disconnected_fraction", "frame_change", "normalised_controls",
+           "pulse_sync", "rms_jerk", "section_contrast"]
 
 #: Rec. 709 luma weights of R, G, B.
 _LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
@@ -228,3 +231,55 @@ def disconnected_fraction(c_values, mask=None, max_iter: int = 1000) -> float:
     if not mask.any():
         raise ValueError("mask selects no frame")
     return float(np.mean(critical_orbit_escapes(c[mask], max_iter)))
+
+
+def normalised_controls(controls) -> np.ndarray:
+    """Control vectors in comparable units: (n, 8) in ``CONTROL_NAMES`` order -> (n, 10).
+
+    The six non-periodic controls (dc_re, dc_im, zoom, saturation, brightness, detail) become
+    ``(x - lo) / (hi - lo)`` over their ``CONTROL_RANGES`` (the full range is 1); the periodic
+    ones, rotation (angle ``x`` rad) and hue (angle ``2 pi x``), each become the point
+    ``(cos, sin) / 2`` of their angle (opposite angles are 1 apart, like the ends of a range).
+    Columns: the six in that order, then rotation cos, sin, hue cos, sin. ``controls`` must be
+    finite (ValueError otherwise, or for a wrong shape).
+    """
+    x = np.asarray(controls, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != len(CONTROL_NAMES):
+        raise ValueError(f"controls must have shape (n, {len(CONTROL_NAMES)}), got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("controls must be finite")
+    cols = []
+    for i, name in enumerate(CONTROL_NAMES):
+        if name not in _PERIODS:
+            lo, hi = CONTROL_RANGES[name]
+            cols.append((x[:, i] - lo) / (hi - lo))
+    for name, period in _PERIODS.items():
+        angle = x[:, CONTROL_NAMES.index(name)] * (2.0 * np.pi / period)
+        cols += [0.5 * np.cos(angle), 0.5 * np.sin(angle)]
+    return np.stack(cols, axis=1) if x.shape[0] else np.zeros((0, len(cols)))
+
+
+def section_contrast(controls, labels) -> dict:
+    """Between-section contrast: how far apart the sections' mean controls are.
+
+    ``controls``: (n, 8) control vectors, one per frame; ``labels``: (n,) the section label of
+    each frame (strings; None for frames outside every section, which are left out). For each
+    label, ``m_label`` is the mean of its frames' :func:`normalised_controls` (10 values); the
+    contrast is the mean Euclidean distance ``|m_a - m_b|`` over all pairs of distinct labels
+    (units: fractions of the controls' ranges; 0 when every section looks alike on average).
+
+    Returns ``{"contrast": float, "n_sections": int, "means": {label: (10,) array}}``.
+    ValueError when fewer than two labels have frames, or on a shape mismatch.
+    """
+    u = normalised_controls(controls)
+    lab = np.asarray(labels, dtype=object)
+    if lab.shape != (u.shape[0],):
+        raise ValueError(f"labels must have shape ({u.shape[0]},), got {lab.shape}")
+    names = sorted({v for v in lab if v is not None}, key=str)
+    if len(names) < 2:
+        raise ValueError(f"section_contrast needs frames of at least two sections, got "
+                         f"{names}")
+    means = {name: u[lab == name].mean(axis=0) for name in names}
+    dists = [float(np.linalg.norm(means[a] - means[b]))
+             for i, a in enumerate(names) for b in names[i + 1:]]
+    return {"contrast": float(np.mean(dists)), "n_sections": len(names), "means": means}
