@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/measure_julia_sync.py [--seeds 1001 1002 ...] [--seconds 60]
         [--size 320x180] [--fps 60] [--structure model|none] [--demo]
+        [--controller analytic|onnx|both] [--controller-model FILE.onnx]
 
 For each generated song (``generate_song(seed)``: exact beats, downbeats and sections; seeds
 above 1000 are never used for training) it renders the live picture causally to an MP4
@@ -16,7 +17,9 @@ with ffmpeg, and measures on the decoded frames:
   of ln zoom, and of the rotation (rad);
 * the fraction of chorus frames whose c gives a disconnected Julia set, and of verse frames
   whose c gives a connected one (critical-orbit test);
-* the p99 frame cost;
+* the between-section contrast (``sync_measure.section_contrast``: the mean distance between
+  the true sections' mean normalised control vectors);
+* the p99 frame cost, and the p99 cost of the controller's step (us, timed in the render loop);
 * where the missed beats (true beats after 5 s without a pulse within +-2 frames) were lost:
   ``lost_tracker`` (no beat reported by the tracker within +-2 frames), ``lost_display`` (the
   tracker reported it, but no beat of the displayed clock, the fast clock's phase wraps, fell
@@ -29,6 +32,14 @@ with ffmpeg, and measures on the decoded frames:
 ``--demo`` adds the demo song (``examples/julia/app.py`` DEMO_SEED). The summary gives per-song
 means and the pooled fraction over all the songs' beats. Targets (issue): >= 80 %
 of beats, |median offset| <= 1 frame, chorus frames disconnected >= 0.9 once structure is in.
+
+``--controller`` picks the controller (``analytic``, the default; ``onnx``: the trained model,
+``--controller-model`` or the shipped one). With ``both`` every song is rendered once with each
+controller (the same causal inputs: the tracker is deterministic) and a side-by-side table
+follows, one row per song and one per measure for all the songs: pooled over all the songs'
+beats (pulses), chorus and verse frames; the mean of the songs for jerk and contrast; the p99
+over all frames for the controller's cost. Its last row says which controller is better on
+each measure (higher is better for the fractions and the contrast, lower for jerk and cost).
 """
 
 from __future__ import annotations
@@ -43,13 +54,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from examples.julia.app import DEMO_SEED, _size, make_structure  # noqa: E402
+from examples.julia.app import DEMO_SEED, _size, make_controller, make_structure  # noqa: E402
 from examples.julia.controller import critical_orbit_escapes, to_params  # noqa: E402
 from examples.julia.sync_measure import (  # noqa: E402
     detect_pulses,
     frame_change,
     pulse_sync,
     rms_jerk,
+    section_contrast,
 )
 from examples.julia.video import find_ffmpeg  # noqa: E402
 from examples.julia.video_render import CausalStream, render_video  # noqa: E402
@@ -120,15 +132,21 @@ def label_at(song, times: np.ndarray) -> np.ndarray:
     return out
 
 
-def measure(song, name: str, args, structure_mode: str) -> dict:
+def measure(song, name: str, args, structure_mode: str, controller: str = "analytic",
+            shown=None) -> dict:
+    """One song rendered with one controller (``"analytic"`` or ``"onnx"``), measured.
+    ``shown``: :func:`displayed_beats` of the song at the render's frames (computed if None;
+    it does not depend on the controller; the row returns it as ``"shown"``)."""
     w, h = args.size
     seconds = min(args.seconds, len(song.audio) / song.sample_rate) if args.seconds else None
+    model = args.controller_model if controller == "onnx" else None
+    ctl = make_controller(argparse.Namespace(controller=controller, controller_model=model))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "m.mp4"
         ns = argparse.Namespace(structure=structure_mode)
         stats = render_video(song.audio[:, None].astype(np.float32), song.sample_rate, out,
                              fps=args.fps, size=(w, h), renderer=args.renderer,
-                             seconds=seconds, structure=make_structure(ns))
+                             seconds=seconds, structure=make_structure(ns), controller=ctl)
         change = frame_change(decoded_frames(out, w, h))
     n = stats.frames
     pulses = detect_pulses(change, args.fps)
@@ -139,7 +157,7 @@ def measure(song, name: str, args, structure_mode: str) -> dict:
     tracked = stats.beat_times
     ceiling = float(np.mean([tracked.size > 0 and np.min(np.abs(tracked - b)) <= 2 / args.fps
                              for b in late])) if late.size else float("nan")
-    shown, shown_conf = displayed_beats(song, n, args.fps)
+    shown, shown_conf = displayed_beats(song, n, args.fps) if shown is None else shown
     lost = lost_beats(late, pulses, tracked, shown, shown_conf, args.fps)
     missed = sync["n_beats"] - sync["n_hits"]
     if lost["lost_tracker"] + lost["lost_display"] + lost["lost_pulse"] != missed:
@@ -151,16 +169,77 @@ def measure(song, name: str, args, structure_mode: str) -> dict:
     escapes = critical_orbit_escapes(np.array([complex(q.c_re, q.c_im) for q in params]))
     chorus, verse = labels == "chorus", labels == "verse"
     return {
-        "song": name, "frames": n,
+        "song": name, "controller": controller, "frames": n,
         "beats_hit": sync["hit_fraction"], "tracker_ceiling": ceiling,
         "median_offset_frames": sync["median_offset_frames"],
         "jerk_c": float(np.hypot(jerk["dc_re"], jerk["dc_im"])), "jerk_log_zoom": jerk["log_zoom"],
         "jerk_rotation": jerk["rotation"],
         "chorus_disconnected": float(escapes[chorus].mean()) if chorus.any() else float("nan"),
         "verse_connected": float((~escapes[verse]).mean()) if verse.any() else float("nan"),
+        "section_contrast": section_contrast(stats.controls, labels)["contrast"],
+        "controller_p99_us": stats.controller_p99_us,
         "frame_p99_ms": stats.frame_p99_ms, "render_p99_ms": stats.render_p99_ms,
-        "n_beats": sync["n_beats"], **lost,
+        "n_beats": sync["n_beats"], "n_chorus": int(chorus.sum()), "n_verse": int(verse.sum()),
+        "controller_us": stats.controller_us, "shown": (shown, shown_conf), **lost,
     }
+
+
+#: The side-by-side table's measures: (row key, heading, format, True when higher is better).
+SIDE_BY_SIDE = (
+    ("beats_hit", "pulses within +-2 frames", "{:.3f}", True),
+    ("jerk_c", "RMS jerk c", "{:.0f}", False),
+    ("jerk_log_zoom", "RMS jerk ln zoom", "{:.0f}", False),
+    ("jerk_rotation", "RMS jerk rotation", "{:.2f}", False),
+    ("chorus_disconnected", "chorus frames disconnected", "{:.3f}", True),
+    ("verse_connected", "verse frames connected", "{:.3f}", True),
+    ("section_contrast", "section contrast", "{:.3f}", True),
+    ("controller_p99_us", "controller p99 (us)", "{:.0f}", False),
+)
+
+
+def summary(rows: list[dict]) -> dict:
+    """One controller's measures over all its songs (see the module docstring)."""
+    def pooled(key, weight):
+        w = np.array([r[weight] for r in rows], float)
+        v = np.array([r[key] for r in rows], float)
+        ok = w > 0
+        return float(np.sum(v[ok] * w[ok]) / np.sum(w[ok])) if ok.any() else float("nan")
+
+    out = {"beats_hit": pooled("beats_hit", "n_beats"),
+           "chorus_disconnected": pooled("chorus_disconnected", "n_chorus"),
+           "verse_connected": pooled("verse_connected", "n_verse"),
+           "controller_p99_us": float(np.percentile(
+               np.concatenate([r["controller_us"] for r in rows]), 99))}
+    for key in ("jerk_c", "jerk_log_zoom", "jerk_rotation", "section_contrast"):
+        out[key] = float(np.nanmean([r[key] for r in rows]))
+    return out
+
+
+def side_by_side(rows: dict[str, list[dict]]) -> list[str]:
+    """The markdown lines of the side-by-side table: ``rows[controller]`` per song."""
+    names = list(rows)
+    head = "| song | " + " | ".join(f"{h} ({' / '.join(names)})"
+                                      for _, h, _, _ in SIDE_BY_SIDE) + " |"
+    lines = [head, "|" + "---|" * (len(SIDE_BY_SIDE) + 1)]
+
+    def cells(values: list[dict]) -> str:
+        return " | ".join(" / ".join("-" if np.isnan(v[key]) else fmt.format(v[key])
+                                     for v in values) for key, _, fmt, _ in SIDE_BY_SIDE)
+
+    for i, row in enumerate(rows[names[0]]):
+        lines.append(f"| {row['song']} | {cells([rows[n][i] for n in names])} |")
+    totals = [summary(rows[n]) for n in names]
+    lines.append(f"| all songs (pooled / mean / p99 of all frames) | {cells(totals)} |")
+    if len(names) == 2:
+        verdict = []
+        for key, _, _, higher in SIDE_BY_SIDE:
+            a, b = totals[0][key], totals[1][key]
+            better = names[1] if (b > a) == higher else names[0]
+            verdict.append("-" if np.isnan(a) or np.isnan(b) else "equal" if a == b
+                           else f"{better} ({names[1]} {(b - a) / abs(a):+.1%})" if a
+                           else better)
+        lines.append(f"| better ({names[1]} vs {names[0]}) | " + " | ".join(verdict) + " |")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -172,33 +251,50 @@ def main(argv=None) -> int:
     p.add_argument("--renderer", choices=("gl", "numba"), default="gl")
     p.add_argument("--structure", choices=("model", "none"), default="model")
     p.add_argument("--demo", action="store_true", help="also the demo song")
+    p.add_argument("--controller", choices=("analytic", "onnx", "both"), default="analytic")
+    p.add_argument("--controller-model", metavar="FILE.onnx", default=None,
+                   help="the ONNX controller (default: the shipped controller_v1.onnx)")
     args = p.parse_args(argv)
+    controllers = ["analytic", "onnx"] if args.controller == "both" else [args.controller]
+    if "onnx" in controllers:  # a missing or invalid model fails here, before any render
+        make_controller(argparse.Namespace(controller="onnx",
+                                           controller_model=args.controller_model))
     songs = [(f"seed {s}", s) for s in args.seeds]
     if args.demo:
         songs.append((f"demo (seed {DEMO_SEED})", DEMO_SEED))
-    cols = ("song", "frames", "beats_hit", "tracker_ceiling", "median_offset_frames", "jerk_c",
-            "jerk_log_zoom", "jerk_rotation", "chorus_disconnected", "verse_connected",
+    cols = ("song", "controller", "frames", "beats_hit", "tracker_ceiling",
+            "median_offset_frames", "jerk_c", "jerk_log_zoom", "jerk_rotation",
+            "chorus_disconnected", "verse_connected", "section_contrast", "controller_p99_us",
             "frame_p99_ms", "n_beats", "lost_tracker", "lost_display", "lost_pulse",
             "lost_pulse_lowconf")
     print(" | ".join(cols))
-    rows = []
+    rows: dict[str, list[dict]] = {c: [] for c in controllers}
     for name, seed in songs:
         song = generate_song(seed, sample_rate=RATE)
-        row = measure(song, name, args, args.structure)
-        rows.append(row)
-        print(" | ".join(f"{row[c]:.3g}" if isinstance(row[c], float) else str(row[c])
-                         for c in cols), flush=True)
-    for c in cols[2:]:
-        vals = np.array([r[c] for r in rows], float)
-        if c == "n_beats" or c.startswith("lost_"):
-            print(f"total {c}: {int(vals.sum())}")
-        else:
-            print(f"mean {c}: {np.nanmean(vals):.3g}")
-    n_beats = np.array([r["n_beats"] for r in rows], float)
-    for c in ("beats_hit", "tracker_ceiling"):  # over all the songs' beats together
-        hits = np.round(np.array([r[c] for r in rows], float) * n_beats)
-        print(f"pooled {c}: {hits.sum() / n_beats.sum():.3f} ({int(hits.sum())} of "
-              f"{int(n_beats.sum())} beats)")
+        shown = None
+        for controller in controllers:
+            row = measure(song, name, args, args.structure, controller, shown)
+            shown = row["shown"]
+            rows[controller].append(row)
+            print(" | ".join(f"{row[c]:.3g}" if isinstance(row[c], float) else str(row[c])
+                             for c in cols), flush=True)
+    for controller in controllers:
+        done = rows[controller]
+        print(f"-- {controller} controller")
+        for c in cols[3:]:
+            vals = np.array([r[c] for r in done], float)
+            if c == "n_beats" or c.startswith("lost_"):
+                print(f"total {c}: {int(vals.sum())}")
+            else:
+                print(f"mean {c}: {np.nanmean(vals):.3g}")
+        n_beats = np.array([r["n_beats"] for r in done], float)
+        for c in ("beats_hit", "tracker_ceiling"):  # over all the songs' beats together
+            hits = np.round(np.array([r[c] for r in done], float) * n_beats)
+            print(f"pooled {c}: {hits.sum() / n_beats.sum():.3f} ({int(hits.sum())} of "
+                  f"{int(n_beats.sum())} beats)")
+    if len(controllers) > 1:
+        print()
+        print("\n".join(side_by_side(rows)))
     return 0
 
 

@@ -341,3 +341,42 @@ def test_normalised_controls_by_hand():
 def test_section_contrast_bad_input(controls, labels, message):
     with pytest.raises(ValueError, match=message):
         section_contrast(controls, labels)
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmarks/measure_julia_sync.py --controller both, as a subprocess
+
+
+def test_measure_script_prints_the_side_by_side_table(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from onnx_controllers import random_controller
+
+    root = Path(__file__).resolve().parents[1]
+    model = random_controller(tmp_path / "random.onnx", seed=5)
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "measure_julia_sync.py"),
+                        "--seeds", "1001", "--seconds", "8", "--size", "64x36",
+                        "--structure", "none", "--controller", "both",
+                        "--controller-model", str(model)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    table = lines[lines.index("| song | " + " | ".join(
+        f"{h} (analytic / onnx)" for h in (
+            "pulses within +-2 frames", "RMS jerk c", "RMS jerk ln zoom", "RMS jerk rotation",
+            "chorus frames disconnected", "verse frames connected", "section contrast",
+            "controller p99 (us)")) + " |"):]
+    assert table[2].startswith("| seed 1001 | ") and table[3].startswith("| all songs")
+    assert table[4].startswith("| better (onnx vs analytic) | ")
+    for row in table[2:5]:
+        assert len(row.strip("|").split(" | ")) == 9, row
+    # every cell pairs the two controllers' figures; the per-song and all-songs rows agree
+    song_cells = table[2].strip("| ").split(" | ")[1:]
+    assert all(len(c.split(" / ")) == 2 for c in song_cells)
+    assert song_cells[:7] == table[3].strip("| ").split(" | ")[1:8]
+    # the contrast is over the song's true sections (the first 8 s hold at least two): a number
+    # for both controllers
+    assert all(v != "-" for v in song_cells[6].split(" / "))
+    assert "-- analytic controller" in r.stdout and "-- onnx controller" in r.stdout
