@@ -231,3 +231,61 @@ def test_a_bad_controller_model_is_a_clear_error_before_rendering(song, tmp_path
     assert message in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and "rendering" not in r.stdout
     assert not out.exists()
+
+
+SIDE_BY_SIDE = ROOT / "benchmarks" / "render_controller_side_by_side.py"
+
+
+def test_side_by_side_script_renders_both_controllers_with_the_audio(song, tmp_path,
+                                                                      random_model):
+    out = tmp_path / "both.mp4"
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    r = subprocess.run([sys.executable, str(SIDE_BY_SIDE), "--audio", str(song[0]), "--out",
+                        str(out), "--seconds", "2", "--size", "96x64", "--fps", "30",
+                        "--structure", "none", "--controller-model", str(random_model)],
+                       env=env, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr
+    assert "analytic: controller p99" in r.stdout and "onnx: random: controller p99" in r.stdout
+    info = probe(out)
+    video = [s for s in info["streams"] if s["codec_type"] == "video"]
+    assert [s["codec_type"] for s in info["streams"]].count("audio") == 1
+    assert (video[0]["width"], video[0]["height"]) == (192, 64)
+    assert int(video[0]["nb_read_frames"]) == 60
+    frames = decoded_frames(out, 192, 64).astype(np.int16)
+    assert frames.shape == (60, 64, 192, 3)
+    left, right = frames[:, 24:, :96], frames[:, 24:, 96:]  # below the labels
+    assert np.abs(left - right).mean() > 5.0  # two different pictures
+
+
+def test_side_by_side_panels_are_the_single_renders_plus_a_label(song, tmp_path, random_model):
+    """Each panel of the composite equals, pixel for pixel, render_video with that controller
+    alone, except in its label box at the top left (which is drawn: it differs there)."""
+    from examples.julia.controller import AnalyticController
+    from examples.julia.controller_onnx import OnnxController
+    from examples.julia.video_render import render_side_by_side, render_video
+
+    audio = song[1].audio[:, None].astype(np.float32)
+    kw = dict(fps=20, size=(96, 64), renderer="gl", seconds=1.5, start=1.0)
+
+    def grab(store):
+        return lambda k, t, img: store.append(img.copy())
+
+    both, single = [], {}
+    stats = render_side_by_side(audio, RATE, tmp_path / "both.mp4",
+                                [("analytic", AnalyticController()),
+                                 ("onnx", OnnxController(random_model))],
+                                on_frame=grab(both), **kw)
+    for name, ctl in (("analytic", AnalyticController()), ("onnx", OnnxController(random_model))):
+        single[name] = []
+        one = render_video(audio, RATE, tmp_path / f"{name}.mp4", controller=ctl,
+                           on_frame=grab(single[name]), **kw)
+        np.testing.assert_array_equal(one.controls,
+                                      stats[0 if name == "analytic" else 1].controls)
+    assert len(both) == 30 and both[0].shape == (64, 192, 3)
+    for i, name in enumerate(("analytic", "onnx")):
+        panel = np.array([f[:, 96 * i:96 * (i + 1)] for f in both])
+        diff = np.any(panel != np.array(single[name]), axis=(0, 3))  # (64, 96) pixels touched
+        rows, cols = np.nonzero(diff)
+        assert rows.size > 50, "the label was not drawn"
+        assert rows.max() < 32 and cols.max() < 80, (rows.max(), cols.max())
+        assert stats[i].controller_us.shape == (30,) and np.all(stats[i].controller_us > 0)
