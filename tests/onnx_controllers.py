@@ -29,8 +29,9 @@ CONTROL_BIAS = np.array([0.0, 0.0, 1.5, 0.0, 0.5, 0.5, 1.0, 0.5], np.float32)
 
 
 def random_controller(path: Path, seed: int = 0, *, nan_above_half_onset: bool = False,
-                      opset: int = 17, ir_version: int = 8) -> Path:
-    """Write the random-weight controller model (module docstring) to ``path``; returns it."""
+                      batch: str | int = "B", opset: int = 17, ir_version: int = 8) -> Path:
+    """Write the random-weight controller model (module docstring) to ``path``; returns it.
+    ``batch``: the batch dimension of every tensor (a symbol, or a fixed size)."""
     rng = np.random.default_rng(seed)
     n_x = sum(N_IN.values())
     inits = [
@@ -70,10 +71,10 @@ def random_controller(path: Path, seed: int = 0, *, nan_above_half_onset: bool =
     else:
         nodes += [helper.make_node("Identity", ["c_out"], ["control"]),
                   helper.make_node("Identity", ["h"], ["state_out"])]
-    inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["B", n])
+    inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [batch, n])
               for name, n in N_IN.items()]
-    outputs = [helper.make_tensor_value_info("control", TensorProto.FLOAT, ["B", N_CONTROL]),
-               helper.make_tensor_value_info("state_out", TensorProto.FLOAT, ["B", N_STATE])]
+    outputs = [helper.make_tensor_value_info("control", TensorProto.FLOAT, [batch, N_CONTROL]),
+               helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [batch, N_STATE])]
     graph = helper.make_graph(nodes, "random_controller", inputs, outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = ir_version

@@ -210,6 +210,13 @@ def test_a_model_of_another_contract_is_refused_naming_the_tensor(tmp_path):
     assert "wrong.onnx" in text and "state_in" in text and "control" in text
 
 
+def test_a_model_that_cannot_run_one_frame_is_refused_at_load(tmp_path):
+    # batch fixed to 2 everywhere: consistent for the contract's symbol B, but not one frame
+    path = random_controller(tmp_path / "batch2.onnx", batch=2)
+    with pytest.raises(ContractError, match="batch2.onnx: the model does not run on one frame"):
+        OnnxController(path)
+
+
 near = st.floats(-10, 10, width=32)  # around the ranges: clipping and wrapping both happen
 any32 = st.floats(width=32, allow_nan=True, allow_infinity=True)
 

@@ -222,8 +222,8 @@ def run_window(args) -> int:
         loop = LiveLoop(window, clock, thread, source, ring, fps=args.fps, latency_s=latency,
                         controller=controller)
         print(f"{PROG}: {name} in a window ({args.size[0]}x{args.size[1]}, scale "
-              f"{window.renderer.scale}, {args.controller} controller); space taps, arrows nudge, F fullscreen, H overlay, "
-              "Esc quits", flush=True)
+              f"{window.renderer.scale}, {args.controller} controller); space taps, arrows "
+              "nudge, F fullscreen, H overlay, Esc quits", flush=True)
         stats = loop.run(seconds=args.seconds)
         print(f"{PROG}: {stats}", flush=True)
     finally:

@@ -22,10 +22,11 @@ control vector, float32 (8,) in ``CONTROL_NAMES`` order within ``CONTROL_RANGES`
   1, brightness 1, detail 0.5) and the state goes back to zeros, so one bad frame cannot poison
   the ones after it. The first such frame raises a :class:`NonFiniteOutputWarning`; all are
   counted in ``nonfinite_frames``.
-* **Loading**: the file is checked against the contract (:func:`validate_onnx_model`) and run by
-  onnxruntime on one intra-op thread. A missing file is a ``ModelNotFoundError`` (a
-  ``FileNotFoundError``), an unreadable or non-conforming one a ``ContractError`` (a
-  ``ValueError``); both messages name the file.
+* **Loading**: the file is checked against the contract (:func:`validate_onnx_model`), opened by
+  onnxruntime on one intra-op thread and run once on a zero frame. A missing file is a
+  ``ModelNotFoundError`` (a ``FileNotFoundError``); an unreadable or non-conforming one, or one
+  that does not run on a batch of one, a ``ContractError`` (a ``ValueError``); every message
+  names the file.
 * **Speed**: the session runs through two prepared IO bindings (state buffers A -> B and
   B -> A, alternating), so a step allocates no onnxruntime values and copies no state
   (``benchmarks/bench_controller.py`` measures the cost per frame).
@@ -45,7 +46,7 @@ from numba import njit
 
 from examples.julia.controller import _HI, _LO, _NEUTRAL, CONTROL_NAMES, ControlInputs
 from examples.julia.controller_io import ContractInputs
-from fractalsync_models.contract import load_contract, validate_onnx_model
+from fractalsync_models.contract import ContractError, load_contract, validate_onnx_model
 from fractalsync_models.crnn import ModelNotFoundError, _open_session
 
 __all__ = ["DEFAULT_MODEL_PATH", "NonFiniteOutputWarning", "OnnxController"]
@@ -136,6 +137,11 @@ class OnnxController:
                                for i in (0, 1))
         self._convert = ContractInputs()
         self.nonfinite_frames = 0
+        try:  # one probe frame: a model that cannot run on a batch of one fails here
+            self._session.run_with_iobinding(self._bindings[0])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ContractError(f"{self.path}: the model does not run on one frame: "
+                                f"{exc}") from None
         self.reset()
 
     def __repr__(self) -> str:
