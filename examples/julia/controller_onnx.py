@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+import fractalsync_models
 from examples.julia.controller import _HI, _LO, _NEUTRAL, CONTROL_NAMES, ControlInputs
 from examples.julia.controller_io import ContractInputs
 from fractalsync_models.contract import ContractError, load_contract, validate_onnx_model
@@ -51,10 +52,10 @@ from fractalsync_models.crnn import ModelNotFoundError, _open_session
 
 __all__ = ["DEFAULT_MODEL_PATH", "NonFiniteOutputWarning", "OnnxController"]
 
-#: The shipped trained controller (made by C12's training command, see its model card
-#: ``controller_v1.json`` next to it).
-DEFAULT_MODEL_PATH = (Path(__file__).resolve().parents[2] / "fractalsync_models" / "models"
-                      / "controller_v1.onnx")
+#: The shipped trained controller, in the fractalsync_models package (its model card
+#: ``controller_v1.json`` next to it gives the command that made it).
+DEFAULT_MODEL_PATH = Path(fractalsync_models.__file__).resolve().parent / "models" \
+    / "controller_v1.onnx"
 _INPUTS = ("micro_features", "beat_features", "section_probs", "hazard_probs")
 _ROTATION, _HUE = CONTROL_NAMES.index("rotation"), CONTROL_NAMES.index("hue")
 
