@@ -2,10 +2,11 @@
 
 The anticipator runs once per slow step (4 analysis frames, 80 ms, 12.5 Hz) on the step's
 audio features (272, the mean of its 4 BeatNet frames) and beat features (5: ``sin 2πφ``,
-``cos 2πφ``, ``ln spb``, ``conf``, ``downbeat_prob``), carrying a recurrent state of 128 floats,
-and gives section probabilities over the contract's 8 labels and the boundary hazard for the
-horizons 1, 2, 4, 8, 16 beats (``contracts/v1.json`` ``models.anticipator``; probabilities are
-``softmax(section_logits)`` and ``sigmoid(hazard_logits)``).
+``cos 2πφ``, ``ln spb``, ``conf``, ``downbeat_prob``), carrying a recurrent state (the
+contract's ``state_in`` size), and gives section probabilities over the contract's 8 labels
+and the boundary hazard for the horizons 1, 2, 4, 8, 16 beats (``contracts/v1.json``
+``models.anticipator``; probabilities are ``softmax(section_logits)`` and
+``sigmoid(hazard_logits)``).
 
 :class:`Anticipator` ``run`` processes a sequence (offline, or a block of steps), ``step`` one
 slow step carrying the state internally, ``reset`` returns to the zero state (a fresh stream).
@@ -52,12 +53,11 @@ N_AUDIO = 272  # contract frontend.dim
 N_BEAT = 5  # contract beat_features.dim
 N_SECTIONS = 8  # len(contract sections.labels)
 N_HORIZONS = 5  # len(contract hazard.horizons_beats)
-STATE = 128  # contract models.anticipator state_in.shape[-1]
 # The network's beat/bar counters (fractalsync_models.training.anticipator_model, which
-# imports these): the state is [GRU hidden (124), previous sin 2πφ, previous cos 2πφ,
-# beat count mod 64, bar count mod 16].
+# imports these): the state (contract models.anticipator state_in.shape[-1]) is
+# [GRU hidden (that size - 4), previous sin 2πφ, previous cos 2πφ, beat count mod 64,
+# bar count mod 16].
 COUNTER_STATE = 4
-GRU_HIDDEN = STATE - COUNTER_STATE
 BEAT_PERIODS = (4, 8, 16, 32, 64)
 BAR_PERIODS = (2, 4, 8, 16)
 N_COUNTER = 2 * (len(BEAT_PERIODS) + len(BAR_PERIODS))
@@ -143,15 +143,15 @@ KERNEL_WEIGHTS = (
 )  # fmt: skip
 
 
-def read_kernel_weights(proto) -> tuple[np.ndarray, ...]:
-    """The step kernel's weights from an anticipator ``onnx.ModelProto``, float32, C-contiguous,
-    matrices as rows per output unit: audio_mean, audio_scale (272), beat_mean, beat_scale (5),
-    proj_w (P, 272), proj_b (P), gru_w (3H, P+5), gru_r (3H, H), gru_wb, gru_rb (3H; gate rows
-    z, r, h as in ONNX), head_w (D, H), head_b (D), sec_w (8, D), sec_b (8), haz_w (5, D), haz_b
-    (5), with H = 124 (:data:`GRU_HIDDEN`), then the counters' constants: angle_scale (9,)
-    ``2π / period`` for BEAT_PERIODS then BAR_PERIODS. Raises ValueError naming a missing
-    initializer, a wrong shape or a GRU node that is not ``linear_before_reset=1`` with the
-    default activations."""
+def read_kernel_weights(proto, state_size: int) -> tuple[np.ndarray, ...]:
+    """The step kernel's weights from an anticipator ``onnx.ModelProto`` whose recurrent state
+    has ``state_size`` floats, float32, C-contiguous, matrices as rows per output unit:
+    audio_mean, audio_scale (272), beat_mean, beat_scale (5), proj_w (P, 272), proj_b (P), gru_w
+    (3H, P+5+18), gru_r (3H, H), gru_wb, gru_rb (3H; gate rows z, r, h as in ONNX), head_w (D,
+    H+18), head_b (D), sec_w (8, D), sec_b (8), haz_w (5, D), haz_b (5), with H = ``state_size -
+    4`` (:data:`COUNTER_STATE`), then the counters' constants: angle_scale (9,) ``2π / period``
+    for BEAT_PERIODS then BAR_PERIODS. Raises ValueError naming a missing initializer, a wrong
+    shape or a GRU node that is not ``linear_before_reset=1`` with the default activations."""
     from onnx import helper, numpy_helper
 
     inits = {t.name: t for t in proto.graph.initializer}
@@ -168,12 +168,13 @@ def read_kernel_weights(proto) -> tuple[np.ndarray, ...]:
                          "linear_before_reset=1 and the default activations")
     p = w["audio_proj.bias"].shape[0]
     d = w["head.bias"].shape[0]
-    h3 = 3 * GRU_HIDDEN
+    hidden = state_size - COUNTER_STATE
+    h3 = 3 * hidden
     want = {
         "audio_mean": (N_AUDIO,), "audio_scale": (N_AUDIO,), "beat_mean": (N_BEAT,),
         "beat_scale": (N_BEAT,), "audio_proj.weight_t": (N_AUDIO, p), "audio_proj.bias": (p,),
-        "gru.W": (1, h3, p + N_BEAT + N_COUNTER), "gru.R": (1, h3, GRU_HIDDEN),
-        "gru.B": (1, 2 * h3), "head.weight_t": (GRU_HIDDEN + N_COUNTER, d), "head.bias": (d,),
+        "gru.W": (1, h3, p + N_BEAT + N_COUNTER), "gru.R": (1, h3, hidden),
+        "gru.B": (1, 2 * h3), "head.weight_t": (hidden + N_COUNTER, d), "head.bias": (d,),
         "section_out.weight_t": (d, N_SECTIONS),
         "section_out.bias": (N_SECTIONS,), "hazard_out.weight_t": (d, N_HORIZONS),
         "hazard_out.bias": (N_HORIZONS,),
@@ -323,7 +324,7 @@ class _StepKernel:
         n_x = weights[6].shape[1]
         self.work = (
             np.zeros(N_AUDIO, np.float32), np.zeros(n_x, np.float32),
-            np.zeros(GRU_HIDDEN + N_COUNTER, np.float32),
+            np.zeros(weights[7].shape[1] + N_COUNTER, np.float32),
             np.zeros(weights[10].shape[0], np.float32),
         )  # fmt: skip
         self.sec = np.zeros(N_SECTIONS, np.float32)
@@ -336,7 +337,7 @@ class _StepKernel:
 
     def __call__(self, audio: np.ndarray, beat: np.ndarray, h: np.ndarray) -> tuple[int, int]:
         """audio (272,), beat (5,) float32 inputs, sanitized in place (NaN/inf -> 0, clipped to
-        ±INPUT_LIMIT); h (128,) float32 state, updated in place; the probabilities land in
+        ±INPUT_LIMIT); h (H+4,) float32 state, updated in place; the probabilities land in
         ``self.sec`` and ``self.haz``. Returns the non-finite counts of audio and beat."""
         return _sanitized_step(audio, beat, h, self._limit, *self.weights, *self.work, self.sec,
                                self.haz)
@@ -374,15 +375,17 @@ class Anticipator:
         contract = load_contract() if contract is None else contract
         proto = validate_onnx_model(self.path, "anticipator", contract)
         spec = contract["models"]["anticipator"]
+        #: Floats of the recurrent state (the contract's ``state_in`` [B, S]).
+        self.state_size = int(spec["inputs"][2]["shape"][-1])
         self.section_labels = tuple(contract["sections"]["labels"])
         self.horizons_beats = tuple(contract["hazard"]["horizons_beats"])
         self.decimation = int(spec["decimation"])
         try:
-            self._kernel = _StepKernel(read_kernel_weights(proto))
+            self._kernel = _StepKernel(read_kernel_weights(proto, self.state_size))
         except ValueError as exc:
             raise ContractError(f"{self.path}: {exc}") from None
         self._session = _open_session(self.path)
-        self._h = np.zeros(STATE, np.float32)
+        self._h = np.zeros(self.state_size, np.float32)
         self._audio = np.zeros(N_AUDIO, np.float32)
         self._beat = np.zeros(N_BEAT, np.float32)
         self._probe()
@@ -400,7 +403,7 @@ class Anticipator:
             axis=1,
         ).astype(np.float32)
         sec, haz, state = self.run(audio, beat)
-        h = np.zeros(STATE, np.float32)
+        h = np.zeros(self.state_size, np.float32)
         err = 0.0
         for i in range(len(t)):
             self._kernel(audio[i], beat[i], h)
@@ -421,12 +424,12 @@ class Anticipator:
 
     @property
     def state(self) -> np.ndarray:
-        """Copy of the recurrent state, float32 (128,)."""
+        """Copy of the recurrent state, float32 (:attr:`state_size`,)."""
         return self._h.copy()
 
     @state.setter
     def state(self, value) -> None:
-        self._h[:] = _check_state(value)
+        self._h[:] = _check_state(value, self.state_size)
 
     # ----------------------------------------------------------------------- inference
 
@@ -437,9 +440,9 @@ class Anticipator:
         ----------
         audio_features : (T, 272) audio features per slow step, T >= 0.
         beat_features : (T, 5) beat features per slow step.
-        state : (128,) initial recurrent state; default zeros.
+        state : (S,) initial recurrent state (S = :attr:`state_size`); default zeros.
 
-        Returns ``(section_probs (T, 8), hazard_probs (T, 5), state (128,))``, float32: the
+        Returns ``(section_probs (T, 8), hazard_probs (T, 5), state (S,))``, float32: the
         probabilities of each step and the state after the last one.
         """
         a = np.asarray(audio_features)
@@ -452,7 +455,8 @@ class Anticipator:
         limit = np.float32(INPUT_LIMIT)
         _warn_non_finite("audio_features", _sanitize(audio.reshape(-1), limit))
         _warn_non_finite("beat_features", _sanitize(beat.reshape(-1), limit))
-        h0 = np.zeros(STATE, np.float32) if state is None else _check_state(state)
+        h0 = (np.zeros(self.state_size, np.float32) if state is None
+              else _check_state(state, self.state_size))
         if t == 0:
             empty = np.zeros((0, N_SECTIONS), np.float32), np.zeros((0, N_HORIZONS), np.float32)
             return (*empty, h0)
@@ -487,11 +491,11 @@ class Anticipator:
         return self._kernel.outputs
 
 
-def _check_state(value) -> np.ndarray:
-    """A (128,) finite float state as float32; ValueError/TypeError naming the problem."""
+def _check_state(value, size: int) -> np.ndarray:
+    """A (size,) finite float state as float32; ValueError/TypeError naming the problem."""
     a = np.asarray(value)
-    if a.shape != (STATE,):
-        raise ValueError(f"state: expected shape ({STATE},), got {a.shape}")
+    if a.shape != (size,):
+        raise ValueError(f"state: expected shape ({size},), got {a.shape}")
     if a.dtype.kind != "f":
         raise TypeError(f"state: expected a float array, got dtype {a.dtype}")
     if not np.isfinite(a).all():

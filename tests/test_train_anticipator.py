@@ -3,6 +3,7 @@ training run, and the ONNX export (IR 8, contract, onnxruntime parity)."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -13,7 +14,12 @@ torch = pytest.importorskip("torch")
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
-from fractalsync_models.contract import validate_onnx_model  # noqa: E402
+from fractalsync_models.anticipator import Anticipator  # noqa: E402
+from fractalsync_models.contract import (  # noqa: E402
+    ContractError,
+    load_contract,
+    validate_onnx_model,
+)
 from fractalsync_models.training.train_anticipator import (  # noqa: E402
     Track,
     TrainConfig,
@@ -33,6 +39,7 @@ from fractalsync_models.training.train_anticipator import (  # noqa: E402
     tempo_octave_error,
     train,
 )
+from fractalsync_models.training.train_anticipator import main as train_main  # noqa: E402
 
 HORIZONS = (1, 2, 4, 8, 16)
 
@@ -237,3 +244,59 @@ def test_export_is_ir8_contract_checked_and_matches_torch(tmp_path):
         for g, w in zip(got, want, strict=True):
             assert g.shape == tuple(w.shape)
             assert np.abs(g - w.numpy()).max() <= 1e-5
+
+
+def _contract_with_state(size: int) -> dict:
+    """The packaged contract with the anticipator's state_in/state_out [B, size]."""
+    contract = copy.deepcopy(load_contract())
+    spec = contract["models"]["anticipator"]
+    for t in spec["inputs"] + spec["outputs"]:
+        if t["name"] in ("state_in", "state_out"):
+            t["shape"] = ["B", size]
+    return contract
+
+
+def test_a_smaller_network_exports_and_runs_in_the_step_kernel(tmp_path):
+    # hidden 12 (state 16), proj 8, head 8, more weight on the 8-beat horizon: the export is
+    # checked against a contract with that state size, and the runtime (graph and numba step
+    # kernel) loads it with the same contract; step == run within 1e-5
+    tracks = [synthetic_track(i, steps=80) for i in range(3)]
+    config = TrainConfig(epochs=2, batch=3, window=40, threads=1, hidden=12, proj=8, head=8,
+                         horizon_weights=(1.0, 1.0, 1.0, 3.0, 1.0))
+    model, history = train(tracks, config, log=lambda s: None)
+    assert len(history) == 2 and all(math.isfinite(h["total"]) for h in history)
+    contract = _contract_with_state(16)
+    with pytest.raises(ContractError, match="state_in"):
+        export_onnx(model)  # the packaged contract's state is 128 floats
+    path = tmp_path / "small.onnx"
+    path.write_bytes(export_onnx(model, contract))
+    runtime = Anticipator(path, contract=contract)
+    assert runtime.state_size == 16 and runtime.state.shape == (16,)
+    rng = np.random.default_rng(3)
+    audio = rng.random((60, 272)).astype(np.float32)
+    beat = tracks[0].beat[:60]
+    sec, haz, state = runtime.run(audio, beat)
+    for i in range(60):
+        s, h = runtime.step(audio[i], beat[i])
+        np.testing.assert_allclose(s, sec[i], atol=1e-5)
+        np.testing.assert_allclose(h, haz[i], atol=1e-5)
+    np.testing.assert_allclose(runtime.state, state, atol=1e-5)
+    with pytest.raises(ContractError, match=r"state_in.*expected 20, got 16"):
+        Anticipator(path, contract=_contract_with_state(20))
+
+
+@pytest.mark.parametrize("weights", [(1.0, 1.0, 1.0), (1.0, -1.0, 1.0, 1.0, 1.0), (0.0,) * 5])
+def test_bad_horizon_weights_are_refused(weights):
+    tracks = [synthetic_track(0, steps=40)]
+    with pytest.raises(ValueError, match="horizon_weights"):
+        train(tracks, TrainConfig(epochs=1, batch=1, window=40, horizon_weights=weights),
+              log=lambda s: None)
+
+
+def test_cli_refuses_a_width_the_contract_cannot_carry(tmp_path, capsys):
+    # checked before any corpus is built or read: the contract's state is 128 = 124 + 4
+    code = train_main(["--corpus", str(tmp_path), "--out", str(tmp_path / "m.onnx"),
+                       "--hidden", "80"])
+    assert code != 0
+    assert "--hidden 80" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()

@@ -13,12 +13,14 @@ Per slow step ``t`` (one step = 4 analysis frames = 80 ms), for every batch item
   float32) and enter as ``sin``/``cos`` of ``2π count / period`` for the periods 4, 8, 16, 32,
   64 beats and 2, 4, 8, 16 bars (18 features ``k``): the phrase position the GRU can relate to
   the last change it heard;
-- a GRU (124 units) over ``[p; b; k]``;
+- a GRU (``hidden`` units, 124 by default) over ``[p; b; k]``;
 - heads: ``z = relu(W_h [h; k] + c_h)`` (``head`` units), then ``section_logits = W_s z + c_s``
   (8) and ``hazard_logits = W_z z + c_z`` (5).
 
-The contract's recurrent state ``state_in`` / ``state_out`` [B, 128] is the whole state:
-``[h (124), previous sin 2πφ, previous cos 2πφ, beat count mod 64, bar count mod 16]``.
+The contract's recurrent state ``state_in`` / ``state_out`` [B, hidden + 4] is the whole
+state: ``[h (hidden), previous sin 2πφ, previous cos 2πφ, beat count mod 64, bar count mod
+16]``; ``contracts/v1.json`` fixes its size, so ``hidden`` is that size - 4 for a model the
+runtime loads.
 
 The network is causal: output ``t`` depends on inputs ``0..t`` and ``state_in`` only. Its
 forward takes and returns exactly the contract's tensors (``contracts/v1.json``
@@ -41,7 +43,6 @@ from ..anticipator import (  # the runtime's step kernel reads the same constant
     BAR_PERIODS,
     BEAT_PERIODS,
     DOWNBEAT_THRESHOLD,
-    GRU_HIDDEN,
     N_AUDIO,
     N_BEAT,
     N_COUNTER,
@@ -74,7 +75,7 @@ def beat_counters(beat: torch.Tensor, tail: torch.Tensor) -> tuple[torch.Tensor,
 
 
 class AnticipatorNet(nn.Module):
-    """Causal section/hazard network with an explicit [B, 128] recurrent state.
+    """Causal section/hazard network with an explicit [B, hidden + 4] recurrent state.
 
     Parameters
     ----------
@@ -82,6 +83,7 @@ class AnticipatorNet(nn.Module):
     beat_mean, beat_std : (5,) the same for the beat features.
     proj : width of the audio projection.
     head : width of the hidden layer of the heads.
+    hidden : GRU units.
 
     Standard deviations below 1e-3 are floored at 1e-3 (constant features stay finite).
     """
@@ -94,6 +96,7 @@ class AnticipatorNet(nn.Module):
         beat_std: np.ndarray,
         proj: int = 64,
         head: int = 64,
+        hidden: int = 124,
     ):
         super().__init__()
         for name, value, n in (
@@ -114,21 +117,22 @@ class AnticipatorNet(nn.Module):
             "beat_scale", torch.tensor(1.0 / np.maximum(beat_std, 1e-3), dtype=torch.float32)
         )
         self.audio_proj = nn.Linear(N_AUDIO, proj)
-        self.gru = nn.GRU(proj + N_BEAT + N_COUNTER, GRU_HIDDEN, batch_first=True)
-        self.head = nn.Linear(GRU_HIDDEN + N_COUNTER, head)
+        self.hidden = hidden
+        self.gru = nn.GRU(proj + N_BEAT + N_COUNTER, hidden, batch_first=True)
+        self.head = nn.Linear(hidden + N_COUNTER, head)
         self.section_out = nn.Linear(head, N_SECTIONS)
         self.hazard_out = nn.Linear(head, N_HORIZONS)
 
     def forward(
         self, audio_features: torch.Tensor, beat_features: torch.Tensor, state_in: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """audio_features [B,T,272], beat_features [B,T,5], state_in [B,128] (float32) ->
-        section_logits [B,T,8], hazard_logits [B,T,5], state_out [B,128]."""
+        """audio_features [B,T,272], beat_features [B,T,5], state_in [B,hidden+4] (float32)
+        -> section_logits [B,T,8], hazard_logits [B,T,5], state_out [B,hidden+4]."""
         a = (audio_features - self.audio_mean) * self.audio_scale
         b = (beat_features - self.beat_mean) * self.beat_scale
-        k, tail = beat_counters(beat_features, state_in[:, GRU_HIDDEN:])
+        k, tail = beat_counters(beat_features, state_in[:, self.hidden :])
         x = torch.cat([torch.relu(self.audio_proj(a)), b, k], dim=-1)
-        h, h_n = self.gru(x, state_in[:, :GRU_HIDDEN].unsqueeze(0).contiguous())
+        h, h_n = self.gru(x, state_in[:, : self.hidden].unsqueeze(0).contiguous())
         z = torch.relu(self.head(torch.cat([h, k], dim=-1)))
         state_out = torch.cat([h_n.squeeze(0), tail], dim=-1)
         return self.section_out(z), self.hazard_out(z), state_out

@@ -24,7 +24,13 @@ Losses (each logged per epoch):
   trading some calibration (Brier) for recall on the rare short horizons;
 - ``smooth``: the total-variation distance ``0.5 * sum_c |p[t,c] - p[t-1,c]|`` between
   consecutive section distributions of a track, averaged over step pairs (anti-flicker);
-- total = section + ``hazard_weight`` * mean_k hazard[k] + ``smooth_weight`` * smooth.
+- total = section + ``hazard_weight`` * mean_k (w[k] hazard[k]) + ``smooth_weight`` * smooth,
+  with the per-horizon weights ``w`` of ``--horizon-weights`` scaled to mean 1 (default all
+  1).
+
+Network size: ``--hidden`` GRU units (the recurrent state is ``hidden + 4`` floats and must be
+the contract's ``state_in`` size for the runtime to load the model), ``--proj`` audio
+projection and ``--head`` head units (:class:`.anticipator_model.AnticipatorNet`).
 
 Robustness noise, drawn per track and epoch on the beat features (:func:`augment_beats`):
 a delay of 0-2 steps, dropped spans (all five features zero: "no beat information"), a
@@ -70,7 +76,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import rankdata
 
-from ..anticipator import N_AUDIO, N_BEAT, N_HORIZONS, N_SECTIONS, STATE
+from ..anticipator import COUNTER_STATE, N_AUDIO, N_BEAT, N_HORIZONS, N_SECTIONS
 from ..atomic_write import write_atomic
 from ..cli_errors import add_debug_flag, cli_entry
 from ..contract import load_contract, validate_onnx_model
@@ -340,6 +346,10 @@ class TrainConfig:
     noise: float = 1.0
     seed: int = 0
     threads: int = 1  # torch threads: 2 ran 8-16x slower whenever another process held a core
+    hidden: int = 124
+    proj: int = 64
+    head: int = 64
+    horizon_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
 
 
 def _pad(arrays: list[np.ndarray], fill: float) -> np.ndarray:
@@ -381,7 +391,14 @@ def train(
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    model = AnticipatorNet(**feature_stats(tracks))
+    model = AnticipatorNet(**feature_stats(tracks), proj=config.proj, head=config.head,
+                           hidden=config.hidden)
+    horizon_w = torch.tensor(config.horizon_weights, dtype=torch.float32)
+    if horizon_w.shape != (N_HORIZONS,) or not bool((horizon_w >= 0).all()) or not (
+            float(horizon_w.sum()) > 0):
+        raise ValueError(f"horizon_weights: expected {N_HORIZONS} non-negative weights, not all "
+                         f"0, got {config.horizon_weights!r}")
+    horizon_w = horizon_w / horizon_w.mean()
     pos_weight = torch.tensor(hazard_pos_weight(tracks), dtype=torch.float32)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(config.epochs, 1),
@@ -397,14 +414,15 @@ def train(
         for i in range(0, len(order), config.batch):
             batch = [tracks[j] for j in order[i : i + config.batch]]
             audio, beat, ys, yh, mask = _batch_tensors(batch, rng, config.noise)
-            state = torch.zeros(len(batch), STATE)
+            state = torch.zeros(len(batch), config.hidden + COUNTER_STATE)
             for s in range(0, audio.shape[1], config.window):
                 w = slice(s, s + config.window)
                 sec, haz, state = model(audio[:, w], beat[:, w], state)
                 ls = section_loss(sec, ys[:, w])
                 lh = hazard_loss(haz, yh[:, w], pos_weight)
                 lsm = smoothness_loss(sec, mask[:, w])
-                loss = ls + config.hazard_weight * lh.mean() + config.smooth_weight * lsm
+                loss = (ls + config.hazard_weight * (lh * horizon_w).mean()
+                        + config.smooth_weight * lsm)
                 opt.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -438,7 +456,7 @@ def predict(model: AnticipatorNet, track: Track) -> tuple[np.ndarray, np.ndarray
         sec, haz, _ = model(
             torch.from_numpy(track.audio[None]),
             torch.from_numpy(track.beat[None]),
-            torch.zeros(1, STATE),
+            torch.zeros(1, model.hidden + COUNTER_STATE),
         )
     return torch.softmax(sec[0], -1).numpy(), torch.sigmoid(haz[0]).numpy()
 
@@ -559,7 +577,7 @@ def export_onnx(model: AnticipatorNet, contract: dict | None = None, seed: int =
     args = (
         torch.randn(2, 37, N_AUDIO, generator=g).abs(),
         torch.randn(2, 37, N_BEAT, generator=g),
-        torch.randn(2, STATE, generator=g) * 0.5,
+        torch.randn(2, model.hidden + COUNTER_STATE, generator=g) * 0.5,
     )
     seq = {0: "B", 1: "T"}
     buf = io.BytesIO()
@@ -640,6 +658,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--smooth-weight", type=float, default=d.smooth_weight)
     p.add_argument("--noise", type=float, default=d.noise, help="robustness noise scale (0: off)")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--hidden", type=int, default=d.hidden,
+                   help="GRU units (state = hidden + 4 floats, the contract's state_in size)")
+    p.add_argument("--proj", type=int, default=d.proj, help="audio projection units")
+    p.add_argument("--head", type=int, default=d.head, help="units of the heads' hidden layer")
+    p.add_argument("--horizon-weights", type=float, nargs=N_HORIZONS,
+                   default=d.horizon_weights, metavar="W",
+                   help="hazard loss weight per horizon (1 2 4 8 16 beats), scaled to mean 1")
     p.add_argument("--threads", type=int, default=d.threads,
                    help="torch threads (default 1: with 2, any other busy process on this "
                    "2-core machine made epochs 8-16x slower, 8 s -> 60-150 s)")
@@ -651,6 +676,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Train, evaluate on the held-out tracks, export the ONNX model and its model card."""
     args = _parser().parse_args(argv)
+    contract = load_contract()
+    state_size = contract["models"]["anticipator"]["inputs"][2]["shape"][-1]
+    if args.hidden + COUNTER_STATE != state_size:
+        raise ValueError(f"--hidden {args.hidden}: the contract's state_in holds {state_size} "
+                         f"floats, so the runtime loads only --hidden {state_size - COUNTER_STATE}")
     t_start = time.perf_counter()
     corpus = args.corpus
     build_seconds = None
@@ -664,7 +694,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = TrainConfig(
         epochs=args.epochs, batch=args.batch, window=args.window, lr=args.lr,
         hazard_weight=args.hazard_weight, smooth_weight=args.smooth_weight, noise=args.noise,
-        seed=args.seed, threads=args.threads,
+        seed=args.seed, threads=args.threads, hidden=args.hidden, proj=args.proj,
+        head=args.head, horizon_weights=tuple(args.horizon_weights),
     )  # fmt: skip
     t_train = time.perf_counter()
     model, history = train(train_set, config, val_set, log=lambda s: print(s, flush=True))
@@ -677,7 +708,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(by_rendition) > 1:
         metrics["by_rendition"] = {r: evaluate(model, ts, prior)
                                    for r, ts in sorted(by_rendition.items())}
-    data = export_onnx(model)
+    data = export_onnx(model, contract)
     write_atomic(args.out, data)
     card = {
         "model": args.out.name,
