@@ -20,9 +20,11 @@ with ffmpeg, and measures on the decoded frames:
 * the between-section contrast (``sync_measure.section_contrast``: the mean distance between
   the true sections' mean normalised control vectors);
 * the p99 frame cost, and the p99 cost of the controller's step (us): ``controller_p99_us``
-  re-times a fresh controller, alone, over the inputs the render fed it (after 100 warm-up
-  steps), ``controller_in_render_p99_us`` is the step as timed inside the render loop (with
-  the renderer, ffmpeg and the analysis competing for the two cores: mostly their noise);
+  re-times the controller, alone, over the inputs the render fed it (after 100 warm-up steps;
+  with ``both``, the two controllers interleaved frame by frame on the same inputs, after both
+  renders of the song); ``controller_in_render_p99_us`` is the step as timed inside the
+  render loop (with the renderer, ffmpeg and the analysis competing for the two cores: mostly
+  their noise);
 * where the missed beats (true beats after 5 s without a pulse within +-2 frames) were lost:
   ``lost_tracker`` (no beat reported by the tracker within +-2 frames), ``lost_display`` (the
   tracker reported it, but no beat of the displayed clock, the fast clock's phase wraps, fell
@@ -151,17 +153,21 @@ class _Recorder:
         return self.controller.step(inputs)
 
 
-def step_cost_us(controller, inputs: list, warmup: int = 100) -> np.ndarray:
-    """Wall time (us) of each ``controller.step`` over ``inputs``, alone, after ``warmup``
-    steps and a reset."""
+def step_cost_us(controllers: list, inputs: list, warmup: int = 100) -> list[np.ndarray]:
+    """Wall time (us) of each ``step`` of each controller over ``inputs``, alone (no render),
+    the controllers interleaved frame by frame (so that both see the same machine load), after
+    ``warmup`` steps and a reset."""
     for x in inputs[:warmup]:
-        controller.step(x)
-    controller.reset()
-    out = np.empty(len(inputs))
+        for c in controllers:
+            c.step(x)
+    for c in controllers:
+        c.reset()
+    out = [np.empty(len(inputs)) for _ in controllers]
     for i, x in enumerate(inputs):
-        t0 = time.perf_counter_ns()
-        controller.step(x)
-        out[i] = (time.perf_counter_ns() - t0) / 1e3
+        for c, us in zip(controllers, out, strict=True):
+            t0 = time.perf_counter_ns()
+            c.step(x)
+            us[i] = (time.perf_counter_ns() - t0) / 1e3
     return out
 
 
@@ -182,7 +188,7 @@ def measure(song, name: str, args, structure_mode: str, controller: str = "analy
                              fps=args.fps, size=(w, h), renderer=args.renderer,
                              seconds=seconds, structure=make_structure(ns), controller=ctl)
         change = frame_change(decoded_frames(out, w, h))
-    cost_us = step_cost_us(ctl.controller, ctl.inputs)
+    cost_us = step_cost_us([ctl.controller], ctl.inputs)[0]
     n = stats.frames
     pulses = detect_pulses(change, args.fps)
     true_beats = song.beats[song.beats < n / args.fps]
@@ -216,7 +222,8 @@ def measure(song, name: str, args, structure_mode: str, controller: str = "analy
         "controller_in_render_p99_us": stats.controller_p99_us,
         "frame_p99_ms": stats.frame_p99_ms, "render_p99_ms": stats.render_p99_ms,
         "n_beats": sync["n_beats"], "n_chorus": int(chorus.sum()), "n_verse": int(verse.sum()),
-        "controller_us": cost_us, "shown": (shown, shown_conf), **lost,
+        "controller_us": cost_us, "shown": (shown, shown_conf), "inputs": ctl.inputs,
+        "controller_object": ctl.controller, **lost,
     }
 
 
@@ -312,6 +319,15 @@ def main(argv=None) -> int:
             row = measure(song, name, args, args.structure, controller, shown)
             shown = row["shown"]
             rows[controller].append(row)
+        if len(controllers) > 1:  # the costs again, interleaved on the same inputs
+            song_rows = [rows[c][-1] for c in controllers]
+            costs = step_cost_us([r["controller_object"] for r in song_rows],
+                                 song_rows[0]["inputs"])
+            for r, us in zip(song_rows, costs, strict=True):
+                r["controller_us"], r["controller_p99_us"] = us, float(np.percentile(us, 99))
+        for controller in controllers:
+            row = rows[controller][-1]
+            del row["inputs"], row["controller_object"]  # the memory of the next song
             print(" | ".join(f"{row[c]:.3g}" if isinstance(row[c], float) else str(row[c])
                              for c in cols), flush=True)
     for controller in controllers:
