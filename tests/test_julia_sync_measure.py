@@ -367,11 +367,11 @@ def test_measure_script_prints_the_side_by_side_table(tmp_path):
         f"{h} (analytic / onnx)" for h in (
             "pulses within +-2 frames", "RMS jerk c", "RMS jerk ln zoom", "RMS jerk rotation",
             "chorus frames disconnected", "verse frames connected", "section contrast",
-            "controller p99 (us)")) + " |"):]
+            "controller p99 CPU (us)", "controller p99 wall (us)")) + " |"):]
     assert table[2].startswith("| seed 1001 | ") and table[3].startswith("| all songs")
     assert table[4].startswith("| better (onnx vs analytic) | ")
     for row in table[2:5]:
-        assert len(row.strip("|").split(" | ")) == 9, row
+        assert len(row.strip("|").split(" | ")) == 10, row
     # every cell pairs the two controllers' figures; the per-song and all-songs rows agree
     song_cells = table[2].strip("| ").split(" | ")[1:]
     assert all(len(c.split(" / ")) == 2 for c in song_cells)
