@@ -1,0 +1,223 @@
+"""The controller's five training losses (torch), each a scalar, each logged per epoch.
+
+Inputs are the model's control series (:meth:`.model.ControllerNet.sequence`: ``c (B,T,2)``,
+``log_zoom``, ``rotation`` (unwrapped), ``hue``, ``saturation``, ``brightness``, ``detail``
+(B,T)) and per-frame arrays of the batch; ``mask (B,T)`` marks real frames (padding 0).
+
+**Visual change proxy** (:func:`visual_change`): the frame-to-frame change of the picture,
+``v_t = sum_i w_i sqrt(d_i(t)^2 + eps)`` over the per-frame differences ``d_i`` of brightness,
+log-zoom, ``|c|`` (the complex difference), rotation, hue, saturation and detail, with weights
+``CHANGE_WEIGHTS`` in units of the rendered luma change (fraction of full scale per unit of the
+control), measured on numba renders (:func:`.proxy.calibrate_change_weights`; the command is
+in ``CHANGE_WEIGHTS``'s comment). ``v_0 = 0``.
+
+1. **Beat-synchronous pulse** (:func:`pulse_loss`): ``beat_amp`` is 1 at the frame of each true
+   downbeat, 0.8 at other true beats. On-beat: ``mean_b relu(tau * amp_b - max(v[b-1..b+1]))
+   / tau`` (the change must reach ``tau`` = ``PULSE_TAU``, more on downbeats, within a frame of
+   the beat); off-beat: ``mean v / tau`` over frames farther than ``OFF_FRAMES`` from any true
+   beat (quiet between beats, so the beat's change stands out), weighted ``OFF_WEIGHT``.
+2. **Smoothness** (:func:`smoothness_loss`): jerk ``j = diff(x, 3) * fps^3`` of c (complex
+   modulus), log-zoom and rotation, each divided by its reference ``JERK_REF``; the mean of
+   ``|j_c|^2 + j_z^2 + j_r^2`` over third differences whose four frames are real and none is
+   within ``data.JUMP_FRAMES`` of a true downbeat or boundary (``jump``): jumps are allowed
+   only there.
+3. **Section-aware** (:func:`section_loss`): ``mean_t p_chorus * penalty_connected(c) +
+   p_verse * penalty_disconnected(c)`` with the section probabilities of the clean
+   conditioning (before the robustness noise). :func:`orbit_reach`: ``u(c) = max_n
+   log |z_n|^2`` over ``n = 1..ORBIT_ITERS`` of the critical orbit ``z_{n+1} = z_n^2 + c``,
+   ``z_0 = 0``, with ``z`` radially clamped to ``|z| <= ORBIT_CLAMP`` (differentiable, no
+   overflow) and ``u >= log(1e-4)``. An orbit that reaches ``|z| >= 4 > 2`` has escaped (c is
+   outside the Mandelbrot set, its Julia set is dust). :func:`cardioid_radius`:
+   ``|lam(c)| = |1 - sqrt(1 - 4c)|``, below 1 exactly in the main cardioid (inside the
+   Mandelbrot set: a connected Julia set; ``c = lam/2 - lam^2/4``, the analytic controller's
+   parametrisation), with a useful gradient everywhere (the orbit's vanishes far from the
+   set). ``penalty_connected = relu(log 16 - u) / log 16 + relu(LAM_OUT - |lam|)`` (escape,
+   and out of the cardioid first, where the orbit alone barely moves),
+   ``penalty_disconnected = relu(|lam| - LAM_IN) / (1 - LAM_IN)`` (well inside the
+   cardioid).
+4. **Anticipation** (:func:`anticipation_loss`): build-up before a boundary proportional to the
+   hazard. Hazard level ``H_t = sum_k HAZARD_WEIGHTS[k] hazard_k(t)`` (clean conditioning, in
+   [0, 1]); build-up ``b_t = detail_t + saturation_t``; within each true section segment
+   ``s``, ``mean_t ((b_t - mean_s b) - BUILDUP_GAIN (H_t - mean_s H))^2``: relative to the
+   section's own level, the picture gains detail and saturation as the hazard rises.
+5. **Variety** (:func:`variety_loss`): no collapse to one c. Within each true segment of at
+   least ``MIN_SEGMENT`` frames, ``relu(1 - var_s(c) / VAR_MIN)`` (low variance of c
+   penalised); between the labels present in a sequence, for each pair of distinct labels
+   ``relu(1 - |m_a - m_b| / DIST_MIN)`` with ``m`` the label's mean of ``(c_re, c_im,
+   log-zoom, hue, saturation)`` (low distance between sections' means penalised). The mean of
+   both parts.
+
+Losses 3-5 need true sections: the caller passes only the generated songs' sequences.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from examples.julia.controller import HAZARD_WEIGHTS
+
+from .data import FPS, JUMP_FRAMES
+
+__all__ = [
+    "CHANGE_WEIGHTS", "anticipation_loss", "cardioid_radius", "orbit_reach", "penalty_connected",
+    "penalty_disconnected", "pulse_loss", "section_loss", "smoothness_loss", "variety_loss",
+    "visual_change",
+]
+
+#: Rendered luma change (fraction of full scale) per unit change of each control: median over
+#: 24 frames of the analytic controller on training song 300, numba renders at 160x90
+#: (``python -m examples.julia.controller_training.proxy --calibrate --work DIR``; detail: a
+#: change of 0.1 moves the iteration cap by a few iterations, which changed no pixel).
+CHANGE_WEIGHTS = {"brightness": 0.2798, "log_zoom": 0.3767, "c": 0.2957, "rotation": 0.2561,
+                  "hue": 0.3303, "saturation": 0.2015, "detail": 0.0}
+_EPS = 1e-8
+PULSE_TAU = 0.03
+OFF_FRAMES = 3
+OFF_WEIGHT = 1.0
+JERK_REF = {"c": 50.0, "log_zoom": 200.0, "rotation": 0.3}
+ORBIT_ITERS = 32
+ORBIT_CLAMP = 10.0
+_LOG_ESCAPED, _U_MIN = math.log(16.0), math.log(1e-4)
+LAM_OUT, LAM_IN = 1.1, 0.9
+BUILDUP_GAIN = 0.5
+MIN_SEGMENT = 60
+VAR_MIN = 0.02 ** 2
+DIST_MIN = 0.4
+
+
+def visual_change(out: dict, weights: dict = CHANGE_WEIGHTS) -> torch.Tensor:
+    """(B,T) visual change proxy of a control series (module docstring); ``v[:, 0] = 0``."""
+    def d(x):
+        return x[:, 1:] - x[:, :-1]
+
+    dc = d(out["c"])
+    terms = {
+        "brightness": d(out["brightness"]) ** 2, "log_zoom": d(out["log_zoom"]) ** 2,
+        "c": (dc ** 2).sum(-1), "rotation": d(out["rotation"]) ** 2, "hue": d(out["hue"]) ** 2,
+        "saturation": d(out["saturation"]) ** 2, "detail": d(out["detail"]) ** 2,
+    }
+    v = sum(weights[k] * torch.sqrt(t + _EPS) for k, t in terms.items())
+    return F.pad(v, (1, 0))
+
+
+def _near(marks: torch.Tensor, radius: int) -> torch.Tensor:
+    """(B,T) bool: a mark within ``radius`` frames."""
+    return F.max_pool1d(marks.float()[:, None], 2 * radius + 1, 1, radius)[:, 0] > 0
+
+
+def pulse_loss(v: torch.Tensor, beat_amp: torch.Tensor, mask: torch.Tensor,
+               tau: float = PULSE_TAU) -> torch.Tensor:
+    """Beat-synchronous pulse loss (module docstring, 1). ``v``, ``beat_amp``, ``mask`` (B,T)."""
+    peak = F.max_pool1d(v[:, None], 3, 1, 1)[:, 0]
+    on = (beat_amp > 0) & mask
+    off = ~_near(beat_amp > 0, OFF_FRAMES) & mask
+    l_on = (F.relu(tau * beat_amp - peak) * on).sum() / (tau * on.sum().clamp(min=1))
+    l_off = (v * off).sum() / (tau * off.sum().clamp(min=1))
+    return l_on + OFF_WEIGHT * l_off
+
+
+def smoothness_loss(out: dict, jump: torch.Tensor, mask: torch.Tensor,
+                    fps: float = FPS) -> torch.Tensor:
+    """Smoothness loss (module docstring, 2). ``jump``, ``mask`` (B,T) bool."""
+    def jerk(x):
+        return (x[:, 3:] - 3 * x[:, 2:-1] + 3 * x[:, 1:-2] - x[:, :-3]) * fps ** 3
+
+    jc = (jerk(out["c"]) ** 2).sum(-1) / JERK_REF["c"] ** 2
+    jz = jerk(out["log_zoom"]) ** 2 / JERK_REF["log_zoom"] ** 2
+    jr = jerk(out["rotation"]) ** 2 / JERK_REF["rotation"] ** 2
+    free = mask & ~_near(jump, JUMP_FRAMES)  # jump frames already span +-JUMP_FRAMES
+    free = free.float()
+    ok = (free[:, 3:] * free[:, 2:-1] * free[:, 1:-2] * free[:, :-3])
+    return ((jc + jz + jr) * ok).sum() / ok.sum().clamp(min=1)
+
+
+def orbit_reach(c: torch.Tensor, iters: int = ORBIT_ITERS) -> torch.Tensor:
+    """``u(c)``: max over ``n = 1..iters`` of ``log |z_n|^2`` of the clamped critical orbit
+    (module docstring, 3); ``c`` (..., 2) as (re, im), returns (...)."""
+    cr, ci = c[..., 0], c[..., 1]
+    zr, zi = torch.zeros_like(cr), torch.zeros_like(ci)
+    best = torch.full_like(cr, _U_MIN)
+    for _ in range(iters):
+        zr, zi = zr * zr - zi * zi + cr, 2 * zr * zi + ci
+        r2 = zr * zr + zi * zi
+        best = torch.maximum(best, torch.log(r2 + 1e-30))
+        shrink = torch.clamp(ORBIT_CLAMP / torch.sqrt(r2 + 1e-30), max=1.0)
+        zr, zi = zr * shrink, zi * shrink
+    return best
+
+
+def cardioid_radius(c: torch.Tensor) -> torch.Tensor:
+    """``|1 - sqrt(1 - 4c)|`` (principal square root) of ``c`` (..., 2) as (re, im): < 1
+    exactly in the main cardioid of the Mandelbrot set. Returns (...)."""
+    wr, wi = 1.0 - 4.0 * c[..., 0], -4.0 * c[..., 1]
+    r = torch.sqrt(wr * wr + wi * wi + 1e-12)
+    sr = torch.sqrt(0.5 * (r + wr) + 1e-12)
+    si = torch.where(wi >= 0, 1.0, -1.0) * torch.sqrt(0.5 * (r - wr) + 1e-12)
+    return torch.sqrt((1.0 - sr) ** 2 + si * si + 1e-12)
+
+
+def penalty_connected(c: torch.Tensor) -> torch.Tensor:
+    """0 where the critical orbit of c escapes (``|z| >= 4`` within ``ORBIT_ITERS``) and c is
+    outside ``|lam| < LAM_OUT``: ``relu(log 16 - u(c)) / log 16 + relu(LAM_OUT - |lam(c)|)``.
+    (...,2) -> (...)."""
+    return (F.relu(_LOG_ESCAPED - orbit_reach(c)) / _LOG_ESCAPED
+            + F.relu(LAM_OUT - cardioid_radius(c)))
+
+
+def penalty_disconnected(c: torch.Tensor) -> torch.Tensor:
+    """0 where c is well inside the main cardioid (``|lam(c)| <= LAM_IN``), growing linearly
+    outside: ``relu(|lam(c)| - LAM_IN) / (1 - LAM_IN)``. (...,2) -> (...)."""
+    return F.relu(cardioid_radius(c) - LAM_IN) / (1.0 - LAM_IN)
+
+
+_CHORUS, _VERSE = 4, 2  # SECTION_LABELS indices (checked in the tests)
+
+
+def section_loss(c: torch.Tensor, sect: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Section-aware loss (module docstring, 3): ``c`` (B,T,2), ``sect`` (B,T,8) clean
+    section probabilities, ``mask`` (B,T)."""
+    pen = sect[..., _CHORUS] * penalty_connected(c) + sect[..., _VERSE] * penalty_disconnected(c)
+    m = mask.float()
+    return (pen * m).sum() / m.sum().clamp(min=1)
+
+
+def _segment_means(x: torch.Tensor, onehot: torch.Tensor):
+    """Per (batch, segment) means of ``x`` (B,T,n) over ``onehot`` (B,T,S): (B,S,n), counts."""
+    count = onehot.sum(1)
+    return torch.einsum("bts,btn->bsn", onehot, x) / count.clamp(min=1)[..., None], count
+
+
+def anticipation_loss(out: dict, haz: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+    """Anticipation loss (module docstring, 4): ``haz`` (B,T,5) clean hazards, ``segments``
+    (B,T,S) one-hot of the true segments (all zero on padding)."""
+    level = haz @ torch.tensor(HAZARD_WEIGHTS, dtype=haz.dtype)
+    x = torch.stack([out["detail"] + out["saturation"], level], -1)
+    means, _ = _segment_means(x, segments)
+    rel = x - torch.einsum("bts,bsn->btn", segments, means)
+    err = (rel[..., 0] - BUILDUP_GAIN * rel[..., 1]) ** 2
+    m = segments.sum(-1)
+    return (err * m).sum() / m.sum().clamp(min=1)
+
+
+def variety_loss(out: dict, segments: torch.Tensor, seg_label: torch.Tensor) -> torch.Tensor:
+    """Variety loss (module docstring, 5): ``segments`` (B,T,S) one-hot of the true segments,
+    ``seg_label`` (B,S) each segment's label index (-1: none)."""
+    c = out["c"]
+    means, count = _segment_means(torch.cat([c, c ** 2], -1), segments)
+    var = (means[..., 2:] - means[..., :2] ** 2).sum(-1)
+    long = count >= MIN_SEGMENT
+    within = (F.relu(1 - var / VAR_MIN) * long).sum() / long.sum().clamp(min=1)
+    feats = torch.stack([c[..., 0], c[..., 1], out["log_zoom"], out["hue"],
+                         out["saturation"]], -1)
+    labels = F.one_hot(seg_label.clamp(min=0), 8).float() * (seg_label >= 0)[..., None]
+    per_label = torch.einsum("bts,bsl->btl", segments, labels)  # (B,T,8) label one-hot
+    lmeans, lcount = _segment_means(feats, per_label)
+    present = (lcount >= MIN_SEGMENT).float()  # (B,8)
+    diff = lmeans[:, :, None, :] - lmeans[:, None, :, :]
+    dist = torch.sqrt((diff ** 2).sum(-1) + _EPS)  # (B,8,8)
+    pair = present[:, :, None] * present[:, None, :] * (1 - torch.eye(8))
+    between = (F.relu(1 - dist / DIST_MIN) * pair).sum() / pair.sum().clamp(min=1)
+    return 0.5 * (within + between)

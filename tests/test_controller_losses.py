@@ -1,0 +1,168 @@
+"""The controller's five training losses, each against a hand-computed case
+(examples/julia/controller_training/losses.py)."""
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="the controller losses are training code ([train])")
+
+from examples.julia.controller_training import losses as L  # noqa: E402
+from fractalsync_tracking.slow_state import SECTION_LABELS  # noqa: E402
+
+
+def series(t, **over):
+    """A control series dict (batch 1, t frames): all zero unless given."""
+    base = {k: torch.zeros(1, t) for k in ("log_zoom", "rotation", "hue", "saturation",
+                                              "brightness", "detail")}
+    base["c"] = torch.zeros(1, t, 2)
+    for k, v in over.items():
+        base[k] = torch.as_tensor(v, dtype=torch.float32)
+    return base
+
+
+def test_section_indices_are_the_contracts():
+    assert SECTION_LABELS[L._CHORUS] == "chorus" and SECTION_LABELS[L._VERSE] == "verse"
+
+
+def test_visual_change_weights_each_difference():
+    w = dict.fromkeys(L.CHANGE_WEIGHTS, 0.0)
+    w.update(brightness=2.0, c=3.0)
+    out = series(3, brightness=[[0.0, 0.5, 0.5]], c=[[[0, 0], [0, 0], [0.3, 0.4]]])
+    v = L.visual_change(out, w)[0]
+    # frame 0: 0; frame 1: 2 * 0.5 (+ the sqrt eps of the 6 others); frame 2: 3 * |0.3+0.4i|
+    assert v.tolist() == pytest.approx([0.0, 1.0, 1.5], abs=1e-3)
+
+
+def test_pulse_loss_hand_case():
+    tau = 0.03
+    t = 16
+    amp = torch.zeros(1, t)
+    amp[0, 2], amp[0, 13] = 1.0, 0.8
+    v = torch.zeros(1, t)
+    v[0, 3] = 0.02  # peak within a frame of the downbeat at 2: short of tau * 1 by 0.01
+    v[0, 13] = 0.03  # the beat at 13 is reached (0.03 >= 0.8 * tau)
+    v[0, 7] = 0.006  # off-beat frames: 6..9 (farther than 3 frames from 2 and 13)
+    mask = torch.ones(1, t, dtype=torch.bool)
+    got = L.pulse_loss(v, amp, mask, tau=tau)
+    on = (0.01 + 0.0) / (tau * 2)
+    off = (0.006 / 4) / tau
+    assert float(got) == pytest.approx(on + L.OFF_WEIGHT * off, rel=1e-5)
+
+
+def test_pulse_loss_larger_target_on_downbeats():
+    t, tau = 16, 0.03
+    mask = torch.ones(1, t, dtype=torch.bool)
+    v = torch.zeros(1, t)
+    v[0, 8] = 0.025
+    down, beat = torch.zeros(1, t), torch.zeros(1, t)
+    down[0, 8], beat[0, 8] = 1.0, 0.8
+    # 0.025 reaches 0.8 tau = 0.024 but not tau = 0.03
+    assert float(L.pulse_loss(v, beat, mask, tau)) == pytest.approx(0.0, abs=1e-7)
+    assert float(L.pulse_loss(v, down, mask, tau)) == pytest.approx(0.005 / tau, rel=1e-5)
+
+
+def test_smoothness_loss_cubic_and_jump_mask():
+    t = 10
+    k = torch.arange(t, dtype=torch.float32)
+    out = series(t, c=torch.stack([k ** 3, torch.zeros(t)], -1)[None],
+                 rotation=(0.5 * k ** 3)[None])
+    mask = torch.ones(1, t, dtype=torch.bool)
+    no_jump = torch.zeros(1, t, dtype=torch.bool)
+    # third difference of k^3 is 6 everywhere; fps = 1
+    want = (6 / L.JERK_REF["c"]) ** 2 + (3 / L.JERK_REF["rotation"]) ** 2
+    assert float(L.smoothness_loss(out, no_jump, mask, fps=1.0)) == pytest.approx(want, rel=1e-5)
+    # a jerk only where a jump is allowed does not count
+    step = series(t, rotation=torch.tensor([[0, 0, 0, 0, 0, 1, 1, 1, 1, 1.0]]))
+    jump = torch.zeros(1, t, dtype=torch.bool)
+    jump[0, 5] = True
+    assert float(L.smoothness_loss(step, jump, mask, fps=1.0)) == 0.0
+    # without the jump mask: third differences 0, 0, 1, -2, 1, 0, 0 over 7 windows
+    got = float(L.smoothness_loss(step, no_jump, mask, fps=1.0))
+    assert got == pytest.approx(6.0 / 7.0 / L.JERK_REF["rotation"] ** 2, rel=1e-5)
+
+
+def test_orbit_reach_hand_cases():
+    c = torch.tensor([[-1.0, 0.0], [2.0, 0.0], [0.0, 0.0]])
+    # c = -1: 0 -> -1 -> 0 -> -1 ...: max |z|^2 = 1
+    # c = 2: 2, 6, 38 (clamped to 10), 102 (clamped), ...: max |z|^2 = 102^2
+    # c = 0: stays 0: the floor log(1e-4)
+    assert L.orbit_reach(c).tolist() == pytest.approx(
+        [0.0, math.log(102.0 ** 2), math.log(1e-4)], abs=1e-4)
+
+
+def test_cardioid_radius_hand_cases():
+    # c = lam/2 - lam^2/4 has |1 - sqrt(1 - 4c)| = |lam| for |lam| < 1 (1 - 4c = (1 - lam)^2)
+    lams = [0.0, 0.5, complex(0, 0.9), complex(-0.6, 0.3)]
+    cs = [lam / 2 - lam * lam / 4 for lam in lams]
+    c = torch.tensor([[z.real, z.imag] for z in cs])
+    assert L.cardioid_radius(c).tolist() == pytest.approx([abs(lam) for lam in lams], abs=1e-5)
+    # c = 2: 1 - 4c = -7, sqrt = i sqrt 7: |1 - i sqrt 7| = sqrt 8
+    assert float(L.cardioid_radius(torch.tensor([2.0, 0.0]))) == pytest.approx(math.sqrt(8),
+                                                                               abs=1e-5)
+
+
+def test_penalties_hand_cases():
+    c = torch.tensor([[-1.0, 0.0], [2.0, 0.0], [0.0, 0.0], [0.125, 0.0]])
+    # |lam|: c = -1: |1 - sqrt 5| = 1.2361; c = 2: sqrt 8; c = 0: 0; c = 1/8: |1 - sqrt .5|
+    lam = [math.sqrt(5) - 1, math.sqrt(8), 0.0, 1 - math.sqrt(0.5)]
+    # c = 1/8: the orbit converges to the fixed point 1 - sqrt(.5)... / 2 = 0.1464
+    u = [0.0, math.log(102.0 ** 2), math.log(1e-4), math.log((0.5 - 0.5 * math.sqrt(0.5)) ** 2)]
+    log16 = math.log(16.0)
+    want_conn = [max(log16 - ui, 0) / log16 + max(L.LAM_OUT - li, 0)
+                 for ui, li in zip(u, lam, strict=True)]
+    want_disc = [max(li - L.LAM_IN, 0) / (1 - L.LAM_IN) for li in lam]
+    assert L.penalty_connected(c).tolist() == pytest.approx(want_conn, abs=1e-4)
+    assert L.penalty_disconnected(c).tolist() == pytest.approx(want_disc, abs=1e-4)
+    assert want_conn[1] == 0.0 and want_disc[2] == want_disc[3] == 0.0
+
+
+def test_section_loss_weights_by_probabilities():
+    c = torch.tensor([[[-1.0, 0.0], [2.0, 0.0], [0.0, 0.0]]])
+    sect = torch.zeros(1, 3, 8)
+    sect[0, 0, L._CHORUS] = 1.0  # chorus with a connected c (the period-2 bulb)
+    sect[0, 1, L._VERSE] = 1.0  # verse with an escaping c
+    sect[0, 2, L._CHORUS] = sect[0, 2, L._VERSE] = 0.5  # c = 0: connected, cardioid centre
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    log16 = math.log(16.0)
+    pen_chorus = 1.0 + 0.0  # orbit reach 0: (log 16 - 0) / log 16; |lam| = 1.236 > LAM_OUT
+    pen_verse = (math.sqrt(8) - L.LAM_IN) / (1 - L.LAM_IN)
+    pen_zero = 0.5 * ((log16 - math.log(1e-4)) / log16 + L.LAM_OUT) + 0.5 * 0.0
+    want = (pen_chorus + pen_verse + pen_zero) / 3
+    assert float(L.section_loss(c, sect, mask)) == pytest.approx(want, rel=1e-5)
+
+
+def test_anticipation_loss_hand_case():
+    out = series(3, detail=[[0.5, 1.0, 1.5]], saturation=[[0.5, 1.0, 1.5]])
+    haz = torch.tensor([0.0, 0.5, 1.0])[None, :, None].repeat(1, 1, 5)  # level = h
+    segments = torch.ones(1, 3, 1)
+    # build-up 1, 2, 3 (mean 2); hazard 0, .5, 1 (mean .5); error (b - 2) - 0.5 (h - .5)
+    errs = [(-1 + 0.25) ** 2, 0.0, (1 - 0.25) ** 2]
+    assert float(L.anticipation_loss(out, haz, segments)) == pytest.approx(sum(errs) / 3,
+                                                                           rel=1e-5)
+    # build-up exactly proportional to the hazard: no loss
+    out = series(3, detail=[[0.0, 0.25, 0.5]])
+    assert float(L.anticipation_loss(out, haz, segments)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_variety_loss_hand_case():
+    n = L.MIN_SEGMENT
+    c = torch.zeros(1, 2 * n, 2)
+    c[0, n:, 0] = 0.2  # two sections with constant c, means 0.2 apart
+    out = series(2 * n, c=c)
+    segments = torch.zeros(1, 2 * n, 2)
+    segments[0, :n, 0] = segments[0, n:, 1] = 1.0
+    labels = torch.tensor([[L._VERSE, L._CHORUS]])
+    # within: variance 0 -> 1 per segment; between: relu(1 - 0.2 / 0.4) = 0.5
+    assert float(L.variety_loss(out, segments, labels)) == pytest.approx(0.5 * (1 + 0.5),
+                                                                         abs=1e-4)
+    # c alternating +-0.1 within each section (variance 0.01 >= VAR_MIN), means 0.5 apart
+    c = torch.zeros(1, 2 * n, 2)
+    c[0, :, 1] = torch.tensor([0.1, -0.1]).repeat(n)
+    c[0, n:, 0] = 0.5
+    assert float(L.variety_loss(series(2 * n, c=c), segments, labels)) == pytest.approx(
+        0.0, abs=1e-6)
+    # one label only: no pair to compare
+    same = torch.tensor([[L._VERSE, L._VERSE]])
+    assert float(L.variety_loss(series(2 * n, c=c), segments, same)) == pytest.approx(
+        0.0, abs=1e-6)
