@@ -36,6 +36,10 @@ def model() -> Anticipator:
     return Anticipator()
 
 
+#: The recurrent state's size in the packaged contract (``state_in`` [B, S]).
+S = load_contract()["models"]["anticipator"]["inputs"][2]["shape"][-1]
+
+
 def _inputs(seed: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Plausible slow-step inputs: non-negative audio features, beat features of a 120 BPM
     beat clock (phase advancing 0.16 beat per 80 ms step) with some noise."""
@@ -73,7 +77,7 @@ def test_runtime_does_not_import_torch():
 def test_run_outputs_are_probabilities(model):
     audio, beat = _inputs(0, 300)
     sec, haz, state = model.run(audio, beat)
-    assert sec.shape == (300, 8) and haz.shape == (300, 5) and state.shape == (128,)
+    assert sec.shape == (300, 8) and haz.shape == (300, 5) and state.shape == (S,)
     assert sec.dtype == haz.dtype == state.dtype == np.float32
     np.testing.assert_allclose(sec.sum(1), 1.0, atol=1e-5)
     assert ((haz >= 0) & (haz <= 1)).all() and np.isfinite(state).all()
@@ -126,20 +130,20 @@ def test_reset_and_state_setter(model):
     for a, b in zip(audio, beat, strict=True):
         model.step(a, b)
     model.reset()
-    np.testing.assert_array_equal(model.state, np.zeros(128, np.float32))
+    np.testing.assert_array_equal(model.state, np.zeros(S, np.float32))
     assert np.abs(model.step(audio[0], beat[0])[0] - sec[0]).max() <= 1e-6
     model.state = state
     np.testing.assert_array_equal(model.state, state)
-    with pytest.raises(ValueError, match=r"state: expected shape \(128,\)"):
+    with pytest.raises(ValueError, match=rf"state: expected shape \({S},\)"):
         model.state = np.zeros(64)
     with pytest.raises(ValueError, match="finite"):
-        model.state = np.full(128, np.nan)
+        model.state = np.full(S, np.nan)
     with pytest.raises(TypeError, match="float"):
-        model.state = np.zeros(128, dtype=np.int64)
+        model.state = np.zeros(S, dtype=np.int64)
 
 
 def test_empty_run_keeps_the_state(model):
-    state = np.linspace(-0.5, 0.5, 128).astype(np.float32)
+    state = np.linspace(-0.5, 0.5, S).astype(np.float32)
     sec, haz, out = model.run(np.zeros((0, 272)), np.zeros((0, 5)), state=state)
     assert sec.shape == (0, 8) and haz.shape == (0, 5)
     np.testing.assert_array_equal(out, state)
@@ -191,7 +195,7 @@ def test_non_finite_input_is_replaced_by_zero_with_a_warning(model):
 # --------------------------------------------------------------------------- bad model files
 
 
-def _graph_model(state_dim: int = 128, state_name: str = "state_in", ir: int = 8):
+def _graph_model(state_dim: int = S, state_name: str = "state_in", ir: int = 8):
     """A small runnable ONNX graph with the contract's tensor names (or changed ones)."""
     f32 = TensorProto.FLOAT
     inputs = [
@@ -236,7 +240,8 @@ def test_missing_model_file(tmp_path):
         (lambda p: p.write_bytes(b""), "'audio_features'\\): missing from the model"),
         (lambda p: onnx.save(_graph_model(state_name="hidden"), p),
          r"unexpected model inputs \['hidden'\]"),
-        (lambda p: onnx.save(_graph_model(state_dim=64), p), r"shape\[1\]: expected 128, got 64"),
+        (lambda p: onnx.save(_graph_model(state_dim=S + 1), p),
+         rf"shape\[1\]: expected {S}, got {S + 1}"),
         (lambda p: onnx.save(_graph_model(), p), r"initializers \['audio_mean'.* missing"),
         (lambda p: onnx.save(_other_computation(), p), "step kernel does not reproduce"),
     ],
@@ -365,10 +370,10 @@ def test_step_kernel_saturates_on_huge_inputs(model):
     # inputs at the clip limit: every gate saturates, outputs stay probabilities
     sec, haz = model.step(np.full(272, INPUT_LIMIT), np.full(5, -INPUT_LIMIT))
     assert np.isfinite(sec).all() and abs(sec.sum() - 1) < 1e-5 and np.isfinite(haz).all()
-    assert np.abs(model.state[:124]).max() <= 1.0  # the GRU units; then sin, cos, counts
+    assert np.abs(model.state[:S - 4]).max() <= 1.0  # the GRU units; then sin, cos, counts
     weights = model._kernel.weights
     ref_sec, ref_haz, _ = reference_step(
-        np.full(272, INPUT_LIMIT), np.full(5, -INPUT_LIMIT), np.zeros(128), weights
+        np.full(272, INPUT_LIMIT), np.full(5, -INPUT_LIMIT), np.zeros(S), weights
     )  # from the zero state
     model.reset()
     sec, haz = model.step(np.full(272, 1e30), np.full(5, -1e30))  # clipped to the limit
