@@ -283,7 +283,7 @@ def side_by_side(rows: dict[str, list[dict]]) -> list[str]:
             a, b = totals[0][key], totals[1][key]
             better = names[1] if (b > a) == higher else names[0]
             verdict.append("-" if np.isnan(a) or np.isnan(b) else "equal" if a == b
-                           else f"{better} ({names[1]} {(b - a) / abs(a):+.1%})" if a
+                           else f"{better} ({a:.4g} / {b:.4g}: {(b - a) / abs(a):+.2%})" if a
                            else better)
         lines.append(f"| better ({names[1]} vs {names[0]}) | " + " | ".join(verdict) + " |")
     return lines
