@@ -294,9 +294,10 @@ def test_bad_horizon_weights_are_refused(weights):
 
 
 def test_cli_refuses_a_width_the_contract_cannot_carry(tmp_path, capsys):
-    # checked before any corpus is built or read: the contract's state is 128 = 124 + 4
+    # checked before any corpus is built or read: the state is hidden + 4 floats
+    wrong = load_contract()["models"]["anticipator"]["inputs"][2]["shape"][-1] - 4 + 1
     code = train_main(["--corpus", str(tmp_path), "--out", str(tmp_path / "m.onnx"),
-                       "--hidden", "80"])
+                       "--hidden", str(wrong)])
     assert code != 0
-    assert "--hidden 80" in capsys.readouterr().err
+    assert f"--hidden {wrong}: the contract's state_in holds" in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()

@@ -13,7 +13,7 @@ Per slow step ``t`` (one step = 4 analysis frames = 80 ms), for every batch item
   float32) and enter as ``sin``/``cos`` of ``2π count / period`` for the periods 4, 8, 16, 32,
   64 beats and 2, 4, 8, 16 bars (18 features ``k``): the phrase position the GRU can relate to
   the last change it heard;
-- a GRU (``hidden`` units, 124 by default) over ``[p; b; k]``;
+- a GRU (``hidden`` units; by default what the contract's state carries) over ``[p; b; k]``;
 - heads: ``z = relu(W_h [h; k] + c_h)`` (``head`` units), then ``section_logits = W_s z + c_s``
   (8) and ``hazard_logits = W_z z + c_z`` (5).
 
@@ -42,6 +42,7 @@ from torch import nn
 from ..anticipator import (  # the runtime's step kernel reads the same constants
     BAR_PERIODS,
     BEAT_PERIODS,
+    COUNTER_STATE,
     DOWNBEAT_THRESHOLD,
     N_AUDIO,
     N_BEAT,
@@ -49,6 +50,15 @@ from ..anticipator import (  # the runtime's step kernel reads the same constant
     N_HORIZONS,
     N_SECTIONS,
 )
+
+
+def contract_hidden(contract: dict | None = None) -> int:
+    """GRU units of a network the runtime loads: the contract's ``state_in`` size (default:
+    the packaged ``contracts/v1.json``) minus the :data:`COUNTER_STATE` counter values."""
+    from ..contract import load_contract
+
+    contract = load_contract() if contract is None else contract
+    return int(contract["models"]["anticipator"]["inputs"][2]["shape"][-1]) - COUNTER_STATE
 
 
 def beat_counters(beat: torch.Tensor, tail: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,7 +93,7 @@ class AnticipatorNet(nn.Module):
     beat_mean, beat_std : (5,) the same for the beat features.
     proj : width of the audio projection.
     head : width of the hidden layer of the heads.
-    hidden : GRU units.
+    hidden : GRU units; default :func:`contract_hidden` (what the packaged contract carries).
 
     Standard deviations below 1e-3 are floored at 1e-3 (constant features stay finite).
     """
@@ -96,7 +106,7 @@ class AnticipatorNet(nn.Module):
         beat_std: np.ndarray,
         proj: int = 64,
         head: int = 64,
-        hidden: int = 124,
+        hidden: int | None = None,
     ):
         super().__init__()
         for name, value, n in (
@@ -117,7 +127,7 @@ class AnticipatorNet(nn.Module):
             "beat_scale", torch.tensor(1.0 / np.maximum(beat_std, 1e-3), dtype=torch.float32)
         )
         self.audio_proj = nn.Linear(N_AUDIO, proj)
-        self.hidden = hidden
+        self.hidden = hidden = contract_hidden() if hidden is None else int(hidden)
         self.gru = nn.GRU(proj + N_BEAT + N_COUNTER, hidden, batch_first=True)
         self.head = nn.Linear(hidden + N_COUNTER, head)
         self.section_out = nn.Linear(head, N_SECTIONS)

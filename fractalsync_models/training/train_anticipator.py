@@ -28,9 +28,10 @@ Losses (each logged per epoch):
   with the per-horizon weights ``w`` of ``--horizon-weights`` scaled to mean 1 (default all
   1).
 
-Network size: ``--hidden`` GRU units (the recurrent state is ``hidden + 4`` floats and must be
-the contract's ``state_in`` size for the runtime to load the model), ``--proj`` audio
-projection and ``--head`` head units (:class:`.anticipator_model.AnticipatorNet`).
+Network size: ``--hidden`` GRU units (the recurrent state is ``hidden + 4`` floats, which
+must be the contract's ``state_in`` size for the runtime to load the model: the default, and
+any other value is refused before anything runs), ``--proj`` audio projection and ``--head``
+head units (:class:`.anticipator_model.AnticipatorNet`).
 
 Robustness noise, drawn per track and epoch on the beat features (:func:`augment_beats`):
 a delay of 0-2 steps, dropped spans (all five features zero: "no beat information"), a
@@ -68,7 +69,7 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,7 @@ from ..anticipator import COUNTER_STATE, N_AUDIO, N_BEAT, N_HORIZONS, N_SECTIONS
 from ..atomic_write import write_atomic
 from ..cli_errors import add_debug_flag, cli_entry
 from ..contract import load_contract, validate_onnx_model
-from .anticipator_model import AnticipatorNet
+from .anticipator_model import AnticipatorNet, contract_hidden
 
 OPSET = 17
 IR_VERSION = 8
@@ -346,7 +347,7 @@ class TrainConfig:
     noise: float = 1.0
     seed: int = 0
     threads: int = 1  # torch threads: 2 ran 8-16x slower whenever another process held a core
-    hidden: int = 124
+    hidden: int = field(default_factory=contract_hidden)
     proj: int = 64
     head: int = 64
     horizon_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
@@ -658,8 +659,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--smooth-weight", type=float, default=d.smooth_weight)
     p.add_argument("--noise", type=float, default=d.noise, help="robustness noise scale (0: off)")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--hidden", type=int, default=d.hidden,
-                   help="GRU units (state = hidden + 4 floats, the contract's state_in size)")
+    p.add_argument("--hidden", type=int, default=None,
+                   help="GRU units (default and only value the runtime loads: the contract's "
+                   "state_in size - 4)")
     p.add_argument("--proj", type=int, default=d.proj, help="audio projection units")
     p.add_argument("--head", type=int, default=d.head, help="units of the heads' hidden layer")
     p.add_argument("--horizon-weights", type=float, nargs=N_HORIZONS,
@@ -677,10 +679,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Train, evaluate on the held-out tracks, export the ONNX model and its model card."""
     args = _parser().parse_args(argv)
     contract = load_contract()
-    state_size = contract["models"]["anticipator"]["inputs"][2]["shape"][-1]
-    if args.hidden + COUNTER_STATE != state_size:
-        raise ValueError(f"--hidden {args.hidden}: the contract's state_in holds {state_size} "
-                         f"floats, so the runtime loads only --hidden {state_size - COUNTER_STATE}")
+    hidden = contract_hidden(contract)
+    if args.hidden is None:
+        args.hidden = hidden
+    elif args.hidden != hidden:
+        raise ValueError(f"--hidden {args.hidden}: the contract's state_in holds "
+                         f"{hidden + COUNTER_STATE} floats, so the runtime loads only "
+                         f"--hidden {hidden}")
     t_start = time.perf_counter()
     corpus = args.corpus
     build_seconds = None
