@@ -126,9 +126,14 @@ def test_section_loss_weights_by_probabilities():
     mask = torch.ones(1, 3, dtype=torch.bool)
     log16 = math.log(16.0)
     pen_chorus = 1.0 + 0.0  # orbit reach 0: (log 16 - 0) / log 16; |lam| = 1.236 > LAM_OUT
-    pen_verse = (math.sqrt(8) - L.LAM_IN) / (1 - L.LAM_IN)
+    pen_verse = (math.sqrt(8) - L.LAM_IN) / (1 - L.LAM_IN)  # weight 1 - p_chorus = 1
     pen_zero = 0.5 * ((log16 - math.log(1e-4)) / log16 + L.LAM_OUT) + 0.5 * 0.0
     want = (pen_chorus + pen_verse + pen_zero) / 3
+    assert float(L.section_loss(c, sect, mask)) == pytest.approx(want, rel=1e-5)
+    # a non-chorus section that is not a verse (bridge) also wants a connected set
+    sect[0, 1, L._VERSE] = 0.0
+    sect[0, 1, SECTION_LABELS.index("bridge")] = 1.0
+    assert float(L.section_loss(c, sect, mask)) == pytest.approx(want, rel=1e-5)
     assert float(L.section_loss(c, sect, mask)) == pytest.approx(want, rel=1e-5)
 
 
@@ -153,13 +158,15 @@ def test_variety_loss_hand_case():
     segments = torch.zeros(1, 2 * n, 2)
     segments[0, :n, 0] = segments[0, n:, 1] = 1.0
     labels = torch.tensor([[L._VERSE, L._CHORUS]])
-    # within: variance 0 -> 1 per segment; between: relu(1 - 0.2 / 0.4) = 0.5
-    assert float(L.variety_loss(out, segments, labels)) == pytest.approx(0.5 * (1 + 0.5),
+    # within: variance 0 -> 1 per segment; between: relu(1 - 0.2 / DIST_MIN_C) + relu(1 - 0.2
+    # / DIST_MIN) (the other means are equal)
+    between = (1 - 0.2 / L.DIST_MIN_C) + (1 - 0.2 / L.DIST_MIN)
+    assert float(L.variety_loss(out, segments, labels)) == pytest.approx((1 + between) / 3,
                                                                          abs=1e-4)
-    # c alternating +-0.1 within each section (variance 0.01 >= VAR_MIN), means 0.5 apart
+    # c alternating +-0.1 within each section (variance 0.01 >= VAR_MIN), means far apart
     c = torch.zeros(1, 2 * n, 2)
     c[0, :, 1] = torch.tensor([0.1, -0.1]).repeat(n)
-    c[0, n:, 0] = 0.5
+    c[0, n:, 0] = max(L.DIST_MIN_C, L.DIST_MIN)
     assert float(L.variety_loss(series(2 * n, c=c), segments, labels)) == pytest.approx(
         0.0, abs=1e-6)
     # one label only: no pair to compare

@@ -22,8 +22,11 @@ in ``CHANGE_WEIGHTS``'s comment). ``v_0 = 0``.
    within ``data.JUMP_FRAMES`` of a true downbeat or boundary (``jump``): jumps are allowed
    only there.
 3. **Section-aware** (:func:`section_loss`): ``mean_t p_chorus * penalty_connected(c) +
-   p_verse * penalty_disconnected(c)`` with the section probabilities of the clean
-   conditioning (before the robustness noise). :func:`orbit_reach`: ``u(c) = max_n
+   (1 - p_chorus) * penalty_disconnected(c)`` with the section probabilities of the clean
+   conditioning (before the robustness noise): the roadmap's chorus term, and its mirror for
+   the verse extended to every section that is not a chorus (as the analytic controller
+   does: a verse the anticipator reads as a pre-chorus or bridge still gets a connected
+   set). :func:`orbit_reach`: ``u(c) = max_n
    log |z_n|^2`` over ``n = 1..ORBIT_ITERS`` of the critical orbit ``z_{n+1} = z_n^2 + c``,
    ``z_0 = 0``, with ``z`` radially clamped to ``|z| <= ORBIT_CLAMP`` (differentiable, no
    overflow) and ``u >= log(1e-4)``. An orbit that reaches ``|z| >= 4 > 2`` has escaped (c is
@@ -43,9 +46,10 @@ in ``CHANGE_WEIGHTS``'s comment). ``v_0 = 0``.
 5. **Variety** (:func:`variety_loss`): no collapse to one c. Within each true segment of at
    least ``MIN_SEGMENT`` frames, ``relu(1 - var_s(c) / VAR_MIN)`` (low variance of c
    penalised); between the labels present in a sequence, for each pair of distinct labels
-   ``relu(1 - |m_a - m_b| / DIST_MIN)`` with ``m`` the label's mean of ``(c_re, c_im,
-   log-zoom, hue, saturation)`` (low distance between sections' means penalised). The mean of
-   both parts.
+   ``relu(1 - |c_a - c_b| / DIST_MIN_C) + relu(1 - |m_a - m_b| / DIST_MIN)`` with ``c`` the
+   label's mean c and ``m`` its mean of ``(c_re, c_im, log-zoom, hue, saturation, detail)``
+   (low distance between sections' means penalised). The mean of the within part and the
+   two between parts.
 
 Losses 3-5 need true sections: the caller passes only the generated songs' sequences.
 """
@@ -77,7 +81,7 @@ _EPS = 1e-8
 PULSE_TAU = 0.03
 OFF_FRAMES = 3
 OFF_WEIGHT = 1.0
-JERK_REF = {"c": 50.0, "log_zoom": 200.0, "rotation": 0.3}
+JERK_REF = {"c": 300.0, "log_zoom": 200.0, "rotation": 0.3}
 ORBIT_ITERS = 32
 ORBIT_CLAMP = 10.0
 _LOG_ESCAPED, _U_MIN = math.log(16.0), math.log(1e-4)
@@ -85,7 +89,7 @@ LAM_OUT, LAM_IN = 1.1, 0.9
 BUILDUP_GAIN = 0.5
 MIN_SEGMENT = 60
 VAR_MIN = 0.02 ** 2
-DIST_MIN = 0.4
+DIST_MIN_C, DIST_MIN = 0.45, 1.0
 
 
 def visual_change(out: dict, weights: dict = CHANGE_WEIGHTS) -> torch.Tensor:
@@ -179,7 +183,8 @@ _CHORUS, _VERSE = 4, 2  # SECTION_LABELS indices (checked in the tests)
 def section_loss(c: torch.Tensor, sect: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Section-aware loss (module docstring, 3): ``c`` (B,T,2), ``sect`` (B,T,8) clean
     section probabilities, ``mask`` (B,T)."""
-    pen = sect[..., _CHORUS] * penalty_connected(c) + sect[..., _VERSE] * penalty_disconnected(c)
+    p = sect[..., _CHORUS]
+    pen = p * penalty_connected(c) + (1.0 - p) * penalty_disconnected(c)
     m = mask.float()
     return (pen * m).sum() / m.sum().clamp(min=1)
 
@@ -211,13 +216,15 @@ def variety_loss(out: dict, segments: torch.Tensor, seg_label: torch.Tensor) -> 
     long = count >= MIN_SEGMENT
     within = (F.relu(1 - var / VAR_MIN) * long).sum() / long.sum().clamp(min=1)
     feats = torch.stack([c[..., 0], c[..., 1], out["log_zoom"], out["hue"],
-                         out["saturation"]], -1)
+                         out["saturation"], out["detail"]], -1)
     labels = F.one_hot(seg_label.clamp(min=0), 8).float() * (seg_label >= 0)[..., None]
     per_label = torch.einsum("bts,bsl->btl", segments, labels)  # (B,T,8) label one-hot
     lmeans, lcount = _segment_means(feats, per_label)
     present = (lcount >= MIN_SEGMENT).float()  # (B,8)
-    diff = lmeans[:, :, None, :] - lmeans[:, None, :, :]
-    dist = torch.sqrt((diff ** 2).sum(-1) + _EPS)  # (B,8,8)
+    diff = (lmeans[:, :, None, :] - lmeans[:, None, :, :]) ** 2
+    dist_c = torch.sqrt(diff[..., :2].sum(-1) + _EPS)  # (B,8,8)
+    dist = torch.sqrt(diff.sum(-1) + _EPS)
     pair = present[:, :, None] * present[:, None, :] * (1 - torch.eye(8))
-    between = (F.relu(1 - dist / DIST_MIN) * pair).sum() / pair.sum().clamp(min=1)
-    return 0.5 * (within + between)
+    hinge = F.relu(1 - dist_c / DIST_MIN_C) + F.relu(1 - dist / DIST_MIN)
+    between = (hinge * pair).sum() / pair.sum().clamp(min=1)
+    return (within + between) / 3
