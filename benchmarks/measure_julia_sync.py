@@ -43,9 +43,10 @@ of beats, |median offset| <= 1 frame, chorus frames disconnected >= 0.9 once str
 ``--controller-model`` or the shipped one). With ``both`` every song is rendered once with each
 controller (the same causal inputs: the tracker is deterministic) and a side-by-side table
 follows, one row per song and one per measure for all the songs: pooled over all the songs'
-beats (pulses), chorus and verse frames; the mean of the songs for jerk and contrast; the p99
-over all frames for the controller's cost. Its last row says which controller is better on
-each measure (higher is better for the fractions and the contrast, lower for jerk and cost).
+beats (pulses, pulses per beat), chorus and verse frames; the mean of the songs for jerk and
+contrast; the p99 over all frames for the controller's cost. Its last row says which
+controller is better on each measure (higher is better for the fractions and the contrast,
+lower for jerk and cost; pulses per beat has no better direction: near 1 is a pulse a beat).
 """
 
 from __future__ import annotations
@@ -213,7 +214,8 @@ def measure(song, name: str, args, structure_mode: str, controller: str = "analy
     chorus, verse = labels == "chorus", labels == "verse"
     return {
         "song": name, "controller": controller, "frames": n,
-        "beats_hit": sync["hit_fraction"], "tracker_ceiling": ceiling,
+        "beats_hit": sync["hit_fraction"], "pulses_per_beat": sync["pulses_per_beat"],
+        "tracker_ceiling": ceiling,
         "median_offset_frames": sync["median_offset_frames"],
         "jerk_c": float(np.hypot(jerk["dc_re"], jerk["dc_im"])), "jerk_log_zoom": jerk["log_zoom"],
         "jerk_rotation": jerk["rotation"],
@@ -230,9 +232,12 @@ def measure(song, name: str, args, structure_mode: str, controller: str = "analy
     }
 
 
-#: The side-by-side table's measures: (row key, heading, format, True when higher is better).
+#: The side-by-side table's measures: (row key, heading, format, True when higher is better;
+#: None: no better direction, e.g. pulses per beat, near 1 when the picture pulses once a beat,
+#: above when it also pulses between beats, which makes hits easier).
 SIDE_BY_SIDE = (
     ("beats_hit", "pulses within +-2 frames", "{:.3f}", True),
+    ("pulses_per_beat", "pulses per beat", "{:.2f}", None),
     ("jerk_c", "RMS jerk c", "{:.0f}", False),
     ("jerk_log_zoom", "RMS jerk ln zoom", "{:.0f}", False),
     ("jerk_rotation", "RMS jerk rotation", "{:.2f}", False),
@@ -253,6 +258,7 @@ def summary(rows: list[dict]) -> dict:
         return float(np.sum(v[ok] * w[ok]) / np.sum(w[ok])) if ok.any() else float("nan")
 
     out = {"beats_hit": pooled("beats_hit", "n_beats"),
+           "pulses_per_beat": pooled("pulses_per_beat", "n_beats"),
            "chorus_disconnected": pooled("chorus_disconnected", "n_chorus"),
            "verse_connected": pooled("verse_connected", "n_verse"),
            **dict(zip(("controller_p99_us", "controller_cpu_p99_us"), np.percentile(
@@ -281,6 +287,9 @@ def side_by_side(rows: dict[str, list[dict]]) -> list[str]:
         verdict = []
         for key, _, _, higher in SIDE_BY_SIDE:
             a, b = totals[0][key], totals[1][key]
+            if higher is None:
+                verdict.append("(no direction)")
+                continue
             better = names[1] if (b > a) == higher else names[0]
             verdict.append("-" if np.isnan(a) or np.isnan(b) else "equal" if a == b
                            else f"{better} ({a:.4g} / {b:.4g}: {(b - a) / abs(a):+.2%})" if a
@@ -309,7 +318,7 @@ def main(argv=None) -> int:
     songs = [(f"seed {s}", s) for s in args.seeds]
     if args.demo:
         songs.append((f"demo (seed {DEMO_SEED})", DEMO_SEED))
-    cols = ("song", "controller", "frames", "beats_hit", "tracker_ceiling",
+    cols = ("song", "controller", "frames", "beats_hit", "pulses_per_beat", "tracker_ceiling",
             "median_offset_frames", "jerk_c", "jerk_log_zoom", "jerk_rotation",
             "chorus_disconnected", "verse_connected", "section_contrast", "controller_p99_us",
             "controller_cpu_p99_us", "controller_in_render_p99_us", "frame_p99_ms", "n_beats",

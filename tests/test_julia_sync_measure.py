@@ -365,18 +365,20 @@ def test_measure_script_prints_the_side_by_side_table(tmp_path):
     lines = r.stdout.splitlines()
     table = lines[lines.index("| song | " + " | ".join(
         f"{h} (analytic / onnx)" for h in (
-            "pulses within +-2 frames", "RMS jerk c", "RMS jerk ln zoom", "RMS jerk rotation",
+            "pulses within +-2 frames", "pulses per beat", "RMS jerk c", "RMS jerk ln zoom",
+            "RMS jerk rotation",
             "chorus frames disconnected", "verse frames connected", "section contrast",
             "controller p99 CPU (us)", "controller p99 wall (us)")) + " |"):]
     assert table[2].startswith("| seed 1001 | ") and table[3].startswith("| all songs")
     assert table[4].startswith("| better (onnx vs analytic) | ")
     for row in table[2:5]:
-        assert len(row.strip("|").split(" | ")) == 10, row
+        assert len(row.strip("|").split(" | ")) == 11, row
     # every cell pairs the two controllers' figures; the per-song and all-songs rows agree
     song_cells = table[2].strip("| ").split(" | ")[1:]
     assert all(len(c.split(" / ")) == 2 for c in song_cells)
-    assert song_cells[:7] == table[3].strip("| ").split(" | ")[1:8]
+    assert song_cells[:8] == table[3].strip("| ").split(" | ")[1:9]
     # the contrast is over the song's true sections (the first 8 s hold at least two): a number
     # for both controllers
-    assert all(v != "-" for v in song_cells[6].split(" / "))
+    assert all(v != "-" for v in song_cells[7].split(" / "))
+    assert table[4].split(" | ")[2] == "(no direction)"  # pulses per beat
     assert "-- analytic controller" in r.stdout and "-- onnx controller" in r.stdout
