@@ -27,9 +27,21 @@ control vector, float32 (8,) in ``CONTROL_NAMES`` order within ``CONTROL_RANGES`
   ``ModelNotFoundError`` (a ``FileNotFoundError``); an unreadable or non-conforming one, or one
   that does not run on a batch of one, a ``ContractError`` (a ``ValueError``); every message
   names the file.
-* **Speed**: the session runs through two prepared IO bindings (state buffers A -> B and
-  B -> A, alternating), so a step allocates no onnxruntime values and copies no state
-  (``benchmarks/bench_controller.py`` measures the cost per frame).
+* **Engines**: ``engine="numba"`` (default) steps the numba kernel of
+  :mod:`~examples.julia.controller_kernel`, which computes the trained controller's graph from
+  the file's own weights and constants; ``engine="onnxruntime"`` runs the file through
+  onnxruntime (the reference; the contract check at load always runs it). The kernel is used
+  only when the file holds the trained controller's graph (``ControllerNet`` of
+  ``controller_training/model.py``) and reproduces onnxruntime on 32 probe frames (state
+  carried, within 1e-4); otherwise, with ``engine="numba"``, the model runs on onnxruntime
+  (any contract-conforming graph still runs): ``engine`` says which one runs and
+  ``engine_note`` why; a graph the kernel reads but does not reproduce also raises a
+  :class:`KernelMismatchWarning`. Both engines agree to ~1e-6 (``tests/test_controller_kernel.py``).
+* **Speed**: inputs are converted into one preallocated buffer
+  (:meth:`~examples.julia.controller_io.ContractInputs.convert_into`); the state alternates
+  between two buffers (A -> B, B -> A) that both engines write in place, onnxruntime through
+  two prepared IO bindings, so a step allocates no arrays and copies no state
+  (``benchmarks/bench_controller.py`` measures the cost per frame of both engines).
 
 Not thread-safe: one instance per stream and thread.
 """
@@ -47,10 +59,12 @@ from numba import njit
 import fractalsync_models
 from examples.julia.controller import _HI, _LO, _NEUTRAL, CONTROL_NAMES, ControlInputs
 from examples.julia.controller_io import ContractInputs
+from examples.julia.controller_kernel import N_INPUTS, load_controller_kernel
 from fractalsync_models.contract import ContractError, load_contract, validate_onnx_model
 from fractalsync_models.crnn import ModelNotFoundError, _open_session
 
-__all__ = ["DEFAULT_MODEL_PATH", "NonFiniteOutputWarning", "OnnxController"]
+__all__ = ["DEFAULT_MODEL_PATH", "ENGINES", "KernelMismatchWarning", "NonFiniteOutputWarning",
+           "OnnxController"]
 
 #: The shipped trained controller, in the fractalsync_models package (its model card
 #: ``controller_v1.json`` next to it gives the command that made it).
@@ -58,6 +72,14 @@ DEFAULT_MODEL_PATH = Path(fractalsync_models.__file__).resolve().parent / "model
     / "controller_v1.onnx"
 _INPUTS = ("micro_features", "beat_features", "section_probs", "hazard_probs")
 _ROTATION, _HUE = CONTROL_NAMES.index("rotation"), CONTROL_NAMES.index("hue")
+#: ``OnnxController(engine=...)`` values.
+ENGINES = ("numba", "onnxruntime")
+_PROBE_FRAMES, _PROBE_TOL = 32, 1e-4
+
+
+class KernelMismatchWarning(RuntimeWarning):
+    """The numba kernel read the model file but did not reproduce onnxruntime on the probe
+    frames; the controller runs on onnxruntime (see the module docstring)."""
 
 
 class NonFiniteOutputWarning(RuntimeWarning):
@@ -117,9 +139,14 @@ class OnnxController:
     ----------
     path : the ``.onnx`` file (default :data:`DEFAULT_MODEL_PATH`).
     contract : a contract dict (default: the packaged ``contracts/v1.json``).
+    engine : ``"numba"`` (default) or ``"onnxruntime"`` (see the module docstring); the engine
+        that runs is in the ``engine`` attribute, the reason for a fallback in ``engine_note``.
     """
 
-    def __init__(self, path: str | os.PathLike | None = None, contract: dict | None = None):
+    def __init__(self, path: str | os.PathLike | None = None, contract: dict | None = None,
+                 engine: str = "numba"):
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         self.path = Path(DEFAULT_MODEL_PATH if path is None else path)
         if not self.path.is_file():
             raise ModelNotFoundError(
@@ -130,7 +157,10 @@ class OnnxController:
         spec = contract["models"]["controller"]
         sizes = {t["name"]: t["shape"][-1] for t in spec["inputs"] + spec["outputs"]}
         self._session = _open_session(self.path)
-        self._inputs = {name: np.zeros((1, sizes[name]), np.float32) for name in _INPUTS}
+        ends = np.cumsum([0] + [sizes[name] for name in _INPUTS])
+        self._x = np.zeros((1, int(ends[-1])), np.float32)  # the four inputs, one buffer
+        self._inputs = {name: self._x[:, ends[i]:ends[i + 1]] for i, name in enumerate(_INPUTS)}
+        self._views = tuple(self._inputs.values())
         self._state = (np.zeros((1, sizes["state_in"]), np.float32),
                        np.zeros((1, sizes["state_out"]), np.float32))
         self._control = np.zeros((1, sizes["control"]), np.float32)
@@ -143,10 +173,53 @@ class OnnxController:
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ContractError(f"{self.path}: the model does not run on one frame: "
                                 f"{exc}") from None
+        self.engine, self.engine_note, self._kernel = "onnxruntime", "asked for", None
+        if engine == "numba":
+            self._use_kernel_if_it_matches(sizes)
         self.reset()
 
+    def _use_kernel_if_it_matches(self, sizes: dict) -> None:
+        """Switch to the numba kernel when it reads the file and reproduces onnxruntime on
+        ``_PROBE_FRAMES`` random in-range frames (state carried); else note why not."""
+        try:
+            kernel = load_controller_kernel(self.path)
+        except ContractError as exc:
+            self.engine_note = f"the numba kernel cannot run this graph: {exc}"
+            return
+        if kernel.state_size != sizes["state_in"] or self._x.shape[1] != N_INPUTS:
+            self.engine_note = (f"the numba kernel's state ({kernel.state_size}) or inputs "
+                                f"({N_INPUTS}) differ from the contract's")
+            return
+        rng = np.random.default_rng(0)
+        state = np.zeros(kernel.state_size, np.float32)
+        worst = 0.0
+        for _ in range(_PROBE_FRAMES):
+            phase = rng.uniform()
+            self._x[0] = np.concatenate([
+                rng.uniform([-80, -80, -80, -80, 0, 0, 0], [0, 0, 0, 0, 2, 8000, 1]),
+                [math.sin(2 * math.pi * phase), math.cos(2 * math.pi * phase),
+                 math.log(rng.uniform(0.25, 2.0)), rng.uniform(), rng.integers(2)],
+                rng.dirichlet(np.ones(8)), rng.uniform(size=5)])
+            self._state[0][0] = state
+            self._session.run_with_iobinding(self._bindings[0])
+            control, state = kernel.step(self._x[0], state)
+            diff = np.abs(np.concatenate([control - self._control[0],
+                                          state - self._state[1][0]]))
+            for i in (_ROTATION, len(control) + kernel.state_size - 1):  # angles: mod 2 pi
+                diff[i] = min(diff[i], abs(diff[i] - 2 * math.pi))
+            worst = max(worst, float(np.max(diff)))
+        if not worst <= _PROBE_TOL:
+            self.engine_note = (f"the numba kernel differs from onnxruntime by {worst:.3g} "
+                                f"(> {_PROBE_TOL:g}) on the probe frames")
+            warnings.warn(f"{self.path.name}: {self.engine_note}; running onnxruntime",
+                          KernelMismatchWarning, stacklevel=3)
+            return
+        self.engine, self._kernel = "numba", kernel
+        self.engine_note = f"matches onnxruntime to {worst:.2g} on {_PROBE_FRAMES} probe frames"
+        self._flat = (self._x[0], (self._state[0][0], self._state[1][0]), self._control[0])
+
     def __repr__(self) -> str:
-        return f"OnnxController(path={str(self.path)!r})"
+        return f"OnnxController(path={str(self.path)!r}, engine={self.engine!r})"
 
     def _binding(self, state_in: np.ndarray, state_out: np.ndarray):
         binding = self._session.io_binding()
@@ -168,9 +241,12 @@ class OnnxController:
     def step(self, inputs: ControlInputs) -> np.ndarray:
         """One render frame: the control vector, float32 (8,) in ``CONTROL_NAMES`` order,
         within ``CONTROL_RANGES`` (rotation and hue wrapped)."""
-        for name, value in zip(_INPUTS, self._convert.convert(inputs), strict=True):
-            np.copyto(self._inputs[name], value)
-        self._session.run_with_iobinding(self._bindings[self._side])
+        self._convert.convert_into(inputs, *self._views)
+        if self._kernel is None:
+            self._session.run_with_iobinding(self._bindings[self._side])
+        else:
+            x, states, control = self._flat
+            self._kernel.step_into(x, states[self._side], control, states[1 - self._side])
         state_out = self._state[1 - self._side]
         if _finish(self._control[0], state_out[0], self._last, _LO, _HI, _ROTATION, _HUE):
             self._side = 1 - self._side
