@@ -96,6 +96,20 @@ def _gate_inputs(params, gw, gr, gb, row, hid, x, state_in):
     return wx, rh
 
 
+@njit(cache=True, nogil=True)
+def _rotation_angle(angle, s2, params, speed_at, wrap_at):
+    """The new wrapped angle in float32 operations, as the graph's float32 ops (an integrator
+    keeps every rounding difference): ``a = angle + s2 . speed_pick``, ``a - w2 floor((a + w0)
+    w1)``. No fast-math: each product and sum rounds as onnxruntime's do."""
+    speed = np.float32(0.0)
+    for c in range(s2.shape[0]):
+        speed += s2[c] * np.float32(params[speed_at + c])
+    a = angle + speed
+    w0, w1, w2 = (np.float32(params[wrap_at]), np.float32(params[wrap_at + 1]),
+                  np.float32(params[wrap_at + 2]))
+    return a - w2 * np.floor((a + w0) * w1)
+
+
 @njit(cache=True, nogil=True, fastmath=_DOT)
 def _controller_step(inputs, state_in, control, state_out, params, layout, scratch):
     """One frame (module docstring). ``inputs`` (25,) float32 ``[micro 7, beat 5, section 8,
@@ -146,7 +160,6 @@ def _controller_step(inputs, state_in, control, state_out, params, layout, scrat
         out[r] = acc_r
     # 4. filters and rotation angle
     s1i, s2i, ai = hid, hid + nc, hid + 2 * nc
-    speed = 0.0
     for c in range(nc):
         tgt = params[layout[_O_SCALE] + c] * math.tanh(out[c])
         s1 = np.float64(state_in[s1i + c])
@@ -155,10 +168,8 @@ def _controller_step(inputs, state_in, control, state_out, params, layout, scrat
         s2 = s2 + params[layout[_O_A2] + c] * (np.float64(np.float32(s1)) - s2)
         state_out[s1i + c] = s1
         state_out[s2i + c] = s2
-        speed += np.float64(state_out[s2i + c]) * params[layout[_O_SPEED] + c]
-    wr = layout[_O_WRAP]
-    a = np.float64(np.float32(np.float64(state_in[ai]) + speed))
-    angle = a - params[wr + 2] * math.floor((a + params[wr]) * params[wr + 1])
+    angle = _rotation_angle(state_in[ai], state_out[s2i:s2i + nc], params, layout[_O_SPEED],
+                            layout[_O_WRAP])
     state_out[ai] = angle
     for u in range(hid):
         state_out[u] = hn[u]

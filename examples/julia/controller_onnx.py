@@ -132,6 +132,19 @@ def finish_control(control, state, last: np.ndarray) -> bool:
     return bool(_finish(c, s, last, _LO, _HI, _ROTATION, _HUE))
 
 
+def _probe_difference(a: np.ndarray, b: np.ndarray, angles) -> float:
+    """Largest difference between the float32 vectors ``a`` and ``b``, angles (the indices
+    ``angles``, radians) modulo 2 pi; non-finite values must agree exactly (NaN with NaN),
+    else the difference is infinite."""
+    finite = np.isfinite(a) & np.isfinite(b)
+    if not np.array_equal(a[~finite], b[~finite], equal_nan=True):
+        return math.inf
+    diff = np.where(finite, np.abs(np.where(finite, a, 0.0) - np.where(finite, b, 0.0)), 0.0)
+    for i in angles:
+        diff[i] = min(diff[i], abs(diff[i] - 2 * math.pi))
+    return float(np.max(diff))
+
+
 class OnnxController:
     """A trained controller model, stepped once per render frame (see the module docstring).
 
@@ -203,11 +216,12 @@ class OnnxController:
             self._state[0][0] = state
             self._session.run_with_iobinding(self._bindings[0])
             control, state = kernel.step(self._x[0], state)
-            diff = np.abs(np.concatenate([control - self._control[0],
-                                          state - self._state[1][0]]))
-            for i in (_ROTATION, len(control) + kernel.state_size - 1):  # angles: mod 2 pi
-                diff[i] = min(diff[i], abs(diff[i] - 2 * math.pi))
-            worst = max(worst, float(np.max(diff)))
+            worst = max(worst, _probe_difference(np.concatenate([control, state]),
+                                                 np.concatenate([self._control[0],
+                                                                 self._state[1][0]]),
+                                                 (_ROTATION, len(control) + len(state) - 1)))
+            if not np.all(np.isfinite(state)):
+                state[:] = 0.0  # as step() does after a non-finite frame
         if not worst <= _PROBE_TOL:
             self.engine_note = (f"the numba kernel differs from onnxruntime by {worst:.3g} "
                                 f"(> {_PROBE_TOL:g}) on the probe frames")
