@@ -83,17 +83,14 @@ def _sigmoid(v):
 
 
 @njit(cache=True, nogil=True, fastmath=_DOT)
-def _gate_inputs(params, gw, gr, gb, row, hid, x, state_in):
-    """GRU gate row ``row``: ``(W x + Wb, R h + Rb)`` for the features ``x`` and ``h`` =
-    ``state_in[:hid]``."""
-    nx = x.shape[0]
-    wx = np.float64(params[gb + row])
-    for i in range(nx):
-        wx += params[gw + row * nx + i] * x[i]
-    rh = np.float64(params[gb + 3 * hid + row])
-    for k in range(hid):
-        rh += params[gr + row * hid + k] * np.float64(state_in[k])
-    return wx, rh
+def _dot(params, at, scratch, start, n):
+    """``params[at:at + n] . scratch[start:start + n]`` (flat offsets: contiguous loads)."""
+    w = params[at:at + n]  # views with indices from range(n): no wraparound checks, SIMD
+    v = scratch[start:start + n]
+    acc = 0.0
+    for i in range(n):
+        acc += w[i] * v[i]
+    return acc
 
 
 @njit(cache=True, nogil=True)
@@ -114,54 +111,58 @@ def _rotation_angle(angle, s2, params, speed_at, wrap_at):
 def _controller_step(inputs, state_in, control, state_out, params, layout, scratch):
     """One frame (module docstring). ``inputs`` (25,) float32 ``[micro 7, beat 5, section 8,
     hazard 5]``; ``state_in`` (64,), ``state_out`` (64,), ``control`` (8,) float32 (written);
-    ``params`` float32, ``layout`` int64 ``[H, NB, offsets...]``; ``scratch`` float64
-    (25 + H + 8 + 3 NB,) working space. ``state_out`` must not alias ``state_in``."""
+    ``params`` float64 (the file's float32 values), ``layout`` int64 ``[H, NB, offsets...]``;
+    ``scratch`` float64 (25 + 2 H + 8 + 3 NB,) working space. ``state_out`` must not alias
+    ``state_in``."""
     hid, nb = layout[0], layout[1]
     nx = inputs.shape[0]
     nc = control.shape[0]
-    x = scratch[:nx]
-    hn = scratch[nx:nx + hid]
-    out = scratch[nx + hid:nx + hid + nc + 2 * nb]
-    bank = scratch[nx + hid + nc + 2 * nb:nx + hid + nc + 3 * nb]
+    # scratch: x (nx) | h in (hid) | h out, float32-rounded (hid) | head out | bank
+    h0, h1, out, bank = nx, nx + hid, nx + 2 * hid, nx + 2 * hid + nc + 2 * nb
     # 1. features and pulse bank
     for i in range(_MICRO):
-        x[i] = (np.float64(inputs[i]) - params[layout[_O_MEAN] + i]) * params[layout[_O_INV] + i]
+        scratch[i] = ((np.float64(inputs[i]) - params[layout[_O_MEAN] + i])
+                      * params[layout[_O_INV] + i])
     conf = 0.0
     for i in range(_BEAT):
         b = np.float64(inputs[_MICRO + i])
-        x[_MICRO + i] = b - params[layout[_O_BOFF] + i]
+        scratch[_MICRO + i] = b - params[layout[_O_BOFF] + i]
         conf += b * params[layout[_O_CONF] + i]
     for i in range(_MICRO + _BEAT, nx):
-        x[i] = inputs[i]
+        scratch[i] = inputs[i]
+    for k in range(hid):
+        scratch[h0 + k] = state_in[k]
     for j in range(nb):
         d0 = np.float64(inputs[_MICRO]) - params[layout[_O_BU] + j]
         d1 = np.float64(inputs[_MICRO + 1]) - params[layout[_O_BU] + nb + j]
-        bank[j] = math.exp((d0 * d0 + d1 * d1) * params[layout[_O_BK] + j]) * conf
-    # 2. GRU step (ONNX gate order z, r, h; linear_before_reset = 1)
+        scratch[bank + j] = math.exp((d0 * d0 + d1 * d1) * params[layout[_O_BK] + j]) * conf
+    # 2. GRU step (ONNX gate order z, r, h; linear_before_reset = 1; B = [Wb | Rb])
     gw, gr, gb = layout[_O_GW], layout[_O_GR], layout[_O_GB]
     for u in range(hid):
-        wx, rh = _gate_inputs(params, gw, gr, gb, u, hid, x, state_in)
-        z = _sigmoid(wx + rh)
-        wx, rh = _gate_inputs(params, gw, gr, gb, hid + u, hid, x, state_in)
-        r = _sigmoid(wx + rh)
-        wx, rh = _gate_inputs(params, gw, gr, gb, 2 * hid + u, hid, x, state_in)
-        n = math.tanh(wx + r * rh)
-        hn[u] = (1.0 - z) * n + z * np.float64(state_in[u])
-    # 3. head
+        z = _sigmoid(params[gb + u] + params[gb + 3 * hid + u]
+                     + _dot(params, gw + u * nx, scratch, 0, nx)
+                     + _dot(params, gr + u * hid, scratch, h0, hid))
+        ru = hid + u
+        r = _sigmoid(params[gb + ru] + params[gb + 3 * hid + ru]
+                     + _dot(params, gw + ru * nx, scratch, 0, nx)
+                     + _dot(params, gr + ru * hid, scratch, h0, hid))
+        nu = 2 * hid + u
+        n = math.tanh(params[gb + nu] + _dot(params, gw + nu * nx, scratch, 0, nx)
+                      + r * (params[gb + 3 * hid + nu]
+                             + _dot(params, gr + nu * hid, scratch, h0, hid)))
+        hn = np.float32((1.0 - z) * n + z * scratch[h0 + u])
+        state_out[u] = hn
+        scratch[h1 + u] = hn
+    # 3. head on [h, x]
     hw, hb = layout[_O_HW], layout[_O_HB]
-    ncol = hid + nx
     for r in range(nc + 2 * nb):
-        acc_r = np.float64(params[hb + r])
-        base = hw + r * ncol
-        for k in range(hid):
-            acc_r += params[base + k] * np.float32(hn[k])
-        for i in range(nx):
-            acc_r += params[base + hid + i] * x[i]
-        out[r] = acc_r
+        base = hw + r * (hid + nx)
+        scratch[out + r] = (params[hb + r] + _dot(params, base, scratch, h1, hid)
+                            + _dot(params, base + hid, scratch, 0, nx))
     # 4. filters and rotation angle
     s1i, s2i, ai = hid, hid + nc, hid + 2 * nc
     for c in range(nc):
-        tgt = params[layout[_O_SCALE] + c] * math.tanh(out[c])
+        tgt = params[layout[_O_SCALE] + c] * math.tanh(scratch[out + c])
         s1 = np.float64(state_in[s1i + c])
         s1 = s1 + params[layout[_O_A1] + c] * (tgt - s1)
         s2 = np.float64(state_in[s2i + c])
@@ -171,15 +172,13 @@ def _controller_step(inputs, state_in, control, state_out, params, layout, scrat
     angle = _rotation_angle(state_in[ai], state_out[s2i:s2i + nc], params, layout[_O_SPEED],
                             layout[_O_WRAP])
     state_out[ai] = angle
-    for u in range(hid):
-        state_out[u] = hn[u]
     # 5. outputs
     pm, mk = layout[_O_PMAP], layout[_O_MASK]
     angle = np.float64(state_out[ai])
     for c in range(nc):
         v = np.float64(state_out[s2i + c]) + params[layout[_O_CENTRE] + c]
         for j in range(2 * nb):
-            v += out[nc + j] * bank[j % nb] * params[pm + j * nc + c]
+            v += scratch[out + nc + j] * scratch[bank + j % nb] * params[pm + j * nc + c]
         m_lin, m_exp = params[mk + c], params[mk + nc + c]
         m_sig, m_ang = params[mk + 2 * nc + c], params[mk + 3 * nc + c]
         y = v * m_lin + math.exp(v * m_exp) * m_exp + _sigmoid(v) * m_sig + angle * m_ang
@@ -312,7 +311,7 @@ class ControllerKernel:
             at += block.size
         self._params = np.concatenate(flat).astype(np.float64)
         self._layout = np.array([hidden, n_bank, *offsets], np.int64)
-        self._scratch = np.zeros(N_INPUTS + hidden + N_CONTROL + 3 * n_bank)
+        self._scratch = np.zeros(N_INPUTS + 2 * hidden + N_CONTROL + 3 * n_bank)
 
     def step_into(self, inputs: np.ndarray, state_in: np.ndarray, control: np.ndarray,
                   state_out: np.ndarray) -> None:
