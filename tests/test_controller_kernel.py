@@ -15,6 +15,7 @@ import math
 import warnings
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from hypothesis import example, given, settings
@@ -356,3 +357,20 @@ def test_non_finite_output_falls_back_the_same_on_both_engines(tmp_path):
     # after the bad frames the state restarts from zeros: as a fresh stream from that frame
     fresh = OnnxController(path)
     np.testing.assert_array_equal(got[8], fresh.step(on_beat))
+
+
+def test_a_graph_the_kernel_reads_but_does_not_reproduce_runs_on_onnxruntime(tmp_path):
+    """The shipped graph with the targets' Tanh replaced by Softsign: every part the kernel
+    reads is there, the function is another; the load-time probe sees it."""
+    model = onnx.load(str(DEFAULT_MODEL_PATH))
+    (tanh,) = [n for n in model.graph.node if n.op_type == "Tanh"]
+    tanh.op_type = "Softsign"
+    path = tmp_path / "softsign.onnx"
+    onnx.save(model, str(path))
+    load_controller_kernel(path)  # reads
+    with pytest.warns(KernelMismatchWarning, match="differs from onnxruntime"):
+        ctl = OnnxController(path)
+    assert ctl.engine == "onnxruntime" and "differs from onnxruntime" in ctl.engine_note
+    ref = OnnxController(path, engine="onnxruntime")
+    for x in song_like_frames(20, seed=1):
+        np.testing.assert_array_equal(ctl.step(x), ref.step(x))
