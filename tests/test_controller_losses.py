@@ -96,10 +96,11 @@ def test_cardioid_radius_hand_cases():
     lams = [0.0, 0.5, complex(0, 0.9), complex(-0.6, 0.3)]
     cs = [lam / 2 - lam * lam / 4 for lam in lams]
     c = torch.tensor([[z.real, z.imag] for z in cs])
-    assert L.cardioid_radius(c).tolist() == pytest.approx([abs(lam) for lam in lams], abs=1e-5)
+    # (within 2e-4: the square roots carry 1e-8 so that their gradients stay finite)
+    assert L.cardioid_radius(c).tolist() == pytest.approx([abs(lam) for lam in lams], abs=2e-4)
     # c = 2: 1 - 4c = -7, sqrt = i sqrt 7: |1 - i sqrt 7| = sqrt 8
     assert float(L.cardioid_radius(torch.tensor([2.0, 0.0]))) == pytest.approx(math.sqrt(8),
-                                                                               abs=1e-5)
+                                                                               abs=2e-4)
 
 
 def test_penalties_hand_cases():
@@ -112,8 +113,8 @@ def test_penalties_hand_cases():
     want_conn = [max(log16 - ui, 0) / log16 + max(L.LAM_OUT - li, 0)
                  for ui, li in zip(u, lam, strict=True)]
     want_disc = [max(li - L.LAM_IN, 0) / (1 - L.LAM_IN) for li in lam]
-    assert L.penalty_connected(c).tolist() == pytest.approx(want_conn, abs=1e-4)
-    assert L.penalty_disconnected(c).tolist() == pytest.approx(want_disc, abs=1e-4)
+    assert L.penalty_connected(c).tolist() == pytest.approx(want_conn, abs=2e-3)
+    assert L.penalty_disconnected(c).tolist() == pytest.approx(want_disc, abs=2e-3)
     assert want_conn[1] == 0.0 and want_disc[2] == want_disc[3] == 0.0
 
 
@@ -129,12 +130,12 @@ def test_section_loss_weights_by_probabilities():
     pen_verse = (math.sqrt(8) - L.LAM_IN) / (1 - L.LAM_IN)  # weight 1 - p_chorus = 1
     pen_zero = 0.5 * ((log16 - math.log(1e-4)) / log16 + L.LAM_OUT) + 0.5 * 0.0
     want = (pen_chorus + pen_verse + pen_zero) / 3
-    assert float(L.section_loss(c, sect, mask)) == pytest.approx(want, rel=1e-5)
+    assert float(L.section_loss(c, sect, mask)) == pytest.approx(want, abs=1e-3)
     # a non-chorus section that is not a verse (bridge) also wants a connected set
     sect[0, 1, L._VERSE] = 0.0
     sect[0, 1, SECTION_LABELS.index("bridge")] = 1.0
-    assert float(L.section_loss(c, sect, mask)) == pytest.approx(want, rel=1e-5)
-    assert float(L.section_loss(c, sect, mask)) == pytest.approx(want, rel=1e-5)
+    assert float(L.section_loss(c, sect, mask)) == pytest.approx(want, abs=1e-3)
+    assert float(L.section_loss(c, sect, mask)) == pytest.approx(want, abs=1e-3)
 
 
 def test_anticipation_loss_hand_case():

@@ -147,20 +147,22 @@ def orbit_reach(c: torch.Tensor, iters: int = ORBIT_ITERS) -> torch.Tensor:
     for _ in range(iters):
         zr, zi = zr * zr - zi * zi + cr, 2 * zr * zi + ci
         r2 = zr * zr + zi * zi
-        best = torch.maximum(best, torch.log(r2 + 1e-30))
-        shrink = torch.clamp(ORBIT_CLAMP / torch.sqrt(r2 + 1e-30), max=1.0)
+        # floors instead of epsilons: no infinite gradient (and no 0 * inf = NaN) at z = 0
+        best = torch.maximum(best, torch.log(torch.clamp(r2, min=math.exp(_U_MIN))))
+        shrink = ORBIT_CLAMP / torch.sqrt(torch.clamp(r2, min=ORBIT_CLAMP ** 2))
         zr, zi = zr * shrink, zi * shrink
     return best
 
 
 def cardioid_radius(c: torch.Tensor) -> torch.Tensor:
     """``|1 - sqrt(1 - 4c)|`` (principal square root) of ``c`` (..., 2) as (re, im): < 1
-    exactly in the main cardioid of the Mandelbrot set. Returns (...)."""
+    exactly in the main cardioid of the Mandelbrot set. Returns (...). Each square root
+    carries 1e-8 so that its gradient stays finite (values within 2e-4)."""
     wr, wi = 1.0 - 4.0 * c[..., 0], -4.0 * c[..., 1]
-    r = torch.sqrt(wr * wr + wi * wi + 1e-12)
-    sr = torch.sqrt(0.5 * (r + wr) + 1e-12)
-    si = torch.where(wi >= 0, 1.0, -1.0) * torch.sqrt(0.5 * (r - wr) + 1e-12)
-    return torch.sqrt((1.0 - sr) ** 2 + si * si + 1e-12)
+    r = torch.sqrt(wr * wr + wi * wi + 1e-8)
+    sr = torch.sqrt(0.5 * (r + wr) + 1e-8)
+    si = torch.where(wi >= 0, 1.0, -1.0) * torch.sqrt(0.5 * (r - wr) + 1e-8)
+    return torch.sqrt((1.0 - sr) ** 2 + si * si + 1e-8)
 
 
 def penalty_connected(c: torch.Tensor) -> torch.Tensor:

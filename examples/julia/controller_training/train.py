@@ -22,7 +22,8 @@ dropout, probability noise) is always on. The section and anticipation losses ar
 the clean conditioning (the crop's teacher or prediction before the noise). Loss =
 ``sum_i weight_i * loss_i`` (:mod:`.losses`; weights ``--w-pulse`` etc.), each logged per
 epoch. Adam with a cosine learning-rate decay over the epochs (``--lr`` at the first),
-gradient norm clipped to 1, deterministic (seeded; ``--threads``).
+gradient norm clipped to 1 (a batch with a non-finite loss or gradient is skipped and
+counted), deterministic (seeded; ``--threads``).
 
 Export (:func:`export_onnx`): ``torch.onnx.export`` (TorchScript exporter, opset 17), IR 8,
 ``onnx.checker`` (full), ``validate_onnx_model(..., "controller")`` against
@@ -184,20 +185,23 @@ def train(songs: list[SongFrames], config: TrainConfig, log=print):
         crops = _crops(songs, config.crop, rng)
         sums = dict.fromkeys(LOSS_NAMES, 0.0)
         t0 = time.perf_counter()
-        nb = 0
+        nb = skipped = 0
         for k in range(0, len(crops), config.batch):
             batch = make_batch(songs, crops[k:k + config.batch], rng, p_teacher, config.noise)
             parts = batch_losses(model, batch)
             total = sum(weights[n] * parts[n] for n in LOSS_NAMES)
             opt.zero_grad()
             total.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            if not (torch.isfinite(total) and torch.isfinite(norm)):
+                skipped += 1  # a non-finite batch never reaches the weights
+                continue
             opt.step()
             for n in LOSS_NAMES:
                 sums[n] += float(parts[n].detach())
             nb += 1
         row = {"epoch": epoch + 1, "p_teacher": round(p_teacher, 3),
-               **{n: round(sums[n] / nb, 5) for n in LOSS_NAMES},
+               **{n: round(sums[n] / max(nb, 1), 5) for n in LOSS_NAMES}, "skipped": skipped,
                "seconds": round(time.perf_counter() - t0, 1)}
         history.append(row)
         log(json.dumps(row))
