@@ -3,6 +3,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="the controller losses are training code ([train])")
@@ -159,18 +160,41 @@ def test_variety_loss_hand_case():
     segments = torch.zeros(1, 2 * n, 2)
     segments[0, :n, 0] = segments[0, n:, 1] = 1.0
     labels = torch.tensor([[L._VERSE, L._CHORUS]])
-    # within: variance 0 -> 1 per segment; between: relu(1 - 0.2 / DIST_MIN_C) + relu(1 - 0.2
-    # / DIST_MIN) (the other means are equal)
-    between = (1 - 0.2 / L.DIST_MIN_C) + (1 - 0.2 / L.DIST_MIN)
+    # within: variance 0 -> 1 per segment; between: relu(1 - 0.2 / DIST_MIN_C) + relu(1 -
+    # 0.05 / DIST_MIN) (dc_re's range is 4 wide, so 0.2 is 0.05 of it; the other means are equal)
+    between = (1 - 0.2 / L.DIST_MIN_C) + (1 - 0.05 / L.DIST_MIN)
     assert float(L.variety_loss(out, segments, labels)) == pytest.approx((1 + between) / 3,
                                                                          abs=1e-4)
     # c alternating +-0.1 within each section (variance 0.01 >= VAR_MIN), means far apart
     c = torch.zeros(1, 2 * n, 2)
     c[0, :, 1] = torch.tensor([0.1, -0.1]).repeat(n)
-    c[0, n:, 0] = max(L.DIST_MIN_C, L.DIST_MIN)
+    c[0, n:, 0] = max(L.DIST_MIN_C, 4.0 * L.DIST_MIN)
     assert float(L.variety_loss(series(2 * n, c=c), segments, labels)) == pytest.approx(
         0.0, abs=1e-6)
     # one label only: no pair to compare
     same = torch.tensor([[L._VERSE, L._VERSE]])
     assert float(L.variety_loss(series(2 * n, c=c), segments, same)) == pytest.approx(
         0.0, abs=1e-6)
+
+
+def test_normalised_controls_mirror_the_measured_contrast():
+    from examples.julia.controller import CONTROL_NAMES
+    from examples.julia.sync_measure import normalised_controls
+
+    g = torch.Generator().manual_seed(3)
+    t = 50
+    out = {"c": torch.rand(1, t, 2, generator=g) * 1.6 - 0.8,
+           "log_zoom": torch.rand(1, t, generator=g) * 1.5 - 0.5,
+           "rotation": torch.rand(1, t, generator=g) * 6.0 - 3.0,
+           "hue": torch.rand(1, t, generator=g),
+           "saturation": torch.rand(1, t, generator=g),
+           "brightness": torch.rand(1, t, generator=g) * 2.0,
+           "detail": torch.rand(1, t, generator=g)}
+    controls = torch.stack([out["c"][0, :, 0], out["c"][0, :, 1], torch.exp(out["log_zoom"][0]),
+                            out["rotation"][0], out["hue"][0], out["saturation"][0],
+                            out["brightness"][0], out["detail"][0]], -1).double().numpy()
+    assert list(CONTROL_NAMES) == ["dc_re", "dc_im", "zoom", "rotation", "hue",
+                                          "saturation", "brightness", "detail"]
+    expected = normalised_controls(controls)
+    np.testing.assert_allclose(L.normalised_controls(out)[0].double().numpy(), expected,
+                               atol=1e-5)

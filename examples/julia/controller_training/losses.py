@@ -47,9 +47,11 @@ in ``CHANGE_WEIGHTS``'s comment). ``v_0 = 0``.
    least ``MIN_SEGMENT`` frames, ``relu(1 - var_s(c) / VAR_MIN)`` (low variance of c
    penalised); between the labels present in a sequence, for each pair of distinct labels
    ``relu(1 - |c_a - c_b| / DIST_MIN_C) + relu(1 - |m_a - m_b| / DIST_MIN)`` with ``c`` the
-   label's mean c and ``m`` its mean of ``(c_re, c_im, log-zoom, hue, saturation, detail)``
-   (low distance between sections' means penalised). The mean of the within part and the
-   two between parts.
+   label's mean c and ``m`` its mean of the normalised controls of the measured contrast
+   (:func:`normalised_controls`, the torch mirror of ``examples.julia.sync_measure.
+   normalised_controls``: the six non-periodic controls scaled by their ranges, rotation and
+   hue as ``(cos, sin) / 2`` of their angles; tested equal) (low distance between sections'
+   means penalised). The mean of the within part and the two between parts.
 
 Losses 3-5 need true sections: the caller passes only the generated songs' sequences.
 """
@@ -61,12 +63,13 @@ import math
 import torch
 import torch.nn.functional as F
 
-from examples.julia.controller import HAZARD_WEIGHTS
+from examples.julia.controller import CONTROL_RANGES, HAZARD_WEIGHTS
 
 from .data import FPS, JUMP_FRAMES
 
 __all__ = [
-    "CHANGE_WEIGHTS", "anticipation_loss", "cardioid_radius", "orbit_reach", "penalty_connected",
+    "CHANGE_WEIGHTS", "anticipation_loss", "cardioid_radius", "normalised_controls",
+    "orbit_reach", "penalty_connected",
     "penalty_disconnected", "pulse_loss", "section_loss", "smoothness_loss", "variety_loss",
     "visual_change",
 ]
@@ -209,6 +212,24 @@ def anticipation_loss(out: dict, haz: torch.Tensor, segments: torch.Tensor) -> t
     return (err * m).sum() / m.sum().clamp(min=1)
 
 
+def normalised_controls(out: dict) -> torch.Tensor:
+    """The model's control series in the units of the measured section contrast: (B,T,10),
+    columns dc_re, dc_im, zoom, saturation, brightness, detail scaled to their
+    ``CONTROL_RANGES`` (``(x - lo) / (hi - lo)``), then ``(cos, sin) / 2`` of the rotation and
+    of ``2 pi hue``."""
+    def scaled(name: str, x: torch.Tensor) -> torch.Tensor:
+        lo, hi = CONTROL_RANGES[name]
+        return (x - lo) / (hi - lo)
+
+    c, rot, hue = out["c"], out["rotation"], 2.0 * math.pi * out["hue"]
+    return torch.stack([scaled("dc_re", c[..., 0]), scaled("dc_im", c[..., 1]),
+                        scaled("zoom", torch.exp(out["log_zoom"])),
+                        scaled("saturation", out["saturation"]),
+                        scaled("brightness", out["brightness"]), scaled("detail", out["detail"]),
+                        0.5 * torch.cos(rot), 0.5 * torch.sin(rot), 0.5 * torch.cos(hue),
+                        0.5 * torch.sin(hue)], -1)
+
+
 def variety_loss(out: dict, segments: torch.Tensor, seg_label: torch.Tensor) -> torch.Tensor:
     """Variety loss (module docstring, 5): ``segments`` (B,T,S) one-hot of the true segments,
     ``seg_label`` (B,S) each segment's label index (-1: none)."""
@@ -217,15 +238,14 @@ def variety_loss(out: dict, segments: torch.Tensor, seg_label: torch.Tensor) -> 
     var = (means[..., 2:] - means[..., :2] ** 2).sum(-1)
     long = count >= MIN_SEGMENT
     within = (F.relu(1 - var / VAR_MIN) * long).sum() / long.sum().clamp(min=1)
-    feats = torch.stack([c[..., 0], c[..., 1], out["log_zoom"], out["hue"],
-                         out["saturation"], out["detail"]], -1)
+    feats = torch.cat([c, normalised_controls(out)], -1)  # raw c, then the measure's units
     labels = F.one_hot(seg_label.clamp(min=0), 8).float() * (seg_label >= 0)[..., None]
     per_label = torch.einsum("bts,bsl->btl", segments, labels)  # (B,T,8) label one-hot
     lmeans, lcount = _segment_means(feats, per_label)
     present = (lcount >= MIN_SEGMENT).float()  # (B,8)
     diff = (lmeans[:, :, None, :] - lmeans[:, None, :, :]) ** 2
     dist_c = torch.sqrt(diff[..., :2].sum(-1) + _EPS)  # (B,8,8)
-    dist = torch.sqrt(diff.sum(-1) + _EPS)
+    dist = torch.sqrt(diff[..., 2:].sum(-1) + _EPS)
     pair = present[:, :, None] * present[:, None, :] * (1 - torch.eye(8))
     hinge = F.relu(1 - dist_c / DIST_MIN_C) + F.relu(1 - dist / DIST_MIN)
     between = (hinge * pair).sum() / pair.sum().clamp(min=1)
