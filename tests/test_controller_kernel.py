@@ -41,9 +41,6 @@ from examples.julia.controller_onnx import (
 )
 from fractalsync_models.contract import ContractError
 
-pytestmark = pytest.mark.skipif(not DEFAULT_MODEL_PATH.is_file(),
-                                reason="the trained controller_v1.onnx is not in this checkout")
-
 NAMES = ("micro_features", "beat_features", "section_probs", "hazard_probs")
 STATE = 64
 ROT_CONTROL, ANGLE_STATE, HUE = 3, STATE - 1, 4
