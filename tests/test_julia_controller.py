@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,6 +166,26 @@ def test_to_params_rejects_bad_shapes_and_ranges():
 def test_to_params_never_raises_on_any_vector(values, a, b):
     p = to_params(np.array(values), iter_range=(min(a, b), max(a, b)))
     assert min(a, b) <= p.max_iter <= max(a, b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=8, max_size=8))
+@example([1e308] * 8)
+@example([0.0] * 8)
+@example([math.nan, -1.0, math.inf, 0.0, 0.0, 0.0, 0.0, 0.0])
+def test_section_probs_are_always_a_distribution(values):
+    """Any 8 floats become a distribution: bad entries count 0, huge finite ones do not overflow
+    the normalising sum (the peak-scaled sum of 8 values is at most 8), all-zero is uniform."""
+    p = ctl._sanitise_probs(tuple(values))
+    v = np.array(values)
+    good = np.isfinite(v) & (v > 0)
+    assert np.all(p >= 0) and abs(p.sum() - 1.0) < 1e-12
+    if not good.any():
+        np.testing.assert_array_equal(p, np.full(8, 1 / 8))
+    else:
+        assert np.all(p[~good] == 0)
+        ref = v[good] / v[good].max()
+        np.testing.assert_allclose(p[good], ref / ref.sum(), rtol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -387,10 +387,16 @@ def _sanitise_hazards(values: tuple[float, ...]) -> np.ndarray:
 
 
 def _sanitise_probs(values: tuple[float, ...]) -> np.ndarray:
+    """Section probabilities made a distribution: NaN, inf and negative entries count as 0, the
+    rest is normalised to sum 1 (scaled by its peak first, so huge finite values cannot overflow
+    the sum); all zero gives the uniform distribution."""
     p = np.array(values, np.float64)
     p[~np.isfinite(p) | (p < 0)] = 0.0
-    total = p.sum()
-    return p / total if total > 0 else np.full(p.size, 1.0 / p.size)
+    peak = p.max(initial=0.0)
+    if peak <= 0:
+        return np.full(p.size, 1.0 / p.size)
+    p /= peak
+    return p / p.cumsum()[-1]  # summed left to right, as the contract converter's kernel does
 
 
 class _LevelNormaliser:

@@ -69,15 +69,20 @@ def _write_inputs(micro_in, section_in, hazard_in, sin_phase, cos_phase, ln_spb,
         micro[0, i] = v
     beat[0, 0], beat[0, 1], beat[0, 2] = sin_phase, cos_phase, ln_spb
     beat[0, 3], beat[0, 4] = conf, down
+    peak = 0.0
+    for i in range(8):
+        v = section_in[i]
+        if math.isfinite(v) and v > peak:
+            peak = v
     total = 0.0
     for i in range(8):
         v = section_in[i]
-        if math.isfinite(v) and v >= 0.0:
-            total += v
+        if peak > 0.0 and math.isfinite(v) and v >= 0.0:
+            total += v / peak
     for i in range(8):
         v = section_in[i]
-        if total > 0.0:
-            section[0, i] = v / total if math.isfinite(v) and v >= 0.0 else 0.0
+        if peak > 0.0:
+            section[0, i] = v / peak / total if math.isfinite(v) and v >= 0.0 else 0.0
         else:
             section[0, i] = 1.0 / 8.0
     for i in range(5):
