@@ -140,9 +140,10 @@ def _check_plan(plan: SongPlan) -> None:
         [s.start for s in music], downbeats[[a.first_bar for a in plan.arrangement]], atol=0
     )
     assert all(a.bars >= 2 for a in plan.arrangement)
-    # the music fills the duration to within one bar and a 0.5 s tail
+    # the music fills the duration to within one bar and a 0.5 s tail (it may end a float
+    # rounding, ~1e-13 s, after a duration such as 599.9999999999999)
     last_bar = 60.0 * bpb / plan.tempo.bpm.min()
-    assert 0.0 <= plan.duration_s - plan.music_end_s <= last_bar + 0.5 + 1e-9
+    assert -1e-9 <= plan.duration_s - plan.music_end_s <= last_bar + 0.5 + 1e-9
     for notes in plan.notes.values():
         assert np.all(np.diff(notes.beat) >= 0) and np.all(notes.length > 0)
         assert np.all((notes.beat >= 0) & (notes.beat + notes.length <= plan.n_beats + 1e-9))
@@ -154,6 +155,7 @@ def _check_plan(plan: SongPlan) -> None:
 @given(seed=st.integers(0, 2**31 - 1), duration=st.one_of(st.none(), st.floats(30.0, 600.0)))
 @example(seed=0, duration=30.0)
 @example(seed=4, duration=None)
+@example(seed=20314, duration=599.9999999999999)
 def test_plan_invariants(seed, duration):
     plan = plan_song(seed, duration)
     _check_plan(plan)
@@ -336,30 +338,30 @@ def test_chorus_is_louder_and_fuller_than_verse(songs):
 
 
 def test_fill_adds_onsets_in_the_bar_before_a_boundary(songs):
-    """Per boundary with a fill: more drum notes in the last bar than in either of the two bars
-    before (plan). On the audio, over all such boundaries: more detected onsets in the last bar
-    than the mean of the two bars before."""
+    """Per boundary with a fill: more drum notes (cymbals aside: a lift may swap hi-hat
+    sixteenths for ride eighths) in the last bar than in either of the two bars before the
+    section's lift (the two before the last bar when it has none) (plan). On the audio, over
+    all such boundaries: more detected onsets in the last bar than the mean of those two bars."""
     counts = []
+    cymbals = [DRUM_KEYS[k] for k in ("hat", "open_hat", "ride", "crash")]
     for song in songs:
         plan = song.plan
         bpb, drums = plan.beats_per_bar, plan.notes["drums"]
+        drums = Notes(*(x[~np.isin(drums.pitch, cymbals)] for x in
+                        (drums.beat, drums.length, drums.pitch, drums.velocity)))
         onsets = _onset_times(song)
         down = song.downbeats
         for a in plan.arrangement[:-1]:
-            if not a.fill_beats or a.break_beats or a.bars < 3:
+            before = max(a.lift_bars, 1)  # the reference bars end where the lift starts
+            if not a.fill_beats or a.break_beats or a.bars < before + 2:
                 continue
             end_bar = a.first_bar + a.bars
+            bars = (end_bar - before - 2, end_bar - before - 1, end_bar - 1)
             per_bar = [
-                np.sum((drums.beat >= b * bpb) & (drums.beat < (b + 1) * bpb))
-                for b in (end_bar - 3, end_bar - 2, end_bar - 1)
+                np.sum((drums.beat >= b * bpb) & (drums.beat < (b + 1) * bpb)) for b in bars
             ]
             assert per_bar[2] > max(per_bar[:2]), (song.seed, a.label)
-            counts.append(
-                [
-                    np.sum((onsets >= down[b]) & (onsets < down[b + 1]))
-                    for b in (end_bar - 3, end_bar - 2, end_bar - 1)
-                ]
-            )
+            counts.append([np.sum((onsets >= down[b]) & (onsets < down[b + 1])) for b in bars])
     counts = np.array(counts)
     assert len(counts) >= 6
     assert counts[:, 2].mean() > 1.05 * counts[:, :2].mean()

@@ -153,8 +153,11 @@ def test_smf_reads_back_as_the_plan(seed):
         assert [p for _, k, p in events if k == "meta:3"] == [voice.encode()]
         on = [(t, p) for t, k, p in events if k == "on"]
         off = [(t, p) for t, k, p in events if k == "off"]
-        assert len(on) == len(off) == len(notes)
         channels = {p[0] for _, p in on}
+        if voice == "fx":
+            _check_risers(plan, notes, on, off, [(t, p) for t, k, p in events if k == "cc"])
+            continue
+        assert len(on) == len(off) == len(notes)
         programs = [p for _, k, p in events if k == "program"]
         if voice == "drums":
             assert channels == {9} and not programs
@@ -166,6 +169,25 @@ def test_smf_reads_back_as_the_plan(seed):
         )
         np.testing.assert_array_equal(sorted(p[1] for _, p in on), np.sort(notes.pitch))
         assert all(1 <= p[2] <= 127 for _, p in on)
+
+
+def _check_risers(plan, notes, on, off, cc) -> None:
+    """The fx track: per riser note, one note-on per bar from its start (velocities rising to
+    the note's), each ended before the next starts, and an expression (CC 11) swell over it
+    rising from 38 to at least 120, back to 127 at its end."""
+    bar = plan.beats_per_bar * TICKS_PER_BEAT
+    assert len(on) == len(off)
+    expression = [(t, p[2]) for t, p in cc if p[1] == 11]
+    for b, n, v in zip(notes.beat, notes.length, notes.velocity, strict=True):
+        t0, t1 = round(b * TICKS_PER_BEAT), round((b + n) * TICKS_PER_BEAT)
+        ons = [(t, p) for t, p in on if t0 <= t < t1]
+        assert [t for t, _ in ons] == list(range(t0, t1, bar))
+        vel = [p[2] for _, p in ons]
+        assert vel == sorted(vel) and vel[-1] == 1 + round(126 * v)
+        assert sorted(t for t, _ in off if t0 < t <= t1) == [min(t + bar, t1) for t, _ in ons]
+        swell = [x for t, x in expression if t0 <= t < t1]
+        assert swell == sorted(swell) and swell[0] == 38 and swell[-1] >= 120
+        assert (t1, 127) in expression
 
 
 def test_tempo_ramp_is_written_per_sixteenth():

@@ -188,6 +188,11 @@ def smf_bytes(plan: SongPlan, mix: GmMix | None = None) -> bytes:
     (velocity ``1 + round(126 v)``). Drums play on channel 10; the others on channels 1-6.
     A note-off sorts before a note-on at the same tick. ``mix`` (default
     :func:`default_mix`) sets the programs, volumes and reverb sends (CC 91).
+
+    The ``fx`` voice's notes are risers. GM has no riser, and its effect sounds are short
+    (FluidR3's reverse cymbal peaks 1.3 s after its note-on and is silent after 1.5 s), so
+    each riser note is written as :func:`_riser_events`: one note-on per bar, velocities
+    rising, under an expression (CC 11) swell.
     """
     conductor = [
         (0, 0, _meta(0x03, b"FractalSync song")),
@@ -210,6 +215,13 @@ def smf_bytes(plan: SongPlan, mix: GmMix | None = None) -> bytes:
         events.append((0, 2, bytes([0xB0 | ch, 7, mix.volumes[voice]])))
         if mix.reverb is not None:
             events.append((0, 2, bytes([0xB0 | ch, 91, mix.reverb[voice]])))
+        if voice == "fx":
+            for b, n, p, v in zip(notes.beat, notes.length, notes.pitch, notes.velocity,
+                                  strict=True):
+                events += _riser_events(ch, float(b), float(n), int(p), float(v),
+                                        plan.beats_per_bar)
+            tracks.append(_track(events))
+            continue
         on = np.rint(notes.beat * TICKS_PER_BEAT).astype(np.int64)
         off = np.maximum(
             np.rint((notes.beat + notes.length) * TICKS_PER_BEAT).astype(np.int64), on + 1
@@ -222,6 +234,31 @@ def smf_bytes(plan: SongPlan, mix: GmMix | None = None) -> bytes:
     header = b"MThd" + (6).to_bytes(4, "big") + (1).to_bytes(2, "big")
     header += len(tracks).to_bytes(2, "big") + TICKS_PER_BEAT.to_bytes(2, "big")
     return header + b"".join(tracks)
+
+
+def _riser_events(ch: int, beat: float, length: float, pitch: int, velocity: float,
+                  beats_per_bar: int) -> list[tuple[int, int, bytes]]:
+    """SMF events ``(tick, order, bytes)`` of one riser on channel ``ch``: from ``beat`` for
+    ``length`` beats, a note-on of ``pitch`` at every bar of it (the last ones shorter if the
+    length is not whole bars), velocity rising from 40 % to 100 % of ``velocity`` (0..1) over
+    the bars, each held to the next; expression (CC 11) every sixteenth rising as
+    ``127 (0.3 + 0.7 x^2)`` (``x`` 0..1 over the riser), back to 127 at its end."""
+    t0 = int(round(beat * TICKS_PER_BEAT))
+    t1 = max(int(round((beat + length) * TICKS_PER_BEAT)), t0 + 1)
+    bar = beats_per_bar * TICKS_PER_BEAT
+    starts = list(range(t0, t1, bar))
+    events: list[tuple[int, int, bytes]] = []
+    for k, a in enumerate(starts):
+        b = min(a + bar, t1)
+        v = 1 + int(round(126 * velocity * (0.4 + 0.6 * (k + 1) / len(starts))))
+        events.append((a, 4, bytes([0x90 | ch, pitch, v])))
+        events.append((b, 3, bytes([0x80 | ch, pitch, 64])))
+    step = TICKS_PER_BEAT // 4
+    for t in range(t0, t1, step):
+        x = (t - t0) / (t1 - t0)
+        events.append((t, 2, bytes([0xB0 | ch, 11, int(round(127 * (0.3 + 0.7 * x * x)))])))
+    events.append((t1, 1, bytes([0xB0 | ch, 11, 127])))
+    return events
 
 
 # --- FluidSynth ---------------------------------------------------------------------------------

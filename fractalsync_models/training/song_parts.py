@@ -5,6 +5,10 @@ pattern, register, cues); :func:`write_notes` turns that into notes. Both the nu
 (:mod:`.song_voices`) and the MIDI renderer (:mod:`.song_midi`) play exactly these notes, so
 their annotations agree.
 
+:func:`add_cues` then plans the early cues that announce most boundaries two bars ahead (three
+in 3/4), from a random stream of its own, so the form, harmony and every other note of a seed
+stay what :func:`arrange` and :func:`write_notes` made before the cues existed.
+
 Positions are in beats from the song's first beat (a beat is a quarter note), on a
 sixteenth-note grid. Drum notes use General MIDI percussion keys (:data:`DRUM_KEYS`); the
 ``fx`` voice holds risers (one note per riser, its length the riser's).
@@ -13,7 +17,7 @@ sixteenth-note grid. Drum notes use General MIDI percussion keys (:data:`DRUM_KE
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -25,6 +29,7 @@ __all__ = [
     "Arrangement",
     "Harmony",
     "Notes",
+    "add_cues",
     "arrange",
     "draw_harmony",
     "write_notes",
@@ -92,6 +97,22 @@ class _NoteBuffer:
         self.rows.append(
             (float(beat), float(length), int(pitch), min(max(float(velocity), 0.05), 1.0))
         )
+
+    def remove(self, b0: float, b1: float, pitches: Sequence[int] | None = None) -> None:
+        """Drop the notes starting in ``[b0, b1)`` (only those of ``pitches`` if given)."""
+        self.rows = [
+            r for r in self.rows
+            if not (b0 <= r[0] < b1 and (pitches is None or r[2] in pitches))
+        ]
+
+    def ramp(self, b0: float, b1: float, v0: float, v1: float) -> None:
+        """Scale the velocity of the notes starting in ``[b0, b1)`` by a factor going linearly
+        from ``v0`` at ``b0`` to ``v1`` at ``b1`` (clipped to the buffer's range)."""
+        self.rows = [
+            (b, n, p, min(max(v * (v0 + (v1 - v0) * (b - b0) / (b1 - b0)), 0.05), 1.0))
+            if b0 <= b < b1 else (b, n, p, v)
+            for b, n, p, v in self.rows
+        ]
 
     def notes(self, mute: Sequence[tuple[float, float]] = ()) -> Notes:
         """The notes, without those starting inside a ``mute`` window ``[b0, b1)`` and with
@@ -186,6 +207,12 @@ class Arrangement:
         Riser (noise sweep) over this many last bars, into the next section.
     break_beats : int
         Drop-out: every voice but the riser is silent in this many last beats.
+    lift_bars : int
+        Early cue ("lift") over this many last bars, into the next section: 2 in 4/4, 3 in 3/4
+        (so it starts at least 8 beats before the boundary), 0 for none (:func:`add_cues`).
+    lift : tuple[str, ...]
+        What the lift does, a subset of :data:`LIFT_PARTS` (empty when ``lift_bars`` is 0).
+        With drums the lift always has a drum crescendo besides its parts.
     """
 
     label: str
@@ -201,6 +228,85 @@ class Arrangement:
     build: bool
     riser_bars: int
     break_beats: int
+    lift_bars: int = 0
+    lift: tuple[str, ...] = ()
+
+
+#: The parts a lift (early cue) can have: ``"ride"`` (hi-hats give way to ride-cymbal eighths),
+#: ``"open_hat"`` (open hi-hat eighths, then sixteenths in the last bar), ``"toms"`` (a tom
+#: pickup building from quarters to eighths, low to high), ``"snare"`` (a snare pickup building
+#: from quarters to eighths), ``"pedal"`` (the bass pedals eighths on the dominant), ``"swell"``
+#: (without drums: a rising arpeggio, eighths then sixteenths, and a pad crescendo).
+LIFT_PARTS = ("ride", "open_hat", "toms", "snare", "pedal", "swell")
+#: Share of boundaries left without an early cue (the old last-bar cues stay).
+UNANNOUNCED = 0.15
+
+
+def add_cues(
+    arrangement: Sequence[Arrangement], beats_per_bar: int, rng: np.random.Generator
+) -> tuple[Arrangement, ...]:
+    """``arrangement`` with early cues planned before its boundaries (a copy; the last section,
+    which ends the music, gets none).
+
+    Every boundary except a share of :data:`UNANNOUNCED` (about 15 %) gets a lift over the last
+    ``L`` bars of the section before it (``L`` = 2 in 4/4, 3 in 3/4: at least 8 beats ahead)
+    when the section has more than ``L`` bars:
+
+    * with drums, a crescendo and, drawn per boundary, a cymbal change (ride 40 %, open hi-hat
+      35 %, none) and a pickup (toms 40 %, snare 30 %, none; never neither; a pre-chorus
+      build's section gets no pickup, its snare roll is one), no kick in the lift's first half
+      (50 %) and a bass pedal on the dominant (40 % when the bass plays);
+    * without drums (pad intros, quiet bridges and outros), a swell (rising arpeggio, pad
+      crescendo).
+
+    Risers (``riser_bars``) are lengthened or added, 2-4 bars in 4/4 (3-4 in 3/4) but at most
+    the section's length: into a chorus (60 %), from a chorus into a bridge, inst or outro
+    (50 %), from an intro into a verse (50 %), and before 60 % of the drumless lifts. An
+    unannounced boundary keeps the cues :func:`arrange` gave it.
+
+    Deterministic for a given ``rng`` state; draws only from ``rng``.
+    """
+    n = beats_per_bar
+    lift_len = 2 if n == 4 else 3
+    out = []
+    last = len(arrangement) - 1
+    for i, sec in enumerate(arrangement):
+        # draw the same number of values per section, whatever is used, so a change in one
+        # section's options never shifts the draws of the next
+        u = rng.random(6)
+        riser_len = int(rng.integers(lift_len, 5))
+        if i == last or u[0] < UNANNOUNCED:
+            out.append(sec)
+            continue
+        nxt = arrangement[i + 1].label
+        lift: list[str] = []
+        lift_bars = lift_len if sec.bars > lift_len else 0
+        drums = "drums" in sec.layers
+        if lift_bars and drums:
+            cymbal = "ride" if u[1] < 0.4 else "open_hat" if u[1] < 0.75 else ""
+            pickup = "" if sec.build else "toms" if u[2] < 0.4 else "snare" if u[2] < 0.7 else ""
+            if not (cymbal or pickup or sec.build):
+                pickup = "toms"
+            lift = [p for p in (cymbal, pickup) if p]
+            if u[5] < 0.5:
+                lift.append("thin")
+            if "bass" in sec.layers and u[3] < 0.4:
+                lift.append("pedal")
+        elif lift_bars:
+            lift = ["swell"]
+        riser_p = (
+            0.6 if nxt == "chorus"
+            else 0.5 if sec.label == "chorus" and nxt in ("bridge", "inst", "outro")
+            else 0.5 if sec.label == "intro" and nxt == "verse"
+            else 0.6 if lift == ["swell"]
+            else 0.0
+        )
+        riser = sec.riser_bars
+        if u[4] < riser_p:
+            riser = max(riser, min(riser_len, sec.bars))
+        out.append(replace(sec, riser_bars=riser, lift_bars=lift_bars if lift else 0,
+                           lift=tuple(lift)))
+    return tuple(out)
 
 
 def arrange(
@@ -368,8 +474,14 @@ def write_notes(
     sixteenths, crescendo) over its last two bars when ``build``;
     bass, pad, keys and arpeggio from the chord of each bar; the lead plays its motif over the
     chords (the second half of every four bars varied); risers cover the last ``riser_bars``;
-    ``break_beats`` silence everything but the riser. The last section ends on one held chord
-    with a crash.
+    ``break_beats`` silence everything but the riser. A lift (``lift_bars``, ``lift``; see
+    :data:`LIFT_PARTS`) changes the notes of its last bars: the hi-hats become ride or open
+    hi-hats, a tom or snare pickup builds up to the fill, the kick drops out for the first half,
+    the bass pedals on the dominant, the
+    drums crescendo (velocity x 0.45 rising to x 1.1); without drums a rising arpeggio and a pad
+    crescendo. The lift only rewrites its window: every other note is the same with or without
+    it, and ``rng`` draws the same values. The last section ends on one held chord with a
+    crash.
     """
     n = beats_per_bar
     buf = {v: _NoteBuffer() for v in VOICES}
@@ -467,6 +579,9 @@ def write_notes(
             _fill(buf["drums"], fill_from, cue_end, gain)
             if sec.build:
                 _snare_roll(buf["drums"], roll_from, cue_end, n)
+        if sec.lift_bars:
+            _lift(buf, sec, harmony, n, end - sec.lift_bars * n, cue_end,
+                  min(fill_from, roll_from), gain)
         if si == last:
             buf["drums"].add(fill_from, 1.0, DRUM_KEYS["crash"], 0.8)
             buf["drums"].add(fill_from, 0.5, DRUM_KEYS["kick"], 0.9)
@@ -496,6 +611,69 @@ def _fill(drums: _NoteBuffer, b0: float, b1: float, gain: float) -> None:
         drums.add(b0 + k / 4, 0.25, DRUM_KEYS[key], (0.55 + 0.45 * k / max(count - 1, 1)) * gain)
     if count:
         drums.add(b0, 0.25, DRUM_KEYS["kick"], 0.8 * gain)
+
+
+def _lift(
+    buf: dict[str, _NoteBuffer],
+    sec: Arrangement,
+    harmony: Harmony,
+    beats_per_bar: int,
+    b0: float,
+    b1: float,
+    pickup_until: float,
+    gain: float,
+) -> None:
+    """Rewrite the notes of ``sec``'s lift, from ``b0`` to ``b1`` beats (the drop-out, if any,
+    after ``b1``): its :data:`LIFT_PARTS` and, with drums, the crescendo. A pickup plays until
+    ``pickup_until`` (where the fill or roll starts)."""
+    n = beats_per_bar
+    parts = sec.lift
+    if "drums" in sec.layers:
+        drums = buf["drums"]
+        if "ride" in parts or "open_hat" in parts:
+            drums.remove(b0, b1, (DRUM_KEYS["hat"], DRUM_KEYS["open_hat"]))
+            ride = "ride" in parts
+            t = b0
+            while t < b1 - 1e-9:
+                step = 0.25 if not ride and t >= b1 - n else 0.5
+                on_beat = t == int(t)
+                if ride:
+                    drums.add(t, 0.5, DRUM_KEYS["ride"], (0.6 if on_beat else 0.45) * gain)
+                else:
+                    drums.add(t, step, DRUM_KEYS["open_hat"], (0.75 if on_beat else 0.6) * gain)
+                t += step
+        if "thin" in parts:
+            drums.remove(b0, b0 + (b1 - b0) / 2, (DRUM_KEYS["kick"],))
+        if "toms" in parts or "snare" in parts:
+            toms = "toms" in parts
+            keys = ("tom_low", "tom_mid", "tom_high") if toms else ("snare",)
+            span = pickup_until - b0
+            t = b0
+            while t < pickup_until - 1e-9:
+                x = (t - b0) / span
+                key = keys[min(len(keys) - 1, int(x * len(keys)))]
+                drums.add(t, 0.25, DRUM_KEYS[key], (0.5 + 0.4 * x) * gain)
+                t += (1.0 if x < 0.5 else 0.5) if toms else (0.5 if x < 0.5 else 0.25)
+        drums.ramp(b0, b1, 0.45, 1.1)
+    if "pedal" in parts:
+        buf["bass"].remove(b0, b1)
+        dominant = harmony.pitch(4, 36)
+        dominant -= 12 if dominant > 47 else 0
+        for k in range(int(round((b1 - b0) * 2))):
+            buf["bass"].add(b0 + k / 2, 0.45, dominant, (1.0 if k % 2 == 0 else 0.8) * gain)
+    if "swell" in parts:
+        buf["pad"].ramp(b0, b1, 0.6, 1.2)
+        t = b0
+        while t < b1 - 1e-9:
+            bar = int((t - sec.first_bar * n) // n)
+            degree = sec.progression[bar % len(sec.progression)]
+            step = 0.25 if t >= b1 - n else 0.5
+            k = int(round((t - (sec.first_bar + bar) * n) / step))  # note within its bar
+            tone = degree + (0, 2, 4)[k % 3] + 7 * (k // 3)
+            x = (t - b0) / (b1 - b0)
+            buf["arp"].add(t, step * 0.8, _fold(harmony.pitch(tone, 60), 72),
+                           (0.35 + 0.5 * x) * gain)
+            t += step
 
 
 def _snare_roll(drums: _NoteBuffer, b0: float, b1: float, beats_per_bar: int) -> None:

@@ -24,7 +24,15 @@ from .song_form import (
     plan_form,
     tempo_map_for,
 )
-from .song_parts import Arrangement, Harmony, Notes, arrange, draw_harmony, write_notes
+from .song_parts import (
+    Arrangement,
+    Harmony,
+    Notes,
+    add_cues,
+    arrange,
+    draw_harmony,
+    write_notes,
+)
 
 __all__ = ["MAX_DURATION_S", "MIN_DURATION_S", "Silences", "SongPlan", "draw_silences", "plan_song"]
 
@@ -145,7 +153,8 @@ def plan_song(seed: int, duration_s: float | None = None, *, variety: bool = Fal
     Draws: meter 4/4 (75 %) or 3/4; tempo 70..180 BPM; a tempo change for about a third of
     the songs; a lead-in silence of 0.5-2 s for 60 % of them; a trailing silence of at least
     0.5 s for 60 %; the form (:func:`.song_form.plan_form`), fitted so the music fills the
-    duration to within one bar; key, progressions, arrangement and notes.
+    duration to within one bar; key, progressions, arrangement, early cues
+    (:func:`.song_parts.add_cues`) and notes.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
@@ -187,6 +196,9 @@ def plan_song(seed: int, duration_s: float | None = None, *, variety: bool = Fal
 
     harmony = draw_harmony(np.random.default_rng([int(seed), 2]))
     arrangement = arrange(form, harmony, beats_per_bar, np.random.default_rng([int(seed), 3]))
+    # the early cues from a stream of their own: the form, harmony and notes outside the cues
+    # stay those of the versions before the cues
+    arrangement = add_cues(arrangement, beats_per_bar, np.random.default_rng([int(seed), 10]))
     notes = write_notes(arrangement, harmony, beats_per_bar, np.random.default_rng([int(seed), 4]))
     plan = SongPlan(
         seed=int(seed),
