@@ -12,28 +12,25 @@ import warnings
 import numpy as np
 import onnx
 import pytest
-from hypothesis import example, given, settings
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 from onnx import TensorProto, helper
 
 from fractalsync_models.anticipator import (
-    BAR_PERIODS,
-    BEAT_PERIODS,
     DEFAULT_MODEL_PATH,
+    ENGINES,
     INPUT_LIMIT,
     Anticipator,
     NonFiniteInputWarning,
-    _sanitize,
-    _step_kernel,
 )
 from fractalsync_models.contract import ContractError, load_contract, validate_onnx_model
 from fractalsync_models.crnn import ModelNotFoundError
 
 
-@pytest.fixture(scope="module")
-def model() -> Anticipator:
-    return Anticipator()
+@pytest.fixture(scope="module", params=ENGINES)
+def model(request) -> Anticipator:
+    """The shipped model on each engine (``step``'s numba kernel, or onnxruntime)."""
+    m = Anticipator(engine=request.param)
+    assert m.engine == request.param
+    return m
 
 
 #: The recurrent state's size in the packaged contract (``state_in`` [B, S]).
@@ -218,15 +215,6 @@ def _graph_model(state_dim: int = S, state_name: str = "state_in", ir: int = 8):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=ir)
 
 
-def _other_computation():
-    """The shipped graph with its head's ReLU turned into a sigmoid: the contract's tensors
-    and the kernel's weight names, but not the computation the kernel does."""
-    proto = onnx.load(DEFAULT_MODEL_PATH)
-    relus = [n for n in proto.graph.node if n.op_type == "Relu"]
-    relus[-1].op_type = "Sigmoid"
-    return proto
-
-
 def test_missing_model_file(tmp_path):
     with pytest.raises(ModelNotFoundError, match="anticipator model not found"):
         Anticipator(tmp_path / "nope.onnx")
@@ -242,11 +230,8 @@ def test_missing_model_file(tmp_path):
          r"unexpected model inputs \['hidden'\]"),
         (lambda p: onnx.save(_graph_model(state_dim=S + 1), p),
          rf"shape\[1\]: expected {S}, got {S + 1}"),
-        (lambda p: onnx.save(_graph_model(), p), r"initializers \['audio_mean'.* missing"),
-        (lambda p: onnx.save(_other_computation(), p), "step kernel does not reproduce"),
     ],
-    ids=["truncated", "text", "empty", "wrong-name", "wrong-shape", "other-graph",
-         "other-computation"],
+    ids=["truncated", "text", "empty", "wrong-name", "wrong-shape"],
 )
 def test_bad_model_files_give_clear_errors(tmp_path, make, message):
     path = tmp_path / "bad.onnx"
@@ -255,95 +240,7 @@ def test_bad_model_files_give_clear_errors(tmp_path, make, message):
         Anticipator(path)
 
 
-# --------------------------------------------------------------------------- numba kernels
-
-
-def _sigmoid64(x):
-    with np.errstate(over="ignore"):  # exp(-x) = inf for x << 0: the sigmoid is then 0
-        return 1.0 / (1.0 + np.exp(-x))
-
-
-def reference_step(audio, beat, h, weights):
-    """The exported graph's computation for one step in float64 numpy (the wrap test in float32,
-    as the graph rounds it; ONNX GRU semantics: gates z, r, h, linear_before_reset = 1).
-    ``h`` is the whole state (GRU units, then previous sin, previous cos, beats, bars).
-    Returns (section probs, hazard probs, new state)."""
-    am, asc, bm, bsc, pw, pb, gw, gr, gwb, grb, hw, hb, sw, sb, zw, zb, scale = (
-        np.asarray(w, np.float64) for w in weights
-    )
-    n = len(h) - 4
-    s_prev, c_prev, beats, bars = (np.float32(v) for v in h[n:])
-    s, c = np.float32(beat[0]), np.float32(beat[1])
-    wrap = bool(s_prev < 0 and s >= 0 and c_prev * s - s_prev * c > 0)
-    beats = (beats + wrap) % BEAT_PERIODS[-1]
-    bars = (bars + (wrap and beat[4] > 0.5)) % BAR_PERIODS[-1]
-    angles = np.array([beats * 2 * np.pi / p for p in BEAT_PERIODS]
-                      + [bars * 2 * np.pi / p for p in BAR_PERIODS])  # fmt: skip
-    k = np.concatenate([np.sin(angles), np.cos(angles)])
-    x = np.concatenate([np.maximum(pw @ ((audio - am) * asc) + pb, 0.0), (beat - bm) * bsc, k])
-    gi, gh = gw @ x + gwb, gr @ h[:n] + grb
-    z = _sigmoid64(gi[:n] + gh[:n])
-    r = _sigmoid64(gi[n : 2 * n] + gh[n : 2 * n])
-    cand = np.tanh(gi[2 * n :] + r * gh[2 * n :])
-    h_new = (1.0 - z) * cand + z * h[:n]
-    head = np.maximum(hw @ np.concatenate([h_new, k]) + hb, 0.0)
-    logits = sw @ head + sb
-    e = np.exp(logits - logits.max())
-    state = np.concatenate([h_new, [s, c, beats, bars]])
-    return e / e.sum(), _sigmoid64(zw @ head + zb), state
-
-
-@st.composite
-def kernel_case(draw):
-    """Random weights of odd sizes (1 unit, 1 feature, ...) and inputs for the step kernel,
-    with beat phases drawn so that some steps wrap a beat (or a bar) and some do not."""
-    n_a, n_b, n_k = draw(st.integers(1, 17)), 5, 2 * len(BEAT_PERIODS + BAR_PERIODS)
-    p, hid, d = draw(st.integers(1, 6)), draw(st.integers(1, 9)), draw(st.integers(1, 5))
-    n_s, n_h = draw(st.integers(1, 8)), draw(st.integers(1, 5))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    scale = draw(st.sampled_from([0.0, 0.1, 1.0]))
-
-    def w(*shape):
-        return (rng.standard_normal(shape) * scale).astype(np.float32)
-
-    weights = (
-        w(n_a), np.abs(w(n_a)) + 0.5, w(n_b), np.abs(w(n_b)) + 0.5, w(p, n_a), w(p),
-        w(3 * hid, p + n_b + n_k), w(3 * hid, hid), w(3 * hid), w(3 * hid), w(d, hid + n_k),
-        w(d), w(n_s, d), w(n_s), w(n_h, d), w(n_h),
-        np.array([2 * np.pi / q for q in BEAT_PERIODS + BAR_PERIODS], np.float32),
-    )  # fmt: skip
-    values = st.floats(-10, 10, width=32)
-    audio = draw(arrays(np.float32, n_a, elements=values))
-    phase_prev = draw(st.sampled_from([0.0, 0.3, 0.9, 0.99]))
-    phase = draw(st.sampled_from([0.0, 0.05, 0.5, 0.95]))
-    beat = np.array([np.sin(2 * np.pi * phase), np.cos(2 * np.pi * phase),
-                     draw(values), draw(values), draw(st.sampled_from([0.0, 0.4, 0.9]))],
-                    np.float32)  # fmt: skip
-    counts = [draw(st.integers(0, BEAT_PERIODS[-1] - 1)), draw(st.integers(0, 15))]
-    h = np.concatenate([
-        draw(arrays(np.float32, hid, elements=st.floats(-1, 1, width=32))),
-        [np.sin(2 * np.pi * phase_prev), np.cos(2 * np.pi * phase_prev)], counts,
-    ]).astype(np.float32)  # fmt: skip
-    return audio, beat, h, weights
-
-
-@given(kernel_case())
-@settings(max_examples=80, deadline=None)
-def test_step_kernel_matches_numpy(case):
-    audio, beat, h, weights = case
-    sec_ref, haz_ref, h_ref = reference_step(audio, beat, h.astype(np.float64), weights)
-    n_x = weights[6].shape[1]
-    n_k = 2 * len(weights[16])
-    hid = weights[7].shape[1]
-    work = (np.zeros(len(audio), np.float32), np.zeros(n_x, np.float32),
-            np.zeros(hid + n_k, np.float32), np.zeros(weights[10].shape[0], np.float32))
-    sec = np.zeros(len(weights[13]), np.float32)
-    haz = np.zeros(len(weights[15]), np.float32)
-    h_k = h.copy()
-    _step_kernel(audio, beat, h_k, *weights, *work, sec, haz)
-    np.testing.assert_allclose(sec, sec_ref, atol=1e-4)
-    np.testing.assert_allclose(haz, haz_ref, atol=1e-4)
-    np.testing.assert_allclose(h_k, h_ref, atol=1e-4)
+# --------------------------------------------------------------------------- counters, huge input
 
 
 def test_beat_and_bar_counters_count(model):
@@ -366,34 +263,20 @@ def test_beat_and_bar_counters_count(model):
     model.reset()
 
 
-def test_step_kernel_saturates_on_huge_inputs(model):
-    # inputs at the clip limit: every gate saturates, outputs stay probabilities
-    sec, haz = model.step(np.full(272, INPUT_LIMIT), np.full(5, -INPUT_LIMIT))
+def test_huge_inputs_are_clipped_to_the_limit(model):
+    # beyond the limit (within float32's range) is the limit; the gates saturate, the outputs
+    # stay probabilities and the GRU units within [-1, 1]
+    model.reset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # finite: no NonFiniteInputWarning
+        sec, haz = model.step(np.full(272, 1e30), np.full(5, -3e38))
+    huge_state = model.state
+    model.reset()
+    want = model.step(np.full(272, INPUT_LIMIT), np.full(5, -INPUT_LIMIT))
+    np.testing.assert_array_equal(sec, want[0])
+    np.testing.assert_array_equal(haz, want[1])
+    np.testing.assert_array_equal(huge_state, model.state)
     assert np.isfinite(sec).all() and abs(sec.sum() - 1) < 1e-5 and np.isfinite(haz).all()
-    assert np.abs(model.state[:S - 4]).max() <= 1.0  # the GRU units; then sin, cos, counts
-    weights = model._kernel.weights
-    ref_sec, ref_haz, _ = reference_step(
-        np.full(272, INPUT_LIMIT), np.full(5, -INPUT_LIMIT), np.zeros(S), weights
-    )  # from the zero state
+    # the GRU units (then sin, cos, counts); onnxruntime's tanh saturates at 1 + 5e-7
+    assert np.abs(huge_state[: S - 4]).max() <= 1.0 + 1e-6
     model.reset()
-    sec, haz = model.step(np.full(272, 1e30), np.full(5, -1e30))  # clipped to the limit
-    np.testing.assert_allclose(sec, ref_sec, atol=1e-3)
-    np.testing.assert_allclose(haz, ref_haz, atol=1e-3)
-    model.reset()
-
-
-def reference_sanitize(x, limit):
-    return np.where(np.isfinite(x), np.clip(x, -limit, limit), 0.0).astype(np.float32)
-
-
-@given(arrays(np.float32, st.integers(0, 40),
-              elements=st.floats(allow_nan=True, allow_infinity=True, width=32)))
-@example(np.zeros(0, np.float32))
-@example(np.array([np.nan], np.float32))
-@example(np.array([np.inf, -np.inf, 3e38, -3e38, 1e4, -1e4, 0.0], np.float32))
-@settings(max_examples=100, deadline=None)
-def test_sanitize_matches_numpy(x):
-    want = reference_sanitize(x, 1e4)
-    n_bad = int((~np.isfinite(x)).sum())
-    assert _sanitize(x, np.float32(1e4)) == n_bad
-    np.testing.assert_array_equal(x, want)
