@@ -4,13 +4,13 @@ Run: .venv/bin/python -m pytest benchmarks/bench_structure.py --benchmark-only
 
 One round is one ``StructureTracker.update`` with exactly one slow step pending, as on the live
 path with 1024-sample blocks at 48 kHz (a block is 21 ms, a slow step 80 ms): pairing the step's
-inputs with the beat state (SlowStepInputs.take), ``Anticipator.step`` (numba kernel), the
-display hysteresis (numba kernel), the StructureState and the history entry. Between rounds
-(untimed) the beat tracker analyses the next blocks of 4 min of real music (the reference
-excerpt, resampled to 48 kHz and repeated) until the next step completes. The frames' accumulation
-(``on_frames``, 4 vector additions per step) runs inside the analysis clock's push, outside
-the timed call. Target: p99 <= 100 us (0.125 % of the 80 ms step). The output gives the p99
-against that budget and the 1-minute load average before and after the run (the machine's
+inputs with the beat state (SlowStepInputs.take), ``Anticipator.step`` (the default engine, the
+numba kernel), the display hysteresis (numba kernel), the StructureState and the history entry.
+Between rounds (untimed) the beat tracker analyses the next blocks of 4 min of real music (the
+reference excerpt, resampled to 48 kHz and repeated) until the next step completes. The frames'
+accumulation (``on_frames``, 4 vector additions per step) runs inside the analysis clock's push,
+outside the timed call. Target: p99 <= 100 us (0.125 % of the 80 ms step). The output gives the
+p99 against that budget and the 1-minute load average before and after the run (the machine's
 other work shows in the tail: quote the load with the figures). A second pass of as many steps
 times each call again and counts the thread's involuntary context switches around it
 (``getrusage(RUSAGE_THREAD).ru_nivcsw``, read outside the timed span): its p99 over the calls
@@ -45,6 +45,7 @@ def test_update_per_slow_step(benchmark):
     clock = AnalysisClock()
     beats = BeatTracker(clock=clock)
     tracker = clock.add_consumer(StructureTracker(history_steps=64))
+    assert tracker.anticipator.engine == "numba"  # the default engine
     position = 0
 
     def next_step():
@@ -84,7 +85,8 @@ def test_update_per_slow_step(benchmark):
                                 unpreempted_p50_us=float(q50), unpreempted_p99_us=float(q99),
                                 preempted_calls=int(preempted.sum()), load_1min=load)
     print(
-        f"\nStructureTracker.update with one slow step pending, {STEPS} steps: "
+        f"\nStructureTracker.update with one slow step pending (anticipator engine "
+        f"{tracker.anticipator.engine}), {STEPS} steps: "
         f"p50 {p50:.1f} us, p90 {p90:.1f} us, p99 {p99:.1f} us, max {us.max():.1f} us; "
         f"p99 = {100 * p99 / PERIOD_US:.3f} % of the 80 ms slow step; "
         f"p99 {p99:.1f} us against the {TARGET_US:.0f} us budget: "
