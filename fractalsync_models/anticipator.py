@@ -21,11 +21,11 @@ against onnxruntime on probe steps at every load, and the model falls back to on
 an :class:`EngineFallbackWarning` when it does not match), without onnxruntime's per-call
 overhead (``benchmarks/bench_anticipator.py`` times both engines).
 
-Non-finite inputs: NaN and ±inf (also float64 values beyond float32's range) are replaced by 0
-before the model runs, with a :class:`NonFiniteInputWarning`; finite inputs are clipped to
-±:data:`INPUT_LIMIT`. Zero is the model's own "no
-information" value: all-zero audio features are silence (``log10(1 + 0)``, no flux), all-zero
-beat features are a dropped beat state, which the model saw in training (robustness noise of
+Non-finite inputs (either engine, and ``run``): NaN and ±inf (also float64 values beyond
+float32's range) are replaced by 0 before the model runs, with a :class:`NonFiniteInputWarning`;
+finite inputs are clipped to ±:data:`INPUT_LIMIT`. Zero is the model's own "no information"
+value: all-zero audio features are silence (``log10(1 + 0)``, no flux), all-zero beat features
+are a dropped beat state, which the model saw in training (robustness noise of
 :mod:`fractalsync_models.training.train_anticipator`).
 
 The shipped model ``models/anticipator_v1.onnx`` (next to this module) and its model card
@@ -64,10 +64,11 @@ N_AUDIO = 272  # contract frontend.dim
 N_BEAT = 5  # contract beat_features.dim
 N_SECTIONS = 8  # len(contract sections.labels)
 N_HORIZONS = 5  # len(contract hazard.horizons_beats)
-# The network's beat/bar counters (fractalsync_models.training.anticipator_model, which
-# imports these): the state (contract models.anticipator state_in.shape[-1]) is
-# [GRU hidden (that size - 4), previous sin 2πφ, previous cos 2πφ, beat count mod 64,
-# bar count mod 16].
+# The network's beat/bar counters, as the torch model builds them
+# (fractalsync_models.training.anticipator_model imports these; the numba engine reads the
+# exported values from the model file instead): the state (contract models.anticipator
+# state_in.shape[-1]) is [GRU hidden (that size - 4), previous sin 2πφ, previous cos 2πφ,
+# beat count mod 64, bar count mod 16].
 COUNTER_STATE = 4
 BEAT_PERIODS = (4, 8, 16, 32, 64)
 BAR_PERIODS = (2, 4, 8, 16)

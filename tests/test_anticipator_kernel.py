@@ -31,6 +31,11 @@ from fractalsync_models.anticipator import (
     NonFiniteInputWarning,
 )
 from fractalsync_models.anticipator_kernel import (
+    _O_KCOS,
+    _O_KCOUNTER,
+    _O_KSCALE,
+    _O_PERIOD,
+    _O_THRESH,
     probabilities,
     read_anticipator_graph,
     sanitize,
@@ -195,12 +200,13 @@ def test_the_shipped_graph_is_read_with_its_sizes_and_constants():
     np.testing.assert_array_equal(g.audio_scale, _W["audio_scale"])
     # the reader found the counters' constants the torch model was built with
     (p_beat, p_bar), threshold, feats = constants()
-    lay = g.layout
-    assert list(g.params[lay[26] : lay[26] + 2]) == [p_beat, p_bar]
-    assert g.params[lay[27]] == threshold
-    np.testing.assert_array_equal(g.params[lay[25] : lay[25] + N_K], [s for *_, s in feats])
-    np.testing.assert_array_equal(g.params[lay[28] : lay[28] + N_K], [b for b, *_ in feats])
-    np.testing.assert_array_equal(g.params[lay[29] : lay[29] + N_K], [c for _, c, _ in feats])
+    def block(offset, n):
+        return g.params[g.layout[offset] : g.layout[offset] + n]
+
+    assert list(block(_O_PERIOD, 2)) == [p_beat, p_bar] and block(_O_THRESH, 1) == threshold
+    np.testing.assert_array_equal(block(_O_KSCALE, N_K), [s for *_, s in feats])
+    np.testing.assert_array_equal(block(_O_KCOUNTER, N_K), [b for b, *_ in feats])
+    np.testing.assert_array_equal(block(_O_KCOS, N_K), [c for _, c, _ in feats])
 
 
 def _rename(proto, old, new):
