@@ -5,6 +5,7 @@ rendered audio: sections sound different, cues are there, silences are silent.""
 from __future__ import annotations
 
 import csv
+import dataclasses
 
 import numpy as np
 import pytest
@@ -24,7 +25,15 @@ from fractalsync_models.training.song_form import (
     plan_form,
 )
 from fractalsync_models.training.song_generator import PEAK, Song, generate_song
-from fractalsync_models.training.song_parts import DRUM_KEYS, VOICES, Notes
+from fractalsync_models.training.song_midi import _fluidsynth, _render, midi_tempo_map, smf_bytes
+from fractalsync_models.training.song_parts import (
+    DRUM_KEYS,
+    LIFT_PARTS,
+    VOICES,
+    Notes,
+    arrange,
+    write_notes,
+)
 from fractalsync_models.training.song_plan import SongPlan, plan_song
 from fractalsync_models.training.song_voices import draw_palette, render_voice
 
@@ -427,3 +436,183 @@ def test_write_wav_and_label_csv(tmp_path):
     assert [float(r[0]) for r in rows[1:]] == [s.start for s in song.sections]
     assert float(rows[-1][1]) == 30.0
     assert read_csv(labels) == list(song.sections)  # the project's label reader agrees
+
+
+# --- early boundary cues (add_cues, issue 10) -------------------------------------------------
+
+
+def _without_cues(plan: SongPlan) -> SongPlan:
+    """``plan`` as it was before the early cues: the arrangement straight from :func:`arrange`
+    (same form, same random stream) and its notes from :func:`write_notes`."""
+    form = [FormSection(a.label, a.bars) for a in plan.arrangement]
+    n = plan.beats_per_bar
+    old = arrange(form, plan.harmony, n, np.random.default_rng([plan.seed, 3]))
+    notes = write_notes(old, plan.harmony, n, np.random.default_rng([plan.seed, 4]))
+    return dataclasses.replace(plan, arrangement=old, notes=notes)
+
+
+def _lift_windows(plan: SongPlan) -> list[tuple[float, float]]:
+    """``[start, end)`` beats of every lift of ``plan``."""
+    n = plan.beats_per_bar
+    return [((a.first_bar + a.bars - a.lift_bars) * n, (a.first_bar + a.bars) * n)
+            for a in plan.arrangement if a.lift_bars]
+
+
+def _outside(notes: Notes, windows: list[tuple[float, float]]) -> np.ndarray:
+    keep = np.ones(len(notes), dtype=bool)
+    for b0, b1 in windows:
+        keep &= ~((notes.beat >= b0) & (notes.beat < b1))
+    return np.stack([notes.beat, notes.length, notes.pitch, notes.velocity])[:, keep]
+
+
+@pytest.mark.parametrize("variety", [False, True])
+def test_cues_keep_the_form_beats_and_every_other_note(variety):
+    """The cues come from a stream of their own: against the plan without them, the same
+    sections, beats and key, the same arrangement but for the cue fields, risers only
+    lengthened or added (ending where they did), and every note outside the lift windows
+    identical (velocities included)."""
+    changed = 0
+    for seed in range(40):
+        plan = plan_song(seed, variety=variety)
+        old = _without_cues(plan)
+        assert plan.sections == old.sections and plan.harmony == old.harmony
+        np.testing.assert_array_equal(plan.beats, old.beats)
+        for a, b in zip(plan.arrangement, old.arrangement, strict=True):
+            assert dataclasses.replace(a, riser_bars=b.riser_bars, lift_bars=0, lift=()) == b
+            assert a.riser_bars >= b.riser_bars
+        windows = _lift_windows(plan)
+        for voice in VOICES[:-1]:
+            np.testing.assert_array_equal(_outside(plan.notes[voice], windows),
+                                          _outside(old.notes[voice], windows), err_msg=voice)
+            changed += not np.array_equal(_outside(plan.notes[voice], []),
+                                          _outside(old.notes[voice], []))
+        new_fx, old_fx = plan.notes["fx"], old.notes["fx"]
+        assert set(old_fx.beat + old_fx.length) <= set(new_fx.beat + new_fx.length)
+    assert changed >= 40  # and the cues did change notes
+
+
+def test_cued_plans_are_deterministic():
+    for seed in (0, 3, 17):
+        a, b = plan_song(seed), plan_song(seed)
+        assert a.arrangement == b.arrangement
+        for voice in VOICES:
+            np.testing.assert_array_equal(_outside(a.notes[voice], []),
+                                          _outside(b.notes[voice], []))
+
+
+def test_most_boundaries_get_an_early_cue():
+    """Over 200 plans: a lift of 2 bars (4/4) or 3 bars (3/4), i.e. starting 8-9 beats ahead,
+    or a riser at least that long, before 75-90 % of the boundaries; 10-25 % without either;
+    lifts only in sections longer than the lift; drumless lifts swell; risers before other
+    boundaries than into a chorus too."""
+    boundaries = early = 0
+    riser_kinds = set()
+    for seed in range(200):
+        plan = plan_song(seed)
+        n = plan.beats_per_bar
+        length = 2 if n == 4 else 3
+        arr = plan.arrangement
+        assert not arr[-1].lift_bars
+        for a, nxt in zip(arr[:-1], arr[1:], strict=True):
+            boundaries += 1
+            assert a.lift_bars in (0, length)
+            assert (a.lift_bars == 0) == (a.lift == ())
+            assert set(a.lift) <= set(LIFT_PARTS)
+            if a.lift_bars:
+                assert a.bars > a.lift_bars and a.lift_bars * n >= 8
+                assert (a.lift == ("swell",)) == ("drums" not in a.layers)
+            if a.riser_bars >= length:
+                riser_kinds.add((a.label, nxt.label))
+            early += bool(a.lift_bars or a.riser_bars >= length)
+    assert 0.75 <= early / boundaries <= 0.9, early / boundaries
+    assert {("intro", "verse"), ("chorus", "bridge")} <= riser_kinds
+    assert any(k[1] == "chorus" for k in riser_kinds)
+
+
+def test_lift_notes_are_where_planned():
+    """Per lift (60 plans): each planned part's notes are in its window, ride and open hi-hat
+    eighths replace the hi-hats, the pickup and the pedal are there, the kick is gone from the
+    first half when thinned, the drums (or, in a swell, the arpeggio) get louder over it; and
+    ride notes occur in ride lifts only."""
+    seen = set()
+    for seed in range(60):
+        plan = plan_song(seed)
+        n = plan.beats_per_bar
+        d = plan.notes["drums"]
+        rides = d.beat[d.pitch == DRUM_KEYS["ride"]]
+        in_ride_lift = np.zeros(rides.size, dtype=bool)
+        for a in plan.arrangement:
+            if not a.lift_bars:
+                continue
+            b1 = (a.first_bar + a.bars) * n
+            b0 = b1 - a.lift_bars * n
+            cue_end = b1 - a.break_beats
+            win = (d.beat >= b0) & (d.beat < cue_end)
+            keys = {k: win & (d.pitch == DRUM_KEYS[k]) for k in DRUM_KEYS}
+            eighths = np.arange(b0, cue_end, 0.5)
+            seen.update(a.lift)
+            if "ride" in a.lift:
+                in_ride_lift |= (rides >= b0) & (rides < b1)
+                np.testing.assert_array_equal(d.beat[keys["ride"]], eighths)
+                assert not keys["hat"].any() and not keys["open_hat"].any()
+            if "open_hat" in a.lift:
+                assert set(eighths) <= set(d.beat[keys["open_hat"]])
+                assert not keys["hat"].any()
+            if "toms" in a.lift or "snare" in a.lift:  # from the lift's first beat on
+                key = DRUM_KEYS["tom_low" if "toms" in a.lift else "snare"]
+                assert b0 in d.beat[win & (d.pitch == key)]
+                pickup = keys["tom_low"] | keys["tom_mid"] | keys["tom_high"] | keys["snare"]
+                assert np.sum(pickup & (d.beat < b0 + n)) >= 2
+            if "thin" in a.lift:
+                assert not np.any(keys["kick"] & (d.beat < (b0 + cue_end) / 2))
+            if "pedal" in a.lift:
+                bass = plan.notes["bass"]
+                inside = (bass.beat >= b0) & (bass.beat < cue_end)
+                dominant = plan.harmony.pitch(4, 36)
+                dominant -= 12 if dominant > 47 else 0
+                assert np.all(bass.pitch[inside] == dominant)
+                np.testing.assert_array_equal(bass.beat[inside], eighths)
+            loud = plan.notes["arp"] if a.lift == ("swell",) else d
+            lw = (loud.beat >= b0) & (loud.beat < cue_end)
+            first_beat = lw & (loud.beat < b0 + 1)
+            last_bar = lw & (loud.beat >= cue_end - n)
+            assert loud.velocity[last_bar].mean() > loud.velocity[first_beat].mean()
+        assert in_ride_lift.all()
+    assert seen == set(LIFT_PARTS)
+
+
+def _render_voices(plan: SongPlan, voices=VOICES) -> np.ndarray:
+    palette = draw_palette(np.random.default_rng([plan.seed, 5]), SR)
+    n = int(round(plan.duration_s * SR))
+    return sum(render_voice(v, plan.notes[v], plan.seconds, n, palette,
+                            np.random.default_rng([plan.seed, 6])) for v in voices)
+
+
+def _smf_audio(plan: SongPlan) -> np.ndarray:
+    exe, sf2 = _fluidsynth(None, None)
+    plan = dataclasses.replace(plan, tempo=midi_tempo_map(plan))
+    return _render(smf_bytes(plan), SR, exe, sf2)
+
+
+@pytest.mark.parametrize("renderer", ["numpy", "fluidsynth"])
+def test_both_renderers_play_the_lifts(renderer):
+    """The plan with and without its cues (risers aside), rendered: identical before the first
+    lift, and inside every lift the difference is at least -20 dB of the cued audio."""
+    plan = plan_song(3, 60.0)
+    old = _without_cues(plan)
+    plan = dataclasses.replace(plan, notes={**plan.notes, "fx": old.notes["fx"]})
+    assert _lift_windows(plan)
+    if renderer == "numpy":
+        a, b = _render_voices(plan, VOICES[:-1]), _render_voices(old, VOICES[:-1])
+        offset = 0
+    else:
+        a, b = _smf_audio(plan), _smf_audio(old)
+        offset = -int(round(plan.lead_in_s * SR))  # the SMF starts at the first beat
+    m = min(a.size, b.size)
+    a, b = a[:m], b[:m]
+    windows = [(int(plan.seconds(b0) * SR) + offset, int(plan.seconds(b1) * SR) + offset)
+               for b0, b1 in _lift_windows(plan)]
+    first = windows[0][0]
+    assert np.max(np.abs(a[:first] - b[:first])) <= 1e-6 * np.max(np.abs(a))
+    for s0, s1 in windows:
+        assert _rms_db(a[s0:s1] - b[s0:s1]) > _rms_db(a[s0:s1]) - 20.0, (s0 / SR, s1 / SR)

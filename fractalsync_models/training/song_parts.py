@@ -235,9 +235,10 @@ class Arrangement:
 #: The parts a lift (early cue) can have: ``"ride"`` (hi-hats give way to ride-cymbal eighths),
 #: ``"open_hat"`` (open hi-hat eighths, then sixteenths in the last bar), ``"toms"`` (a tom
 #: pickup building from quarters to eighths, low to high), ``"snare"`` (a snare pickup building
-#: from quarters to eighths), ``"pedal"`` (the bass pedals eighths on the dominant), ``"swell"``
-#: (without drums: a rising arpeggio, eighths then sixteenths, and a pad crescendo).
-LIFT_PARTS = ("ride", "open_hat", "toms", "snare", "pedal", "swell")
+#: from eighths to sixteenths), ``"thin"`` (no kick in the lift's first half, up to any
+#: drop-out), ``"pedal"`` (the bass pedals eighths on the dominant), ``"swell"`` (without drums:
+#: a rising arpeggio, eighths then sixteenths, and a pad crescendo).
+LIFT_PARTS = ("ride", "open_hat", "toms", "snare", "thin", "pedal", "swell")
 #: Share of boundaries left without an early cue (the old last-bar cues stay).
 UNANNOUNCED = 0.15
 
