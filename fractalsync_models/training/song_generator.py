@@ -4,10 +4,13 @@
 occasional step or ramp, a form such as ``[silence] intro verse pre-chorus chorus verse
 pre-chorus chorus bridge chorus outro [silence]``, a key and chord progressions, an arrangement
 whose layers (drums, bass, pad, keys, lead, arpeggio) and drum patterns change per section,
-and the cues that announce a change: drum fills, risers into choruses, a pre-chorus snare roll,
-drop-outs before a chorus and a crash on every new section. The same seed and sample rate give
-bit-identical audio. It is the training/evaluation corpus of the structure model and the live
-demo's built-in song.
+and the cues that announce a change: in the last bar drum fills, drop-outs before a chorus and
+a crash on every new section; two bars ahead (three in 3/4, so at least 8 beats) a "lift"
+before about 80 % of the boundaries (ride or open hi-hats, a tom or snare pickup, the kick
+dropping out, a bass pedal on the dominant, a drum crescendo; without drums a rising arpeggio
+and pad swell), risers of 1-4 bars and a pre-chorus snare roll (:func:`.song_parts.add_cues`).
+The same seed and sample rate give bit-identical audio. It is the training/evaluation corpus of
+the structure model and the live demo's built-in song.
 
 The plan (form, notes, annotations) comes from :mod:`.song_plan`, the sounds from
 :mod:`.song_voices`; :mod:`.song_midi` renders the same plan through FluidSynth instead.

@@ -319,7 +319,8 @@ def arrange(
     intro and lead registers. Per section: layers and energy by label (chorus full, verse with
     a sparser groove, bridge without drums or with a sparse pattern, a two-bar ``inst`` as a
     break), a drum fill into most boundaries, a build, a riser and sometimes a drop-out before
-    a chorus.
+    a chorus. These are the last-bar cues (the build and a pre-chorus riser span two bars);
+    :func:`add_cues` adds the earlier ones (``lift_bars``, ``lift``, longer risers).
     """
     verse_drums = str(rng.choice(["half", "basic", "sparse"], p=[0.4, 0.4, 0.2]))
     chorus_drums = str(rng.choice(["four", "rock"], p=[0.5, 0.5]))
