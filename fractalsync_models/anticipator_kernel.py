@@ -34,9 +34,11 @@ comparisons with 0) is the graph's structure, not read: the wrapper checks the k
 onnxruntime on probe steps that wrap beats, bars and both counters' periods at every load.
 
 Numerics: float32 storage and accumulation as the graph's float32 ops, dot products
-reassociated (SIMD partial sums) and fused (FMA), no other fast-math flag. The counters are
-exact small integers in float32; the angle ``count * scale`` is rounded to float32 before its
-sine as the graph's Mul does.
+reassociated (SIMD partial sums) and fused (FMA), no other fast-math flag. The GRU's gate
+sigmoids and its candidate's ``tanh(a) = 2 sigmoid(2 a) - 1`` run as vectorisable loops over
+the CRNN kernel's exp (:func:`fractalsync_models.crnn_kernel._sigmoid_neg`, relative error a few
+1e-7) instead of one libm call per unit. The counters are exact small integers in float32; the
+angle ``count * scale`` is rounded to float32 before its sine as the graph's Mul does.
 
 The kernel's inputs must be finite: :func:`step_into` first runs :func:`sanitize` (NaN/±inf ->
 0, the rest clipped to ``±limit``) on them, in the same dispatch.
@@ -49,6 +51,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
+
+from .crnn_kernel import _sigmoid_neg
 
 __all__ = ["NAMED_WEIGHTS", "AnticipatorGraph", "probabilities", "probabilities_into",
            "read_anticipator_graph", "sanitize", "step_into"]
@@ -119,9 +123,10 @@ class AnticipatorGraph:
         return self.hidden + COUNTER_SLOTS
 
     def scratch(self) -> np.ndarray:
-        """A float32 work buffer for :func:`step_into` (A + P + 5 + K + H + K + D floats)."""
+        """A float32 work buffer for :func:`step_into` (A + P + 5 + K, the GRU input; H + K,
+        the head's; D; 6 H for the gates)."""
         lay = self.layout
-        return np.zeros(lay[_A] + lay[_P] + lay[_NB] + 2 * lay[_K] + lay[_H] + lay[_D],
+        return np.zeros(lay[_A] + lay[_P] + lay[_NB] + 2 * lay[_K] + 7 * lay[_H] + lay[_D],
                         np.float32)
 
 
@@ -422,15 +427,28 @@ def _step(audio, beat, h, params, lay, scratch, sec_logits, haz_logits, sec, haz
     k = x[n_p + n_b :]
     _counters(beat, h, params, lay, k)
     gw, gr, gwb, grb = lay[_O_GW], lay[_O_GR], lay[_O_GWB], lay[_O_GRB]
+    at = n_a + n_x + hid + n_k + n_d
+    gates = scratch[at : at + 2 * hid]  # z and r: -(pre-activation), then the sigmoid
+    cand = scratch[at + 2 * hid : at + 3 * hid]  # candidate: -2 (pre-activation), then tanh
+    rec = scratch[at + 3 * hid : at + 4 * hid]  # R_h h + Rb_h
+    work = scratch[at + 4 * hid : at + 6 * hid]
     for u in range(hid):  # ONNX GRU: gates z, r, h; linear_before_reset = 1
         gz, g_r, gn = _dot3(params, gw + u * n_x, gw + (hid + u) * n_x,
                             gw + (2 * hid + u) * n_x, x, n_x)
         rz, rr, rn = _dot3(params, gr + u * hid, gr + (hid + u) * hid,
                            gr + (2 * hid + u) * hid, h, hid)
-        zu = _sigmoid(gz + params[gwb + u] + rz + params[grb + u])
-        r = _sigmoid(g_r + params[gwb + hid + u] + rr + params[grb + hid + u])
-        n = math.tanh(gn + params[gwb + 2 * hid + u] + r * (rn + params[grb + 2 * hid + u]))
-        hk[u] = (1.0 - zu) * n + zu * h[u]
+        gates[u] = -(gz + params[gwb + u] + rz + params[grb + u])
+        gates[hid + u] = -(g_r + params[gwb + hid + u] + rr + params[grb + hid + u])
+        cand[u] = gn + params[gwb + 2 * hid + u]
+        rec[u] = rn + params[grb + 2 * hid + u]
+    _sigmoid_neg(gates, work)  # z, r = sigmoid(pre-activations), vectorised
+    one, two = np.float32(1.0), np.float32(2.0)
+    for u in range(hid):
+        cand[u] = -two * (cand[u] + gates[hid + u] * rec[u])
+    _sigmoid_neg(cand, work[:hid])  # tanh(a) = 2 sigmoid(2 a) - 1
+    for u in range(hid):
+        zu = gates[u]
+        hk[u] = (one - zu) * (two * cand[u] - one) + zu * h[u]
     for u in range(hid):
         h[u] = hk[u]
     for i in range(n_k):
