@@ -1,4 +1,4 @@
-"""The controller's five training losses, each against a hand-computed case
+"""The controller's six training losses, each against a hand-computed case
 (examples/julia/controller_training/losses.py)."""
 
 import math
@@ -104,19 +104,45 @@ def test_cardioid_radius_hand_cases():
                                                                                abs=2e-4)
 
 
+def test_bulb_radius_hand_cases():
+    # |4 (c + 1)|: 0 at the period-2 bulb's centre, 1 on its boundary, 4 at c = 0
+    c = torch.tensor([[-1.0, 0.0], [-1.25, 0.0], [-1.0, 0.25], [0.0, 0.0]])
+    assert L.bulb_radius(c).tolist() == pytest.approx([0.0, 1.0, 1.0, 4.0], abs=1e-3)
+
+
 def test_penalties_hand_cases():
     c = torch.tensor([[-1.0, 0.0], [2.0, 0.0], [0.0, 0.0], [0.125, 0.0]])
     # |lam|: c = -1: |1 - sqrt 5| = 1.2361; c = 2: sqrt 8; c = 0: 0; c = 1/8: |1 - sqrt .5|
     lam = [math.sqrt(5) - 1, math.sqrt(8), 0.0, 1 - math.sqrt(0.5)]
+    # |4 (c + 1)|: 0 (the period-2 bulb's centre), 12, 4, 4.5
+    bulb = [0.0, 12.0, 4.0, 4.5]
     # c = 1/8: the orbit converges to the fixed point 1 - sqrt(.5)... / 2 = 0.1464
     u = [0.0, math.log(102.0 ** 2), math.log(1e-4), math.log((0.5 - 0.5 * math.sqrt(0.5)) ** 2)]
     log16 = math.log(16.0)
-    want_conn = [max(log16 - ui, 0) / log16 + max(L.LAM_OUT - li, 0)
-                 for ui, li in zip(u, lam, strict=True)]
+    want_conn = [max(log16 - ui, 0) / log16 + max(L.LAM_OUT - li, 0) + max(L.BULB_OUT - b, 0)
+                 for ui, li, b in zip(u, lam, bulb, strict=True)]
     want_disc = [max(li - L.LAM_IN, 0) / (1 - L.LAM_IN) for li in lam]
     assert L.penalty_connected(c).tolist() == pytest.approx(want_conn, abs=2e-3)
     assert L.penalty_disconnected(c).tolist() == pytest.approx(want_disc, abs=2e-3)
     assert want_conn[1] == 0.0 and want_disc[2] == want_disc[3] == 0.0
+    assert want_conn[0] == pytest.approx(1.0 + L.BULB_OUT)  # no escape, in the bulb
+
+
+def test_penalty_connected_margin_is_escape_within_escape_iters():
+    # c = 0.42 (the analytic controller's chorus centre) reaches |z| >= 4 at iteration 7:
+    # no penalty. c = 0.3 escapes too (|z| > 2 at iteration 12 of the measure's test), but
+    # only reaches |z| = 0.93 within ESCAPE_ITERS = 10 iterations: penalised, a margin (and
+    # |lam| = |1 - i sqrt 0.2| = sqrt 1.2 is just below LAM_OUT)
+    assert L.ESCAPE_ITERS == 10
+    z, reach = 0.0, []
+    for _ in range(L.ESCAPE_ITERS):
+        z = z * z + 0.3
+        reach.append(z * z)
+    want = ((math.log(16.0) - math.log(max(reach))) / math.log(16.0)
+            + L.LAM_OUT - math.sqrt(1.2))
+    got = L.penalty_connected(torch.tensor([[0.42, 0.0], [0.3, 0.0]])).tolist()
+    assert got == pytest.approx([0.0, want], abs=3e-4)  # |lam| carries 1e-8 in its roots
+    assert want > 0.9
 
 
 def test_section_loss_weights_by_probabilities():
@@ -127,16 +153,25 @@ def test_section_loss_weights_by_probabilities():
     sect[0, 2, L._CHORUS] = sect[0, 2, L._VERSE] = 0.5  # c = 0: connected, cardioid centre
     mask = torch.ones(1, 3, dtype=torch.bool)
     log16 = math.log(16.0)
-    pen_chorus = 1.0 + 0.0  # orbit reach 0: (log 16 - 0) / log 16; |lam| = 1.236 > LAM_OUT
+    # orbit reach 0: (log 16 - 0) / log 16; |lam| = 1.236 > LAM_OUT; the bulb's centre
+    pen_chorus = 1.0 + 0.0 + L.BULB_OUT
     pen_verse = (math.sqrt(8) - L.LAM_IN) / (1 - L.LAM_IN)  # weight 1 - p_chorus = 1
-    pen_zero = 0.5 * ((log16 - math.log(1e-4)) / log16 + L.LAM_OUT) + 0.5 * 0.0
+    conn_zero = (log16 - math.log(1e-4)) / log16 + L.LAM_OUT  # c = 0: |4 (c + 1)| = 4
+    pen_zero = 0.5 * conn_zero + 0.5 * 0.0
     want = (pen_chorus + pen_verse + pen_zero) / 3
     assert float(L.section_loss(c, sect, mask)) == pytest.approx(want, abs=1e-3)
     # a non-chorus section that is not a verse (bridge) also wants a connected set
     sect[0, 1, L._VERSE] = 0.0
     sect[0, 1, SECTION_LABELS.index("bridge")] = 1.0
     assert float(L.section_loss(c, sect, mask)) == pytest.approx(want, abs=1e-3)
-    assert float(L.section_loss(c, sect, mask)) == pytest.approx(want, abs=1e-3)
+    # the true chorus raises the weight: frame 2 is a true chorus (p 0.5 -> 1), frame 0 one
+    # already (p = 1), frame 1 not (its weight stays 1 - p = 1)
+    true = torch.tensor([[1.0, 0.0, 1.0]])
+    want_true = (pen_chorus + pen_verse + conn_zero) / 3
+    assert float(L.section_loss(c, sect, mask, true)) == pytest.approx(want_true, abs=1e-3)
+    # a frame the conditioning reads as chorus keeps its weight when the truth is not chorus
+    assert float(L.section_loss(c, sect, mask, torch.zeros(1, 3))) == pytest.approx(want,
+                                                                                    abs=1e-3)
 
 
 def test_anticipation_loss_hand_case():
@@ -175,6 +210,50 @@ def test_variety_loss_hand_case():
     same = torch.tensor([[L._VERSE, L._VERSE]])
     assert float(L.variety_loss(series(2 * n, c=c), segments, same)) == pytest.approx(
         0.0, abs=1e-6)
+
+
+def test_look_loss_hand_case():
+    n, fps = L.MIN_SEGMENT, 60.0
+    t = torch.arange(2 * n, dtype=torch.float32)
+    # a verse then a chorus; the rotation turns at 0.05 rad/s, then 0.2 rad/s
+    rot = torch.where(t < n, 0.05 * t / fps, 0.05 * (n - 1) / fps + 0.2 * (t - n + 1) / fps)
+    sat = torch.where(t < n, 0.3, 0.9)  # verse: 1 - 0.3 / 0.6 = 0.5
+    bright = torch.where(t < n, 1.0, 0.4)  # chorus: 1 - 0.4 / 0.8 = 0.5
+    detail = torch.where(t < n, 0.35, 0.7)  # both at or above DETAIL_MIN: 0
+    c = torch.zeros(1, 2 * n, 2)
+    c[0, n:, 0] = 2.0  # verse: c = 0, |lam| = 0: shape hinge 1; chorus: not counted
+    hue = torch.where(t < n, 0.0, 0.1)
+    out = series(2 * n, rotation=rot[None], saturation=sat[None], brightness=bright[None],
+                 detail=detail[None], c=c, hue=hue[None])
+    segments = torch.zeros(1, 2 * n, 2)
+    segments[0, :n, 0] = segments[0, n:, 1] = 1.0
+    labels = torch.tensor([[L._VERSE, L._CHORUS]])
+    assert (L.SAT_MIN, L.BRIGHT_MIN, L.DETAIL_MIN, L.SPIN_MIN, L.HUE_DIST) == (
+        0.6, 0.8, 0.35, 0.1, 0.5)
+    within_verse = 0.5 + 0.0 + 0.0 + (1 - 0.05 / 0.1) + 1.0  # saturation, spin, shape
+    within_chorus = 0.0 + 0.5 + 0.0 + 0.0  # brightness; spin 0.2 > 0.1
+    # hues 0 and 0.1 turns: points (cos, sin) / 2, 2 * 0.5 * sin(0.1 pi) apart
+    between = 1 - math.sin(0.1 * math.pi) / 0.5
+    want = (within_verse + within_chorus) / 2 + between
+    assert float(L.look_loss(out, segments, labels, fps)) == pytest.approx(want, abs=1e-4)
+    # everything above its floor, |lam| = 0.85 in the verse, opposite hues: no loss
+    lam = 0.85
+    c = torch.zeros(1, 2 * n, 2)
+    c[0, :n, 0] = lam / 2 - lam * lam / 4
+    c[0, n:, 0] = 0.42
+    good = series(2 * n, rotation=(0.2 * t / fps)[None], saturation=torch.full((1, 2 * n), 0.7),
+                  brightness=torch.ones(1, 2 * n), detail=torch.full((1, 2 * n), 0.5), c=c,
+                  hue=torch.where(t < n, 0.0, 0.5)[None])
+    assert float(L.look_loss(good, segments, labels, fps)) == pytest.approx(0.0, abs=1e-5)
+    # a segment shorter than MIN_SEGMENT and a single label: nothing to compare, no loss
+    short = torch.zeros(1, 2 * n, 2)
+    short[0, :n - 1, 0] = 1.0
+    short[0, n - 1:, 1] = 1.0
+    only = torch.tensor([[L._VERSE, L._VERSE]])
+    bad = series(2 * n)
+    # the long segment (n + 1 frames, c = 0, all zero): 1 + 1 + 1 + 1 (spin 0) + 1 (shape),
+    # less the spin's sqrt(eps) = 1e-4 rad/s (1e-3 of SPIN_MIN)
+    assert float(L.look_loss(bad, short, only, fps)) == pytest.approx(5.0 - 1e-3, abs=2e-4)
 
 
 def test_normalised_controls_mirror_the_measured_contrast():

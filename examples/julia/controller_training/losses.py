@@ -1,4 +1,4 @@
-"""The controller's five training losses (torch), each a scalar, each logged per epoch.
+"""The controller's six training losses (torch), each a scalar, each logged per epoch.
 
 Inputs are the model's control series (:meth:`.model.ControllerNet.sequence`: ``c (B,T,2)``,
 ``log_zoom``, ``rotation`` (unwrapped), ``hue``, ``saturation``, ``brightness``, ``detail``
@@ -21,23 +21,30 @@ in ``CHANGE_WEIGHTS``'s comment). ``v_0 = 0``.
    ``|j_c|^2 + j_z^2 + j_r^2`` over third differences whose four frames are real and none is
    within ``data.JUMP_FRAMES`` of a true downbeat or boundary (``jump``): jumps are allowed
    only there.
-3. **Section-aware** (:func:`section_loss`): ``mean_t p_chorus * penalty_connected(c) +
-   (1 - p_chorus) * penalty_disconnected(c)`` with the section probabilities of the clean
-   conditioning (before the robustness noise): the roadmap's chorus term, and its mirror for
-   the verse extended to every section that is not a chorus (as the analytic controller
-   does: a verse the anticipator reads as a pre-chorus or bridge still gets a connected
-   set). :func:`orbit_reach`: ``u(c) = max_n
-   log |z_n|^2`` over ``n = 1..ORBIT_ITERS`` of the critical orbit ``z_{n+1} = z_n^2 + c``,
-   ``z_0 = 0``, with ``z`` radially clamped to ``|z| <= ORBIT_CLAMP`` (differentiable, no
-   overflow) and ``u >= log(1e-4)``. An orbit that reaches ``|z| >= 4 > 2`` has escaped (c is
-   outside the Mandelbrot set, its Julia set is dust). :func:`cardioid_radius`:
-   ``|lam(c)| = |1 - sqrt(1 - 4c)|``, below 1 exactly in the main cardioid (inside the
-   Mandelbrot set: a connected Julia set; ``c = lam/2 - lam^2/4``, the analytic controller's
-   parametrisation), with a useful gradient everywhere (the orbit's vanishes far from the
-   set). ``penalty_connected = relu(log 16 - u) / log 16 + relu(LAM_OUT - |lam|)`` (escape,
-   and out of the cardioid first, where the orbit alone barely moves),
-   ``penalty_disconnected = relu(|lam| - LAM_IN) / (1 - LAM_IN)`` (well inside the
-   cardioid).
+3. **Section-aware** (:func:`section_loss`): ``mean_t w * penalty_connected(c) +
+   (1 - w) * penalty_disconnected(c)`` with ``w = max(p_chorus, chorus_true)``: ``p_chorus``
+   the chorus probability of the clean conditioning (before the robustness noise), the
+   roadmap's chorus term, and ``chorus_true`` 1 on the frames of a true chorus (the labels
+   the measure counts against: the anticipator names a chorus some frames after it starts,
+   so only the truth teaches the model to leave the set early, on the hazard); the mirror
+   term covers the verse and every other section that is not a chorus (as the analytic
+   controller does: a verse the anticipator reads as a pre-chorus or bridge still gets a
+   connected set). :func:`orbit_reach`: ``u(c) = max_n log |z_n|^2`` over ``n = 1..iters``
+   of the critical orbit ``z_{n+1} = z_n^2 + c``, ``z_0 = 0``, with ``z`` radially clamped
+   to ``|z| <= ORBIT_CLAMP`` (differentiable, no overflow) and ``u >= log(1e-4)``. An orbit
+   that reaches ``|z| >= 4 > 2`` has escaped (c is outside the Mandelbrot set, its Julia set
+   is dust). :func:`cardioid_radius`: ``|lam(c)| = |1 - sqrt(1 - 4c)|``, below 1 exactly in
+   the main cardioid (inside the Mandelbrot set: a connected Julia set; ``c = lam/2 -
+   lam^2/4``, the analytic controller's parametrisation), with a useful gradient everywhere
+   (the orbit's vanishes far from the set); ``|4 (c + 1)|``, below 1 exactly in the
+   period-2 bulb (the multiplier of the 2-cycle). ``penalty_connected = relu(log 16 -
+   u_ESCAPE_ITERS) / log 16 + relu(LAM_OUT - |lam|) + relu(BULB_OUT - |4 (c + 1)|)``: escape
+   within ``ESCAPE_ITERS`` iterations, a margin (c well outside the set: the measure's
+   escape test runs 1000 iterations, and a c that escapes only after many is one pulse or
+   wobble away from the set; the analytic controller's disc around ``C_OUT`` escapes within
+   8), and out of the two largest components first, where the orbit alone barely moves
+   (inside them it converges to a cycle). ``penalty_disconnected = relu(|lam| - LAM_IN) /
+   (1 - LAM_IN)`` (well inside the cardioid).
 4. **Anticipation** (:func:`anticipation_loss`): build-up before a boundary proportional to the
    hazard. Hazard level ``H_t = sum_k HAZARD_WEIGHTS[k] hazard_k(t)`` (clean conditioning, in
    [0, 1]); build-up ``b_t = detail_t + saturation_t``; within each true section segment
@@ -53,7 +60,21 @@ in ``CHANGE_WEIGHTS``'s comment). ``v_0 = 0``.
    hue as ``(cos, sin) / 2`` of their angles; tested equal) (low distance between sections'
    means penalised). The mean of the within part and the two between parts.
 
-Losses 3-5 need true sections: the caller passes only the generated songs' sequences.
+6. **Look** (:func:`look_loss`): colour and motion, so that the picture is neither grey nor
+   static (none of the measures sees it: a grey verse is as connected, and as far from a
+   chorus in the contrast, as a coloured one). Within each true segment of at least
+   ``MIN_SEGMENT`` frames, on the segment's means: ``relu(1 - sat / SAT_MIN) + relu(1 -
+   brightness / BRIGHT_MIN) + relu(1 - detail / DETAIL_MIN)`` (saturated, bright, detailed
+   enough on average; pulses and build-ups move around it), ``relu(1 - |w| / SPIN_MIN)``
+   with ``|w| = sqrt((d rotation / dt)^2 + eps)`` the mean spin (rad/s; a slow turn, its
+   jerk stays within the smoothness loss), and, for segments whose label is not a chorus,
+   ``relu(1 - |lam(c)| / LAM_SHAPE)`` (the connected set near the cardioid's boundary,
+   intricate, not the round blob of ``c`` near 0). Between the labels present (as in the
+   variety loss): ``relu(1 - d_hue / HUE_DIST)`` per pair, ``d_hue`` the distance between
+   the labels' mean ``(cos, sin) / 2`` of ``2 pi hue`` (a palette per section). The mean of
+   the within sums over segments plus the mean of the pair hinges.
+
+Losses 3-6 need true sections: the caller passes only the generated songs' sequences.
 """
 
 from __future__ import annotations
@@ -68,8 +89,8 @@ from examples.julia.controller import CONTROL_RANGES, HAZARD_WEIGHTS
 from .data import FPS, JUMP_FRAMES
 
 __all__ = [
-    "CHANGE_WEIGHTS", "anticipation_loss", "cardioid_radius", "normalised_controls",
-    "orbit_reach", "penalty_connected",
+    "CHANGE_WEIGHTS", "anticipation_loss", "bulb_radius", "cardioid_radius", "look_loss",
+    "normalised_controls", "orbit_reach", "penalty_connected",
     "penalty_disconnected", "pulse_loss", "section_loss", "smoothness_loss", "variety_loss",
     "visual_change",
 ]
@@ -87,12 +108,17 @@ OFF_WEIGHT = 1.0
 JERK_REF = {"c": 300.0, "log_zoom": 200.0, "rotation": 0.3}
 ORBIT_ITERS = 32
 ORBIT_CLAMP = 10.0
+ESCAPE_ITERS = 10
 _LOG_ESCAPED, _U_MIN = math.log(16.0), math.log(1e-4)
-LAM_OUT, LAM_IN = 1.1, 0.9
+LAM_OUT, LAM_IN, BULB_OUT = 1.1, 0.9, 1.2
 BUILDUP_GAIN = 0.5
 MIN_SEGMENT = 60
 VAR_MIN = 0.02 ** 2
 DIST_MIN_C, DIST_MIN = 0.45, 1.0
+SAT_MIN, BRIGHT_MIN, DETAIL_MIN = 0.6, 0.8, 0.35
+SPIN_MIN = 0.1
+LAM_SHAPE = 0.75
+HUE_DIST = 0.5
 
 
 def visual_change(out: dict, weights: dict = CHANGE_WEIGHTS) -> torch.Tensor:
@@ -168,12 +194,19 @@ def cardioid_radius(c: torch.Tensor) -> torch.Tensor:
     return torch.sqrt((1.0 - sr) ** 2 + si * si + 1e-8)
 
 
+def bulb_radius(c: torch.Tensor) -> torch.Tensor:
+    """``|4 (c + 1)|`` of ``c`` (..., 2) as (re, im): < 1 exactly in the period-2 bulb of the
+    Mandelbrot set. Returns (...); the square root carries 1e-8 (finite gradient)."""
+    return 4.0 * torch.sqrt((c[..., 0] + 1.0) ** 2 + c[..., 1] ** 2 + 1e-8)
+
+
 def penalty_connected(c: torch.Tensor) -> torch.Tensor:
-    """0 where the critical orbit of c escapes (``|z| >= 4`` within ``ORBIT_ITERS``) and c is
-    outside ``|lam| < LAM_OUT``: ``relu(log 16 - u(c)) / log 16 + relu(LAM_OUT - |lam(c)|)``.
-    (...,2) -> (...)."""
-    return (F.relu(_LOG_ESCAPED - orbit_reach(c)) / _LOG_ESCAPED
-            + F.relu(LAM_OUT - cardioid_radius(c)))
+    """0 where the critical orbit of c escapes (``|z| >= 4``) within ``ESCAPE_ITERS``
+    iterations and c is outside ``|lam| < LAM_OUT`` and ``|4 (c + 1)| < BULB_OUT``:
+    ``relu(log 16 - u(c)) / log 16 + relu(LAM_OUT - |lam(c)|) + relu(BULB_OUT - |4 (c +
+    1)|)``. (...,2) -> (...)."""
+    return (F.relu(_LOG_ESCAPED - orbit_reach(c, ESCAPE_ITERS)) / _LOG_ESCAPED
+            + F.relu(LAM_OUT - cardioid_radius(c)) + F.relu(BULB_OUT - bulb_radius(c)))
 
 
 def penalty_disconnected(c: torch.Tensor) -> torch.Tensor:
@@ -185,10 +218,14 @@ def penalty_disconnected(c: torch.Tensor) -> torch.Tensor:
 _CHORUS, _VERSE = 4, 2  # SECTION_LABELS indices (checked in the tests)
 
 
-def section_loss(c: torch.Tensor, sect: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def section_loss(c: torch.Tensor, sect: torch.Tensor, mask: torch.Tensor,
+                 chorus_true: torch.Tensor | None = None) -> torch.Tensor:
     """Section-aware loss (module docstring, 3): ``c`` (B,T,2), ``sect`` (B,T,8) clean
-    section probabilities, ``mask`` (B,T)."""
+    section probabilities, ``mask`` (B,T), ``chorus_true`` (B,T) 1 on true chorus frames
+    (None: the probabilities alone)."""
     p = sect[..., _CHORUS]
+    if chorus_true is not None:
+        p = torch.maximum(p, chorus_true.to(p.dtype))
     pen = p * penalty_connected(c) + (1.0 - p) * penalty_disconnected(c)
     m = mask.float()
     return (pen * m).sum() / m.sum().clamp(min=1)
@@ -239,14 +276,45 @@ def variety_loss(out: dict, segments: torch.Tensor, seg_label: torch.Tensor) -> 
     long = count >= MIN_SEGMENT
     within = (F.relu(1 - var / VAR_MIN) * long).sum() / long.sum().clamp(min=1)
     feats = torch.cat([c, normalised_controls(out)], -1)  # raw c, then the measure's units
-    labels = F.one_hot(seg_label.clamp(min=0), 8).float() * (seg_label >= 0)[..., None]
-    per_label = torch.einsum("bts,bsl->btl", segments, labels)  # (B,T,8) label one-hot
-    lmeans, lcount = _segment_means(feats, per_label)
-    present = (lcount >= MIN_SEGMENT).float()  # (B,8)
+    lmeans, pair = _label_pairs(segments, seg_label, feats)
     diff = (lmeans[:, :, None, :] - lmeans[:, None, :, :]) ** 2
     dist_c = torch.sqrt(diff[..., :2].sum(-1) + _EPS)  # (B,8,8)
     dist = torch.sqrt(diff[..., 2:].sum(-1) + _EPS)
-    pair = present[:, :, None] * present[:, None, :] * (1 - torch.eye(8))
     hinge = F.relu(1 - dist_c / DIST_MIN_C) + F.relu(1 - dist / DIST_MIN)
     between = (hinge * pair).sum() / pair.sum().clamp(min=1)
     return (within + between) / 3
+
+
+def _label_pairs(segments: torch.Tensor, seg_label: torch.Tensor, x: torch.Tensor):
+    """Per-label means of ``x`` (B,T,n) over the true segments: (B,8,n) and the (B,8,8) mask of
+    pairs of distinct labels each with at least ``MIN_SEGMENT`` frames."""
+    labels = F.one_hot(seg_label.clamp(min=0), 8).float() * (seg_label >= 0)[..., None]
+    per_label = torch.einsum("bts,bsl->btl", segments, labels)  # (B,T,8) label one-hot
+    lmeans, lcount = _segment_means(x, per_label)
+    present = (lcount >= MIN_SEGMENT).float()  # (B,8)
+    return lmeans, present[:, :, None] * present[:, None, :] * (1 - torch.eye(8))
+
+
+def look_loss(out: dict, segments: torch.Tensor, seg_label: torch.Tensor,
+              fps: float = FPS) -> torch.Tensor:
+    """Look loss (module docstring, 6): ``segments`` (B,T,S) one-hot of the true segments,
+    ``seg_label`` (B,S) each segment's label index (-1: none)."""
+    rot = out["rotation"]
+    spin = torch.sqrt((F.pad(rot[:, 1:] - rot[:, :-1], (1, 0), mode="replicate") * fps) ** 2
+                      + _EPS)
+    lam = cardioid_radius(out["c"])
+    x = torch.stack([out["saturation"], out["brightness"], out["detail"], spin, lam], -1)
+    means, count = _segment_means(x, segments)
+    long = (count >= MIN_SEGMENT).float()
+    not_chorus = (seg_label != _CHORUS).float()
+    within = (F.relu(1 - means[..., 0] / SAT_MIN) + F.relu(1 - means[..., 1] / BRIGHT_MIN)
+              + F.relu(1 - means[..., 2] / DETAIL_MIN) + F.relu(1 - means[..., 3] / SPIN_MIN)
+              + F.relu(1 - means[..., 4] / LAM_SHAPE) * not_chorus)
+    within = (within * long).sum() / long.sum().clamp(min=1)
+    hue = 2.0 * math.pi * out["hue"]
+    lmeans, pair = _label_pairs(segments, seg_label, 0.5 * torch.stack([torch.cos(hue),
+                                                                        torch.sin(hue)], -1))
+    diff = lmeans[:, :, None, :] - lmeans[:, None, :, :]
+    d_hue = torch.sqrt((diff ** 2).sum(-1) + _EPS)
+    between = (F.relu(1 - d_hue / HUE_DIST) * pair).sum() / pair.sum().clamp(min=1)
+    return within + between

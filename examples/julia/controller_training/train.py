@@ -11,7 +11,8 @@ Corpus (:mod:`.data`, cached in ``--work``, resumable): generated songs ``--seed
 anticipator's training seeds 0-239, so its predictions are the realistic ones) and the real
 recordings ``--recordings`` (beats only: they take part in the pulse and smoothness losses);
 the held-out songs 1001-1009 and 2026 (``--heldout``) are built into ``<work>/heldout`` for
-the proxy evaluation only.
+the proxy evaluation only, and the validation songs 400-409 (``--validation``: neither
+training nor held-out; the loss weights are chosen on them) into ``<work>/validation``.
 
 Training: each epoch cuts every song into crops of ``--crop`` frames (a random offset), each
 run from the zero state (a stream's start). Conditioning per crop (:func:`.data.conditioning`):
@@ -49,6 +50,7 @@ import torch
 
 from fractalsync_models.atomic_write import write_atomic
 from fractalsync_models.contract import load_contract, validate_onnx_model
+from fractalsync_tracking.slow_state import SECTION_LABELS
 
 from . import losses
 from .data import SongFrames, build_corpus, conditioning
@@ -60,9 +62,10 @@ IR_VERSION = 8
 PARITY_TOL = 1e-5
 INPUT_NAMES = ("micro_features", "beat_features", "section_probs", "hazard_probs", "state_in")
 OUTPUT_NAMES = ("control", "state_out")
-LOSS_NAMES = ("pulse", "smooth", "section", "anticipation", "variety")
+LOSS_NAMES = ("pulse", "smooth", "section", "anticipation", "variety", "look")
 DEFAULT_RECORDINGS = ("Kevin_MacLeod_-_Vibe_Ace.ogg", "Karissa_Hobbs_-_Lets_Go_Fishin.ogg")
 HELDOUT = (1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008, 1009, 2026)
+VALIDATION = tuple(range(400, 410))
 
 
 @dataclass
@@ -80,6 +83,7 @@ class TrainConfig:
     w_section: float = 3.0
     w_anticipation: float = 1.0
     w_variety: float = 1.0
+    w_look: float = 1.0
     seed: int = 0
     threads: int = 1
 
@@ -116,7 +120,7 @@ def make_batch(songs: list[SongFrames], crops, rng: np.random.Generator, p_teach
 
     arr = {k: z(d) for k, d in (("micro", 7), ("beat", 5), ("sect", 8), ("haz", 5),
                                  ("sect_clean", 8), ("haz_clean", 5))}
-    arr.update(beat_amp=z(), jump=z(dtype=bool), mask=z(dtype=bool))
+    arr.update(beat_amp=z(), chorus_true=z(), jump=z(dtype=bool), mask=z(dtype=bool))
     seg_ids = []
     for j, (i, a, b) in enumerate(crops):
         s, m = songs[i], b - a
@@ -126,6 +130,7 @@ def make_batch(songs: list[SongFrames], crops, rng: np.random.Generator, p_teach
         arr["sect_clean"][j, :m], arr["haz_clean"][j, :m] = conditioning(s, a, b, rng, teacher,
                                                                          0.0)
         arr["beat_amp"][j, :m], arr["jump"][j, :m] = s.beat_amp[a:b], s.jump[a:b]
+        arr["chorus_true"][j, :m] = s.label[a:b] == SECTION_LABELS.index("chorus")
         arr["mask"][j, :m] = True
         seg_ids.append((s.segment[a:b], s.label[a:b]) if s.has_sections else None)
     n_seg = max([len(np.unique(x[0])) for x in seg_ids if x is not None] + [1])
@@ -147,7 +152,7 @@ def make_batch(songs: list[SongFrames], crops, rng: np.random.Generator, p_teach
 
 
 def batch_losses(model: ControllerNet, batch: dict) -> dict:
-    """The five losses (scalars) of a batch (:func:`make_batch`)."""
+    """The six losses (scalars) of a batch (:func:`make_batch`)."""
     out = model.sequence(batch["micro"], batch["beat"], batch["sect"], batch["haz"])
     mask = batch["mask"]
     result = {
@@ -157,14 +162,16 @@ def batch_losses(model: ControllerNet, batch: dict) -> dict:
     sel = batch["sectioned"]
     if sel.any():
         sub = {k: v[sel] for k, v in out.items() if k != "state"}
-        result["section"] = losses.section_loss(sub["c"], batch["sect_clean"][sel], mask[sel])
+        result["section"] = losses.section_loss(sub["c"], batch["sect_clean"][sel], mask[sel],
+                                                batch["chorus_true"][sel])
         result["anticipation"] = losses.anticipation_loss(sub, batch["haz_clean"][sel],
                                                           batch["segments"][sel])
         result["variety"] = losses.variety_loss(sub, batch["segments"][sel],
                                                 batch["seg_label"][sel])
+        result["look"] = losses.look_loss(sub, batch["segments"][sel], batch["seg_label"][sel])
     else:
         zero = out["c"].sum() * 0.0
-        result.update(section=zero, anticipation=zero, variety=zero)
+        result.update(section=zero, anticipation=zero, variety=zero, look=zero)
     return result
 
 
@@ -306,6 +313,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="real recordings (beats: the offline beat grid)")
     p.add_argument("--heldout", type=int, nargs="*", default=list(HELDOUT),
                    help="held-out songs of the proxy evaluation (never trained on)")
+    p.add_argument("--validation", type=int, nargs="*", default=list(VALIDATION),
+                   help="validation songs (proxy evaluation; the weights are chosen on them)")
     d = TrainConfig()
     for name, value in asdict(d).items():
         p.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
@@ -318,18 +327,22 @@ def main(argv=None) -> int:
     config = TrainConfig(**{k: getattr(args, k) for k in asdict(TrainConfig())})
     torch.set_num_threads(config.threads)
     seeds = list(range(args.seeds[0], args.seeds[0] + args.seeds[1]))
-    overlap = set(seeds) & set(args.heldout)
-    if overlap:
-        raise SystemExit(f"train: training seeds overlap the held-out songs {sorted(overlap)}")
+    for a, b, what in ((seeds, args.heldout, "training seeds overlap the held-out songs"),
+                       (seeds, args.validation, "training seeds overlap the validation songs"),
+                       (args.validation, args.heldout, "validation songs overlap the held-out")):
+        if set(a) & set(b):
+            raise SystemExit(f"train: {what} {sorted(set(a) & set(b))}")
     t0 = time.perf_counter()
     songs = build_corpus(args.work, seeds, args.recordings)
     heldout = build_corpus(args.work, args.heldout, (), sub="heldout")
+    validation = build_corpus(args.work, args.validation, (), sub="validation")
     corpus_s = round(time.perf_counter() - t0, 1)
     t1 = time.perf_counter()
     model, history = train(songs, config)
     train_s = round(time.perf_counter() - t1, 1)
     metrics = evaluate(model, heldout)
-    print(json.dumps({k: v["pooled"] for k, v in metrics.items()}), flush=True)
+    val_metrics = evaluate(model, validation) if validation else None
+    print(json.dumps({k: v["pooled"] for k, v in (val_metrics or {}).items()}), flush=True)
     torch.save(model.state_dict(), Path(args.work) / "model.pt")
     first = heldout[0]
     data = export_onnx(model, parity_seq=tuple(torch.from_numpy(a[None, :1200]) for a in (
@@ -343,15 +356,18 @@ def main(argv=None) -> int:
         "torch": torch.__version__, "config": asdict(config),
         "corpus": {"generated_seeds": [seeds[0], seeds[-1]],
                    "recordings": [Path(r).name for r in args.recordings],
-                   "frames": int(sum(len(s) for s in songs)), "heldout_seeds": args.heldout},
+                   "frames": int(sum(len(s) for s in songs)), "heldout_seeds": args.heldout,
+                   "validation_seeds": args.validation},
         "corpus_seconds": corpus_s, "train_seconds": train_s,
         "final_losses": {n: history[-1][n] for n in LOSS_NAMES} if history else None,
         "history": history,
+        "validation_proxy": ({k: v["pooled"] for k, v in val_metrics.items()}
+                             if val_metrics else None),
         "heldout_proxy": {k: v["pooled"] for k, v in metrics.items()},
         "heldout_proxy_songs": {k: v["songs"] for k, v in metrics.items()},
     }
     write_atomic(args.out.with_suffix(".json"), json.dumps(card, indent=1) + "\n")
-    print(json.dumps({"heldout_proxy": card["heldout_proxy"], "train_seconds": train_s,
+    print(json.dumps({"validation_proxy": card["validation_proxy"], "train_seconds": train_s,
                       "corpus_seconds": corpus_s, "sha256": card["sha256"]}, indent=1))
     return 0
 
