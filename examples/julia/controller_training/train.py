@@ -19,8 +19,9 @@ run from the zero state (a stream's start). Conditioning per crop (:func:`.data.
 teacher-forced during the first ``--teacher`` fraction of the epochs, then the probability of
 the teacher falls linearly to 0 over the same number of epochs, after which only the
 anticipator's predictions are fed; the robustness noise (delay 0-2 slow steps, hazard
-dropout, probability noise) is always on. The section and anticipation losses are weighted by
-the clean conditioning (the crop's teacher or prediction before the noise). Loss =
+dropout, probability noise) is always on. The section loss is weighted by the true sections
+(the teacher's one-hot, :mod:`.losses` 3), the anticipation loss by the clean conditioning's
+hazards (the crop's teacher or prediction before the noise). Loss =
 ``sum_i weight_i * loss_i`` (:mod:`.losses`; weights ``--w-pulse`` etc.), each logged per
 epoch. Adam with a cosine learning-rate decay over the epochs (``--lr`` at the first),
 gradient norm clipped to 1 (a batch with a non-finite loss or gradient is skipped and
@@ -50,7 +51,6 @@ import torch
 
 from fractalsync_models.atomic_write import write_atomic
 from fractalsync_models.contract import load_contract, validate_onnx_model
-from fractalsync_tracking.slow_state import SECTION_LABELS
 
 from . import losses
 from .data import SongFrames, build_corpus, conditioning
@@ -119,18 +119,17 @@ def make_batch(songs: list[SongFrames], crops, rng: np.random.Generator, p_teach
         return np.zeros((bsz, n, *shape), dtype)
 
     arr = {k: z(d) for k, d in (("micro", 7), ("beat", 5), ("sect", 8), ("haz", 5),
-                                 ("sect_clean", 8), ("haz_clean", 5))}
-    arr.update(beat_amp=z(), chorus_true=z(), jump=z(dtype=bool), mask=z(dtype=bool))
+                                 ("sect_true", 8), ("haz_clean", 5))}
+    arr.update(beat_amp=z(), jump=z(dtype=bool), mask=z(dtype=bool))
     seg_ids = []
     for j, (i, a, b) in enumerate(crops):
         s, m = songs[i], b - a
         teacher = bool(rng.random() < p_teacher)
         arr["micro"][j, :m], arr["beat"][j, :m] = s.micro[a:b], s.beat[a:b]
         arr["sect"][j, :m], arr["haz"][j, :m] = conditioning(s, a, b, rng, teacher, noise)
-        arr["sect_clean"][j, :m], arr["haz_clean"][j, :m] = conditioning(s, a, b, rng, teacher,
-                                                                         0.0)
+        arr["haz_clean"][j, :m] = conditioning(s, a, b, rng, teacher, 0.0)[1]
+        arr["sect_true"][j, :m] = s.sect_true[a:b]
         arr["beat_amp"][j, :m], arr["jump"][j, :m] = s.beat_amp[a:b], s.jump[a:b]
-        arr["chorus_true"][j, :m] = s.label[a:b] == SECTION_LABELS.index("chorus")
         arr["mask"][j, :m] = True
         seg_ids.append((s.segment[a:b], s.label[a:b]) if s.has_sections else None)
     n_seg = max([len(np.unique(x[0])) for x in seg_ids if x is not None] + [1])
@@ -162,8 +161,7 @@ def batch_losses(model: ControllerNet, batch: dict) -> dict:
     sel = batch["sectioned"]
     if sel.any():
         sub = {k: v[sel] for k, v in out.items() if k != "state"}
-        result["section"] = losses.section_loss(sub["c"], batch["sect_clean"][sel], mask[sel],
-                                                batch["chorus_true"][sel])
+        result["section"] = losses.section_loss(sub["c"], batch["sect_true"][sel], mask[sel])
         result["anticipation"] = losses.anticipation_loss(sub, batch["haz_clean"][sel],
                                                           batch["segments"][sel])
         result["variety"] = losses.variety_loss(sub, batch["segments"][sel],
