@@ -42,7 +42,7 @@ __all__ = ["RENDITIONS", "build_corpus", "render_training_song"]
 RENDITIONS = {"numpy": "", "gm": "_gm"}
 #: What ``<work>/songs`` holds, recorded in ``<work>/corpus_build.json``: a work
 #: directory made by another version (other songs under the same names) is refused, not mixed.
-BUILD_STAMP = {"songs": "training variant 1 (variety=True, timbre.random_colour)",
+BUILD_STAMP = {"songs": "training variant 2 (variety=True, timbre.random_colour, early cues)",
                "renditions": RENDITIONS}
 _STAMP_FILE = "corpus_build.json"
 

@@ -51,8 +51,9 @@ a trained model reach tens, where float32 rounding alone is a few 1e-6.)
 CLI::
 
     python -m fractalsync_models.training.train_anticipator --build-corpus 240 \\
-        --work /tmp/anticipator_work_v2 --out fractalsync_models/models/anticipator_v1.onnx \\
-        --holdout 40 --val 20 --epochs 24 --batch 32 --window 512 --hazard-weight 2 --lr 4e-3
+        --work /tmp/anticipator_work_v3 --out fractalsync_models/models/anticipator_v1.onnx \\
+        --holdout 40 --val 20 --epochs 24 --batch 32 --window 512 --hazard-weight 2 --lr 4e-3 \\
+        --jobs 2 --threads 1
 
 (the shipped model's command; its model card ``anticipator_v1.json`` records it).
 """
