@@ -13,11 +13,12 @@ Modes, chosen from the arguments and the machine:
   MP4 with its audio (see :mod:`examples.julia.video_render`), then frame-time statistics are
   printed. ``--mic`` needs a window.
 
-``--controller analytic`` (default) runs :class:`~examples.julia.controller.AnalyticController`;
-``--controller onnx`` runs the trained model
+``--controller onnx`` (default: it measures better than the analytic one on every measure of
+``benchmarks/measure_julia_sync.py --controller both``, see the README) runs the trained model
 (:class:`~examples.julia.controller_onnx.OnnxController`: the shipped ``controller_v1.onnx`` or
-``--controller-model FILE``) in both modes; a missing or invalid model file is an error naming
-it, before anything starts.
+``--controller-model FILE``) and ``--controller analytic`` runs
+:class:`~examples.julia.controller.AnalyticController`, in both modes; a missing or invalid
+model file is an error naming it, before anything starts.
 
 The demo song is a generated structured song (``generate_song(DEMO_SEED)``, see
 ``fractalsync_models.training.song_generator``), made on the fly at 44.1 kHz.
@@ -113,9 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="window: do not play the file, pace it in real time (no output device)")
     p.add_argument("--structure", choices=("model", "none"), default="model",
                    help="structure tracker: the shipped anticipator model, or none (neutral)")
-    p.add_argument("--controller", choices=("analytic", "onnx"), default="analytic",
+    p.add_argument("--controller", choices=("analytic", "onnx"), default="onnx",
                    help="what turns beat, features and sections into the picture's controls: "
-                        "the analytic controller (default) or the trained ONNX model")
+                        "the trained ONNX model (default) or the analytic controller")
     p.add_argument("--controller-model", metavar="FILE.onnx", default=None,
                    help="--controller onnx: the model file (default: the shipped "
                         "fractalsync_models/models/controller_v1.onnx)")
