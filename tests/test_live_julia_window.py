@@ -120,7 +120,7 @@ def test_file_plays_through_a_real_portaudio_stream(xvfb, song, tmp_path):
     # ALSA's null device has no clock: PortAudio plays the file as fast as the callback runs,
     # so the app ends when the file is done, well before --seconds.
     assert re.search(r"\d+ frames in \d+\.\d s", out), out
-    assert "(320x180, scale 2, analytic controller)" in out and "quality:" not in out, out
+    assert "(320x180, scale 2, onnx controller)" in out and "quality:" not in out, out
     # (fixed scale: no governor)
 
 
