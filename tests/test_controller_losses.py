@@ -170,6 +170,40 @@ def test_section_loss_weights_by_probabilities():
                                                                  abs=1e-3)
 
 
+def test_chorus_start_frames_marks_the_first_frames_of_each_chorus_begun_in_the_sequence():
+    sect = torch.zeros(2, 40, 8)
+    sect[0, 5:20, L._CHORUS] = 1.0  # a chorus from frame 5, another from 30
+    sect[0, 30:, L._CHORUS] = 1.0
+    sect[0, 20:30, L._VERSE] = sect[0, :5, L._VERSE] = 1.0
+    sect[1, :, L._CHORUS] = 1.0  # under way at the first frame: no start
+    got = L.chorus_start_frames(sect, frames=4)
+    want = np.zeros((2, 40), bool)
+    want[0, 5:9] = want[0, 30:34] = True
+    assert np.array_equal(got.numpy(), want)
+    # a start longer than the chorus: only chorus frames
+    got = L.chorus_start_frames(sect, frames=20)
+    want[0, 5:20] = want[0, 30:40] = True
+    assert np.array_equal(got.numpy(), want)
+    assert not L.chorus_start_frames(torch.zeros(1, 0, 8)).any()
+
+
+def test_section_loss_weights_chorus_starts():
+    # frame 0 verse, frames 1-2 a chorus start (connected c: penalised), padding frame 3
+    c = torch.tensor([[[0.0, 0.0], [0.0, 0.0], [2.0, 0.0], [0.0, 0.0]]])
+    sect = torch.zeros(1, 4, 8)
+    sect[0, 0, L._VERSE] = 1.0
+    sect[0, 1:, L._CHORUS] = 1.0
+    mask = torch.tensor([[True, True, True, False]])
+    pen = (L.penalty_disconnected(c) * torch.tensor([1.0, 0, 0, 0])
+           + L.penalty_connected(c) * torch.tensor([0, 1.0, 1.0, 0]))[0]
+    assert pen[0] == 0.0 and pen[1] > 1.0 and pen[2] == 0.0
+    plain = float(L.section_loss(c, sect, mask))
+    assert plain == pytest.approx(float(pen[:3].mean()), rel=1e-6)
+    weighted = float(L.section_loss(c, sect, mask, start_weight=3.0))
+    assert weighted == pytest.approx(float(4.0 * pen[1]) / (1 + 4 + 4), rel=1e-6)
+    assert weighted > plain
+
+
 def test_anticipation_loss_hand_case():
     out = series(3, detail=[[0.5, 1.0, 1.5]], saturation=[[0.5, 1.0, 1.5]])
     haz = torch.tensor([0.0, 0.5, 1.0])[None, :, None].repeat(1, 1, 5)  # level = h
