@@ -170,37 +170,42 @@ def test_section_loss_weights_by_probabilities():
                                                                  abs=1e-3)
 
 
-def test_chorus_start_frames_marks_the_first_frames_of_each_chorus_begun_in_the_sequence():
+def test_section_switch_frames_marks_both_sides_of_each_chorus_switch():
     sect = torch.zeros(2, 40, 8)
-    sect[0, 5:20, L._CHORUS] = 1.0  # a chorus from frame 5, another from 30
+    sect[0, 5:20, L._CHORUS] = 1.0  # chorus switches at frames 5, 20 and 30
     sect[0, 30:, L._CHORUS] = 1.0
     sect[0, 20:30, L._VERSE] = sect[0, :5, L._VERSE] = 1.0
-    sect[1, :, L._CHORUS] = 1.0  # under way at the first frame: no start
-    got = L.chorus_start_frames(sect, frames=4)
+    sect[1, :, L._CHORUS] = 1.0  # under way at the first frame, never switching: none
+    got = L.section_switch_frames(sect, frames=3)
     want = np.zeros((2, 40), bool)
-    want[0, 5:9] = want[0, 30:34] = True
+    want[0, 2:8] = want[0, 17:23] = want[0, 27:33] = True  # s - 3 <= t < s + 3
     assert np.array_equal(got.numpy(), want)
-    # a start longer than the chorus: only chorus frames
-    got = L.chorus_start_frames(sect, frames=20)
-    want[0, 5:20] = want[0, 30:40] = True
+    got = L.section_switch_frames(sect, frames=1)  # the frames either side of each switch
+    want = np.zeros((2, 40), bool)
+    want[0, [4, 5, 19, 20, 29, 30]] = True
     assert np.array_equal(got.numpy(), want)
-    assert not L.chorus_start_frames(torch.zeros(1, 0, 8)).any()
+    assert not L.section_switch_frames(torch.zeros(1, 0, 8)).any()
+    assert not L.section_switch_frames(torch.zeros(1, 1, 8)).any()
 
 
-def test_section_loss_weights_chorus_starts():
-    # frame 0 verse, frames 1-2 a chorus start (connected c: penalised), padding frame 3
-    c = torch.tensor([[[0.0, 0.0], [0.0, 0.0], [2.0, 0.0], [0.0, 0.0]]])
-    sect = torch.zeros(1, 4, 8)
-    sect[0, 0, L._VERSE] = 1.0
-    sect[0, 1:, L._CHORUS] = 1.0
-    mask = torch.tensor([[True, True, True, False]])
-    pen = (L.penalty_disconnected(c) * torch.tensor([1.0, 0, 0, 0])
-           + L.penalty_connected(c) * torch.tensor([0, 1.0, 1.0, 0]))[0]
-    assert pen[0] == 0.0 and pen[1] > 1.0 and pen[2] == 0.0
+def test_section_loss_weights_the_frames_near_a_switch():
+    # 150 verse frames then 150 chorus frames (a switch at 150); c = 0 (connected) everywhere
+    # but after the chorus's first 10 frames (c = 2: escaped), so only those 10 are penalised
+    T, s0, n = 300, 150, L.SWITCH_FRAMES
+    c = torch.zeros(1, T, 2)
+    c[0, s0 + 10:, 0] = 2.0
+    sect = torch.zeros(1, T, 8)
+    sect[0, :s0, L._VERSE] = 1.0
+    sect[0, s0:, L._CHORUS] = 1.0
+    mask = torch.ones(1, T, dtype=torch.bool)
+    p1 = float(L.penalty_connected(torch.zeros(1, 1, 2)))
+    assert p1 > 1.0 and float(L.penalty_connected(torch.tensor([[[2.0, 0.0]]]))) == 0.0
+    assert float(L.penalty_disconnected(torch.zeros(1, 1, 2))) == 0.0
     plain = float(L.section_loss(c, sect, mask))
-    assert plain == pytest.approx(float(pen[:3].mean()), rel=1e-6)
-    weighted = float(L.section_loss(c, sect, mask, start_weight=3.0))
-    assert weighted == pytest.approx(float(4.0 * pen[1]) / (1 + 4 + 4), rel=1e-6)
+    assert plain == pytest.approx(10 * p1 / T, rel=1e-6)
+    weighted = float(L.section_loss(c, sect, mask, switch_weight=3.0))
+    near = 2 * n  # frames s0 - n .. s0 + n - 1 weigh 4, the other T - 2n weigh 1
+    assert weighted == pytest.approx(4 * 10 * p1 / (4 * near + (T - near)), rel=1e-6)
     assert weighted > plain
 
 

@@ -45,15 +45,16 @@ in ``CHANGE_WEIGHTS``'s comment). ``v_0 = 0``.
    from the set; the analytic controller's disc around ``C_OUT`` reaches 4 within 8), and out
    of the two largest components first, where the orbit alone barely moves (inside them it
    converges to a cycle). ``penalty_disconnected = relu(|lam| - LAM_IN) / (1 - LAM_IN)`` (well
-   inside the cardioid). Optionally the first ``CHORUS_START_FRAMES`` (2 s) of each true
-   chorus weigh ``1 + start_weight`` (``TrainConfig.w_chorus_start``, default 0: the shipped
-   model): every chorus frame both controllers lose is there (validation songs 400-409,
-   rendered: analytic 1380, trained 1427 of the 1920 first-2-s frames disconnected, all
-   later chorus frames disconnected; the anticipator names the chorus 3-26 frames after it
-   starts, then c crosses out of the set through the filters). ``--w-chorus-start 3`` with
-   the c filters at 60 ms x 2 (``model.TAU_S``) crossed earlier (first 2 s 1703 of 1920 on
-   validation; held-out + demo chorus 0.993, demo 0.978) but lost verse frames (held-out
-   pooled verse connected 0.9929 < the analytic 0.9944), so it was not shipped.
+   inside the cardioid). Optionally the frames within ``SWITCH_FRAMES`` (2 s) before or after
+   each switch of the true chorus flag weigh ``1 + switch_weight``
+   (``TrainConfig.w_section_switch``): every chorus frame both controllers lose is just after
+   a chorus starts (validation songs 400-409, rendered: analytic 1380, trained 1427 of the
+   1920 first-2-s frames disconnected, all later chorus frames disconnected; the anticipator
+   names the chorus 3-26 frames after it starts, then c crosses out of the set through the
+   filters). Weighting only the chorus starts (3, with the c filters at 60 ms x 2) crossed
+   earlier (first 2 s 1703 of 1920 on validation) but lost verse frames (held-out pooled verse
+   connected 0.9929 < the analytic 0.9944): the model left the set early before choruses.
+   Weighting both sides of each switch alike leaves nothing to gain by moving early.
 4. **Anticipation** (:func:`anticipation_loss`): build-up before a boundary proportional to the
    hazard. Hazard level ``H_t = sum_k HAZARD_WEIGHTS[k] hazard_k(t)`` (clean conditioning, in
    [0, 1]); build-up ``b_t = detail_t + saturation_t``; within each true section segment
@@ -98,10 +99,10 @@ from examples.julia.controller import CONTROL_RANGES, HAZARD_WEIGHTS
 from .data import FPS, JUMP_FRAMES
 
 __all__ = [
-    "CHANGE_WEIGHTS", "anticipation_loss", "bulb_radius", "cardioid_radius", "chorus_start_frames",
-    "look_loss",
+    "CHANGE_WEIGHTS", "anticipation_loss", "bulb_radius", "cardioid_radius", "look_loss",
     "normalised_controls", "orbit_reach", "penalty_connected",
-    "penalty_disconnected", "pulse_loss", "section_loss", "smoothness_loss", "variety_loss",
+    "penalty_disconnected", "pulse_loss", "section_loss", "section_switch_frames",
+    "smoothness_loss", "variety_loss",
     "visual_change",
 ]
 
@@ -121,7 +122,7 @@ ORBIT_CLAMP = 10.0
 ESCAPE_ITERS = 10
 _LOG_ESCAPED, _U_MIN = math.log(16.0), math.log(1e-4)
 LAM_OUT, LAM_IN, BULB_OUT = 1.1, 0.9, 1.2
-CHORUS_START_FRAMES = 120
+SWITCH_FRAMES = 120
 BUILDUP_GAIN = 0.5
 MIN_SEGMENT = 60
 VAR_MIN = 0.02 ** 2
@@ -229,26 +230,27 @@ def penalty_disconnected(c: torch.Tensor) -> torch.Tensor:
 _CHORUS, _VERSE = 4, 2  # SECTION_LABELS indices (checked in the tests)
 
 
-def chorus_start_frames(sect: torch.Tensor, frames: int = CHORUS_START_FRAMES) -> torch.Tensor:
-    """(B,T) bool: chorus frames (true ``p_chorus >= 0.5``) within ``frames`` frames after a
-    rise of ``p_chorus`` through 0.5 inside the sequence (a chorus already under way at the
-    sequence's first frame has no start in it). ``sect`` (B,T,8)."""
+def section_switch_frames(sect: torch.Tensor, frames: int = SWITCH_FRAMES) -> torch.Tensor:
+    """(B,T) bool: frames within ``frames`` frames before or after a switch of the true chorus
+    flag (``p_chorus >= 0.5``) inside the sequence: frame ``t`` is marked when a switch at
+    ``s`` (``flag[s] != flag[s-1]``, ``s >= 1``) has ``s - frames <= t < s + frames``.
+    ``sect`` (B,T,8)."""
     on = sect[..., _CHORUS] >= 0.5
-    if on.shape[1] == 0:
-        return on
-    rise = on & ~F.pad(on[:, :-1], (1, 0), value=True)
-    recent = F.max_pool1d(F.pad(rise.float()[:, None], (frames - 1, 0)), frames, 1)[:, 0] > 0
-    return recent & on
+    if on.shape[1] < 2:
+        return torch.zeros_like(on)
+    switch = F.pad((on[:, 1:] != on[:, :-1]).float(), (1, 0))
+    near = F.max_pool1d(F.pad(switch[:, None], (frames - 1, frames)), 2 * frames, 1)[:, 0]
+    return near > 0
 
 
 def section_loss(c: torch.Tensor, sect: torch.Tensor, mask: torch.Tensor,
-                 start_weight: float = 0.0) -> torch.Tensor:
+                 switch_weight: float = 0.0) -> torch.Tensor:
     """Section-aware loss (module docstring, 3): ``c`` (B,T,2), ``sect`` (B,T,8) the true
-    section probabilities, ``mask`` (B,T). The frames of :func:`chorus_start_frames` weigh
-    ``1 + start_weight`` (a weighted mean), the others 1."""
+    section probabilities, ``mask`` (B,T). The frames of :func:`section_switch_frames` weigh
+    ``1 + switch_weight`` (a weighted mean), the others 1."""
     p = sect[..., _CHORUS]
     pen = p * penalty_connected(c) + (1.0 - p) * penalty_disconnected(c)
-    m = mask.float() * (1.0 + start_weight * chorus_start_frames(sect).float())
+    m = mask.float() * (1.0 + switch_weight * section_switch_frames(sect).float())
     return (pen * m).sum() / m.sum().clamp(min=1)
 
 

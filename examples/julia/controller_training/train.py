@@ -81,7 +81,7 @@ class TrainConfig:
     w_pulse: float = 1.0
     w_smooth: float = 1.0
     w_section: float = 3.0
-    w_chorus_start: float = 0.0
+    w_section_switch: float = 0.0
     w_anticipation: float = 1.0
     w_variety: float = 1.0
     w_look: float = 1.0
@@ -151,9 +151,9 @@ def make_batch(songs: list[SongFrames], crops, rng: np.random.Generator, p_teach
     return out
 
 
-def batch_losses(model: ControllerNet, batch: dict, chorus_start: float = 0.0) -> dict:
-    """The six losses (scalars) of a batch (:func:`make_batch`); ``chorus_start`` the extra
-    weight of the chorus starts in the section loss (``TrainConfig.w_chorus_start``)."""
+def batch_losses(model: ControllerNet, batch: dict, switch: float = 0.0) -> dict:
+    """The six losses (scalars) of a batch (:func:`make_batch`); ``switch`` the extra weight
+    of the frames near a chorus switch in the section loss (``TrainConfig.w_section_switch``)."""
     out = model.sequence(batch["micro"], batch["beat"], batch["sect"], batch["haz"])
     mask = batch["mask"]
     result = {
@@ -164,7 +164,7 @@ def batch_losses(model: ControllerNet, batch: dict, chorus_start: float = 0.0) -
     if sel.any():
         sub = {k: v[sel] for k, v in out.items() if k != "state"}
         result["section"] = losses.section_loss(sub["c"], batch["sect_true"][sel], mask[sel],
-                                                 chorus_start)
+                                                 switch)
         result["anticipation"] = losses.anticipation_loss(sub, batch["haz_clean"][sel],
                                                           batch["segments"][sel])
         result["variety"] = losses.variety_loss(sub, batch["segments"][sel],
@@ -196,7 +196,7 @@ def train(songs: list[SongFrames], config: TrainConfig, log=print):
         nb = skipped = 0
         for k in range(0, len(crops), config.batch):
             batch = make_batch(songs, crops[k:k + config.batch], rng, p_teacher, config.noise)
-            parts = batch_losses(model, batch, config.w_chorus_start)
+            parts = batch_losses(model, batch, config.w_section_switch)
             total = sum(weights[n] * parts[n] for n in LOSS_NAMES)
             opt.zero_grad()
             total.backward()
