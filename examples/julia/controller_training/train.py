@@ -81,7 +81,7 @@ class TrainConfig:
     w_pulse: float = 1.0
     w_smooth: float = 1.0
     w_section: float = 3.0
-    w_section_switch: float = 0.0
+    w_section_switch: float = 3.0
     w_anticipation: float = 1.0
     w_variety: float = 1.0
     w_look: float = 1.0
